@@ -1,0 +1,326 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/hookgate/hookgate/gateway/store"
+)
+
+// Badger is a Queue on disk, in a Badger database shared with the rest of
+// hookgate, under store.PrefixQueue.
+//
+// Appends go through one committer goroutine: it takes every append that
+// is waiting (up to MaxBatch), writes them in one transaction, syncs once,
+// and wakes their callers. While it syncs, new appends gather for the next
+// commit, so the more concurrent mutations there are, the fewer syncs each
+// one pays for.
+type Badger struct {
+	db      *badger.DB
+	opts    Options
+	reqs    chan *appendReq
+	updated chan struct{}
+	done    chan struct{} // closed when the committer has exited
+
+	closeMu sync.RWMutex // held for reading while sending on reqs; see Close
+	closed  bool         // guarded by closeMu
+
+	next  atomic.Uint64 // next sequence number; written by the committer only
+	acked atomic.Uint64 // highest acknowledged sequence number
+	// inflight counts appends accepted but not yet committed, so MaxBacklog
+	// holds while they wait.
+	inflight atomic.Int64
+}
+
+type appendReq struct {
+	data []byte
+	seq  uint64
+	err  error
+	done chan struct{}
+}
+
+var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan struct{}, 1)} }}
+
+// Keys: prefix + 0x00 + big-endian seq for records, prefix + 0x01 for the
+// acknowledged cursor.
+var (
+	recPrefix = []byte(store.PrefixQueue + "\x00")
+	ackKey    = []byte(store.PrefixQueue + "\x01")
+)
+
+func recKey(dst []byte, seq uint64) []byte {
+	dst = append(dst, recPrefix...)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// OpenBadger opens the queue stored in db and starts its committer.
+func OpenBadger(db *badger.DB, o Options) (*Badger, error) {
+	if o.MaxPending <= 0 {
+		o.MaxPending = 16384
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1024
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = time.Second
+	}
+	q := &Badger{
+		db:      db,
+		opts:    o,
+		reqs:    make(chan *appendReq, o.MaxPending),
+		updated: make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	var acked, last uint64
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(ackKey)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			if err := item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("queue cursor has %d bytes; want 8", len(v))
+				}
+				acked = binary.BigEndian.Uint64(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: recPrefix})
+		defer it.Close()
+		it.Seek(recKey(nil, ^uint64(0)))
+		if it.Valid() {
+			last = binary.BigEndian.Uint64(it.Item().Key()[len(recPrefix):])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot open queue: %w", err)
+	}
+	q.next.Store(max(last, acked) + 1)
+	q.acked.Store(acked)
+	go q.commitLoop()
+	return q, nil
+}
+
+// Append implements Queue. It blocks until the record is committed (and,
+// unless Async, synced), and fails at once with ErrFull rather than wait
+// for room.
+func (q *Badger) Append(data []byte) (uint64, error) {
+	if q.opts.MaxBacklog > 0 && q.Len()+uint64(q.inflight.Load()) >= q.opts.MaxBacklog {
+		return 0, ErrFull
+	}
+	r := reqPool.Get().(*appendReq)
+	r.data = append(r.data[:0], data...)
+	q.closeMu.RLock()
+	if q.closed {
+		q.closeMu.RUnlock()
+		releaseReq(r)
+		return 0, ErrClosed
+	}
+	select {
+	case q.reqs <- r:
+		q.inflight.Add(1)
+	default:
+		q.closeMu.RUnlock()
+		releaseReq(r)
+		return 0, ErrFull
+	}
+	q.closeMu.RUnlock()
+	<-r.done
+	seq, err := r.seq, r.err
+	releaseReq(r)
+	return seq, err
+}
+
+// releaseReq returns r to the pool; r must not be used afterwards.
+func releaseReq(r *appendReq) {
+	if cap(r.data) > 64<<10 {
+		r.data = nil
+	}
+	r.seq, r.err = 0, nil
+	reqPool.Put(r)
+}
+
+func (q *Badger) commitLoop() {
+	defer close(q.done)
+	batch := make([]*appendReq, 0, q.opts.MaxBatch)
+	var keys []byte
+	var syncTick <-chan time.Time
+	if q.opts.Async {
+		t := time.NewTicker(q.opts.SyncInterval)
+		defer t.Stop()
+		syncTick = t.C
+	}
+	for {
+		var r *appendReq
+		var ok bool
+		select {
+		case r, ok = <-q.reqs:
+		case <-syncTick:
+			// Errors resurface on the next sync or write; the async
+			// mode promises no more than the write-ahead log.
+			_ = q.db.Sync()
+			continue
+		}
+		if !ok {
+			if q.opts.Async {
+				_ = q.db.Sync()
+			}
+			return
+		}
+		batch = append(batch[:0], r)
+	gather:
+		for len(batch) < q.opts.MaxBatch {
+			select {
+			case r, ok := <-q.reqs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		keys = q.commit(batch, keys)
+	}
+}
+
+// commit writes batch in one transaction and wakes its callers. It reuses
+// keys as scratch space and returns it.
+func (q *Badger) commit(batch []*appendReq, keys []byte) []byte {
+	first := q.next.Load()
+	keys = keys[:0]
+	for i := range batch {
+		keys = recKey(keys, first+uint64(i))
+	}
+	kl := len(recPrefix) + 8
+	err := q.db.Update(func(txn *badger.Txn) error {
+		for i, r := range batch {
+			if err := txn.Set(keys[i*kl:(i+1)*kl:(i+1)*kl], r.data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && !q.opts.Async {
+		err = q.db.Sync()
+	}
+	if err == nil {
+		q.next.Store(first + uint64(len(batch)))
+	} else {
+		err = fmt.Errorf("cannot write change markers: %w", err)
+	}
+	q.inflight.Add(-int64(len(batch)))
+	for i, r := range batch {
+		if err == nil {
+			r.seq = first + uint64(i)
+		}
+		r.err = err
+		r.done <- struct{}{}
+		batch[i] = nil
+	}
+	if q.opts.OnCommit != nil {
+		q.opts.OnCommit(len(batch), err)
+	}
+	if err == nil {
+		signal(q.updated)
+	}
+	return keys
+}
+
+// Read implements Queue.
+func (q *Badger) Read(dst []Record, from uint64, limit int) ([]Record, error) {
+	if q.isClosed() {
+		return dst, ErrClosed
+	}
+	from = max(from, q.acked.Load()+1)
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: recPrefix, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		defer it.Close()
+		for it.Seek(recKey(nil, from)); it.Valid() && limit > 0; it.Next() {
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			dst = append(dst, Record{Seq: binary.BigEndian.Uint64(item.Key()[len(recPrefix):]), Data: v})
+			limit--
+		}
+		return nil
+	})
+	if err != nil {
+		return dst, fmt.Errorf("cannot read change markers: %w", err)
+	}
+	return dst, nil
+}
+
+// Ack implements Queue. The deletions are not synced: after a crash, some
+// acknowledged records may be read again (at-least-once), never fewer.
+func (q *Badger) Ack(upTo uint64) error {
+	if q.isClosed() {
+		return ErrClosed
+	}
+	if upTo >= q.next.Load() {
+		return ErrAckAhead
+	}
+	prev := q.acked.Load()
+	if upTo <= prev {
+		return nil
+	}
+	wb := q.db.NewWriteBatch()
+	defer wb.Cancel()
+	var key []byte
+	for s := prev + 1; s <= upTo; s++ {
+		key = recKey(key[:0], s)
+		if err := wb.Delete(append([]byte(nil), key...)); err != nil {
+			return fmt.Errorf("cannot acknowledge change markers: %w", err)
+		}
+	}
+	if err := wb.Set(append([]byte(nil), ackKey...), binary.BigEndian.AppendUint64(nil, upTo)); err != nil {
+		return fmt.Errorf("cannot acknowledge change markers: %w", err)
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("cannot acknowledge change markers: %w", err)
+	}
+	q.acked.Store(upTo)
+	return nil
+}
+
+// Len implements Queue.
+func (q *Badger) Len() uint64 {
+	return q.next.Load() - 1 - q.acked.Load()
+}
+
+// Updated implements Queue.
+func (q *Badger) Updated() <-chan struct{} { return q.updated }
+
+// Close implements Queue: it refuses new appends, commits those already
+// accepted, and stops the committer.
+func (q *Badger) Close() error {
+	q.closeMu.Lock()
+	if q.closed {
+		q.closeMu.Unlock()
+		return ErrClosed
+	}
+	q.closed = true
+	close(q.reqs) // no sender holds closeMu for reading now
+	q.closeMu.Unlock()
+	<-q.done
+	return nil
+}
+
+func (q *Badger) isClosed() bool {
+	q.closeMu.RLock()
+	defer q.closeMu.RUnlock()
+	return q.closed
+}

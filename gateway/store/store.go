@@ -1,0 +1,74 @@
+// Package store opens hookgate's Badger database and owns its key space:
+// every other package writes under the prefix this file gives it, so one
+// database holds the change queue (and later the webhooks) without clashes.
+//
+// The *badger.DB it returns is safe for concurrent use; the caller that
+// opened it closes it, after everything using it has stopped.
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Key prefixes, one per user of the database.
+const (
+	// PrefixQueue holds change markers and the queue's cursor.
+	PrefixQueue = "q"
+)
+
+// Options tunes the database. The zero value is valid.
+type Options struct {
+	// MemTableSize is the size of one Badger memtable, in bytes.
+	// Default 16 MiB: markers are small, and a smaller table keeps the
+	// gateway's resident memory low.
+	MemTableSize int64
+	// BlockCacheSize is the read cache, in bytes. Default 16 MiB.
+	BlockCacheSize int64
+	// Logger receives Badger's warnings and errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Open opens (creating if needed) the database in dir. Writes are not
+// synced by Badger itself: the queue groups its own syncs (see
+// queue.Options.Sync).
+func Open(dir string, o Options) (*badger.DB, error) {
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 16 << 20
+	}
+	if o.BlockCacheSize == 0 {
+		o.BlockCacheSize = 16 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create data directory %q: %w", dir, err)
+	}
+	opt := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{o.Logger.With("component", "badger")}).
+		WithSyncWrites(false).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(o.MemTableSize).
+		WithNumMemtables(3).
+		WithBlockCacheSize(o.BlockCacheSize).
+		WithValueLogFileSize(64 << 20)
+	db, err := badger.Open(opt)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open database in %q: %w", dir, err)
+	}
+	return db, nil
+}
+
+// badgerLogger passes Badger's warnings and errors to slog and drops its
+// chatty info and debug lines.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}
