@@ -1,0 +1,234 @@
+// Command hookgate is the webhook gateway: a proxy in front of a Pryv-like
+// API that records every change durably before answering, for the
+// notifications that follow.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/gateway/queue"
+	"github.com/hookgate/hookgate/gateway/rules"
+	"github.com/hookgate/hookgate/gateway/store"
+)
+
+type config struct {
+	listen, opsListen, upstreams, dataDir, usernameMode, durability, rulesFile string
+	apiVersion, serial, logLevel, logFormat                                   string
+	upstreamTimeout, dialTimeout, readTimeout, writeTimeout, idleTimeout      time.Duration
+	shutdownTimeout                                                           time.Duration
+	maxConns, maxBacklog, maxPending, bufferBody, maxClassifyBody             int
+	accountChanges                                                            bool
+}
+
+func main() {
+	var c config
+	fs := flag.NewFlagSet("hookgate", flag.ExitOnError)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` the proxy listens on, host:port (use :8080 for every interface)")
+	fs.StringVar(&c.opsListen, "ops-listen", "127.0.0.1:9090", "`address` for /metrics, /healthz and /readyz; empty disables them")
+	fs.StringVar(&c.upstreams, "upstream", "127.0.0.1:3000", "upstream API `addresses`, host:port, comma-separated; requests go to the least loaded")
+	fs.StringVar(&c.dataDir, "data-dir", "data", "`directory` of the Badger database holding the change queue; created if missing")
+	fs.StringVar(&c.usernameMode, "username-mode", "path", "where requests carry the username: `path` (/{username}/events) or subdomain ({username}.domain/events)")
+	fs.StringVar(&c.durability, "durability", "sync", "`mode` of change markers: sync (fsync before the client is answered, grouped across requests) or async (written before answering, synced every second: survives a hookgate crash, not a machine crash)")
+	fs.StringVar(&c.rulesFile, "rules", "", "JSON `file` of generic change rules (method + path pattern -> message) replacing the built-in Pryv table")
+	fs.BoolVar(&c.accountChanges, "account-changes", false, "also notify accountChanged for account and password changes (Pryv table only)")
+	fs.DurationVar(&c.upstreamTimeout, "upstream-timeout", 30*time.Second, "`duration` allowed for one upstream exchange, streamed bodies included; past it the client gets 504")
+	fs.DurationVar(&c.dialTimeout, "dial-timeout", 3*time.Second, "`duration` allowed to connect to the upstream; past it the client gets 504")
+	fs.DurationVar(&c.readTimeout, "read-timeout", 60*time.Second, "`duration` allowed to read a client's request, body included")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 60*time.Second, "`duration` allowed to write a response to a client, body included")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "`duration` an idle client keep-alive connection is kept")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "`duration` allowed on SIGINT/SIGTERM for in-flight requests to finish before exit")
+	fs.IntVar(&c.maxConns, "max-upstream-conns", 1024, "`connections` at most to each upstream address")
+	fs.IntVar(&c.bufferBody, "buffer-body", 64<<10, "request bodies up to this many `bytes` are read before forwarding; larger ones are streamed")
+	fs.IntVar(&c.maxClassifyBody, "max-classify-body", 16<<20, "largest batch-call or form-override body in `bytes` read to learn what changed; larger ones get 413")
+	fs.IntVar(&c.maxBacklog, "max-backlog", 0, "unacknowledged change markers at most (`count`); 0 means the disk is the limit")
+	fs.IntVar(&c.maxPending, "max-pending", 16384, "change markers at most waiting for the disk (`count`); past it a change is counted as lost and readiness fails")
+	fs.StringVar(&c.apiVersion, "api-version", "1.9.3", "`version` reported as meta.apiVersion in hookgate's own answers")
+	fs.StringVar(&c.serial, "serial", "hookgate", "`string` reported as meta.serial in hookgate's own answers")
+	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "`format` of logs: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: hookgate [flags]\n\nEvery flag can also be set with the environment variable HOOKGATE_<NAME>,\nfor example HOOKGATE_UPSTREAM_TIMEOUT=10s; a flag on the command line wins.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	_ = fs.Parse(os.Args[1:])
+	log, err := newLogger(c.logLevel, c.logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := run(c, log); err != nil {
+		log.Error("hookgate stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// applyEnv sets each flag from HOOKGATE_<NAME> when that variable is set.
+func applyEnv(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "HOOKGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && err == nil {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	o := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+func run(c config, log *slog.Logger) error {
+	mode, err := gateway.ParseUsernameMode(c.usernameMode)
+	if err != nil {
+		return err
+	}
+	if c.durability != "sync" && c.durability != "async" {
+		return fmt.Errorf("-durability %q: want sync or async", c.durability)
+	}
+	rc := rules.Pryv(c.accountChanges)
+	if c.rulesFile != "" {
+		if rc, err = rules.Load(c.rulesFile); err != nil {
+			return err
+		}
+	}
+	table, err := rules.Compile(rc)
+	if err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+
+	db, err := store.Open(c.dataDir, store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	q, err := queue.OpenBadger(db, queue.Options{
+		Async:      c.durability == "async",
+		MaxBacklog: uint64(c.maxBacklog),
+		MaxPending: c.maxPending,
+		OnCommit:   observeCommit,
+	})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	metrics.NewGauge(`hookgate_queue_depth`, func() float64 { return float64(q.Len()) })
+
+	g, err := gateway.New(gateway.Options{
+		Upstreams:           splitList(c.upstreams),
+		UsernameMode:        mode,
+		Rules:               table,
+		Queue:               q,
+		Meta:                core.Meta{APIVersion: c.apiVersion, Serial: c.serial},
+		UpstreamTimeout:     c.upstreamTimeout,
+		DialTimeout:         c.dialTimeout,
+		MaxConnsPerUpstream: c.maxConns,
+		ReadTimeout:         c.readTimeout,
+		WriteTimeout:        c.writeTimeout,
+		IdleTimeout:         c.idleTimeout,
+		BufferBodySize:      c.bufferBody,
+		MaxClassifyBody:     c.maxClassifyBody,
+		Logger:              log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %q: %w", c.listen, err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- g.Serve(ln) }()
+	var ops *fasthttp.Server
+	if c.opsListen != "" {
+		oln, err := net.Listen("tcp", c.opsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("cannot listen on %q: %w", c.opsListen, err)
+		}
+		ops = &fasthttp.Server{Handler: g.OpsHandler(), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+		go func() { errc <- ops.Serve(oln) }()
+	}
+	log.Info("hookgate started", "listen", ln.Addr().String(), "ops", c.opsListen, "upstream", c.upstreams,
+		"data_dir", c.dataDir, "username_mode", c.usernameMode, "durability", c.durability, "queued", q.Len())
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", c.shutdownTimeout)
+	case err := <-errc:
+		return fmt.Errorf("server: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	err = g.Shutdown(sctx)
+	if ops != nil {
+		_ = ops.ShutdownWithContext(sctx)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("requests still in flight at the shutdown deadline were cut off")
+	} else if err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	// Markers of finished requests are already durable; Close commits
+	// any still being written.
+	q.Close()
+	log.Info("hookgate stopped", "queued", q.Len())
+	return nil
+}
+
+var (
+	commitRecords = metrics.NewHistogram(`hookgate_queue_commit_records`)
+	commitErrors  = metrics.NewCounter(`hookgate_queue_commit_errors_total`)
+)
+
+func observeCommit(n int, err error) {
+	if err != nil {
+		commitErrors.Inc()
+		return
+	}
+	commitRecords.Update(float64(n))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

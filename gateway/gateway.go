@@ -1,0 +1,348 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/rules"
+)
+
+// Gateway proxies requests to the upstream and records their changes.
+type Gateway struct {
+	opts     Options
+	upstream upstreamDoer
+	voc      *core.Vocabulary
+	srv      *fasthttp.Server
+
+	// Health: Unix nanoseconds of the last marker append that succeeded
+	// and of the last that failed.
+	lastMarkOK, lastMarkFail atomic.Int64
+	// Unix nanoseconds of the last upstream answer after a failure, and
+	// of the last failure; answers are stamped only after a failure, so
+	// the hot path only reads.
+	lastUpOK, lastUpFail atomic.Int64
+	markLog              throttle
+}
+
+type upstreamDoer interface {
+	DoTimeout(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error
+}
+
+// New checks o and builds a Gateway.
+func New(o Options) (*Gateway, error) {
+	if len(o.Upstreams) == 0 {
+		return nil, errors.New("gateway: no upstream address")
+	}
+	if o.Rules == nil || o.Queue == nil {
+		return nil, errors.New("gateway: Rules and Queue are required")
+	}
+	o.setDefaults()
+	g := &Gateway{opts: o, voc: o.Rules.Vocabulary()}
+	g.markLog.every = 10 * time.Second
+	var hosts []fasthttp.BalancingClient
+	for _, addr := range o.Upstreams {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("gateway: upstream %q: want host:port: %w", addr, err)
+		}
+		hosts = append(hosts, g.hostClient(addr))
+	}
+	if len(hosts) == 1 {
+		g.upstream = hosts[0].(*fasthttp.HostClient)
+	} else {
+		g.upstream = &fasthttp.LBClient{Clients: hosts, Timeout: o.UpstreamTimeout}
+	}
+	g.srv = &fasthttp.Server{
+		Handler:                      g.Handle,
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		MaxRequestBodySize:           o.BufferBodySize,
+		ReadBufferSize:               o.MaxHeaderSize,
+		ReadTimeout:                  o.ReadTimeout,
+		WriteTimeout:                 o.WriteTimeout,
+		IdleTimeout:                  o.IdleTimeout,
+		CloseOnShutdown:              true,
+		SecureErrorLogMessage:        true,
+		Logger:                       fasthttpLogger{o.Logger.With("component", "server")},
+	}
+	return g, nil
+}
+
+func (g *Gateway) hostClient(addr string) *fasthttp.HostClient {
+	o := &g.opts
+	return &fasthttp.HostClient{
+		Addr:                     addr,
+		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true,
+		StreamResponseBody:       true,
+		SecureErrorLogMessage:    true,
+		MaxConns:                 o.MaxConnsPerUpstream,
+		MaxConnWaitTimeout:       o.UpstreamTimeout,
+		MaxIdleConnDuration:      o.MaxIdleConnDuration,
+		ReadBufferSize:           o.MaxHeaderSize,
+		Dial: func(addr string) (net.Conn, error) {
+			return fasthttp.DialTimeout(addr, o.DialTimeout)
+		},
+	}
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error { return g.srv.Serve(ln) }
+
+// Shutdown stops accepting, waits for in-flight requests to finish (their
+// markers included) until ctx ends, and closes idle connections.
+func (g *Gateway) Shutdown(ctx context.Context) error { return g.srv.ShutdownWithContext(ctx) }
+
+// Ready reports whether the change queue accepted the latest marker the
+// gateway tried to write.
+func (g *Gateway) Ready() bool { return g.lastMarkFail.Load() <= g.lastMarkOK.Load() }
+
+// Handle serves one request: the proxy and its change detection.
+func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
+	var ubuf [core.MaxUserLen]byte
+	user, rel := g.splitUser(ctx)
+	user = append(ubuf[:0], user...) // outlives changes to the request's header
+	act := rules.Action{}
+	if len(user) > 0 {
+		act = g.opts.Rules.Match(ctx.Method(), rel)
+	}
+
+	var calls []core.MessageSet
+	if len(user) > 0 && (act.Batch || g.mayOverride(ctx, act)) {
+		var ok bool
+		if act, calls, ok = g.classifyBody(ctx, act, rel); !ok {
+			return // answered 413
+		}
+	}
+
+	class := classRead
+	if act.Batch {
+		class = classBatch
+	} else if act.Changes() {
+		class = classChange
+	}
+
+	clientClose := g.prepareRequest(ctx)
+	start := time.Now()
+	err := g.upstream.DoTimeout(&ctx.Request, &ctx.Response, g.opts.UpstreamTimeout)
+	upstreamDuration.UpdateDuration(start)
+	if err != nil {
+		g.lastUpFail.Store(time.Now().UnixNano())
+		g.upstreamError(ctx, err)
+		if clientClose {
+			ctx.SetConnectionClose()
+		}
+		return
+	}
+	if g.lastUpFail.Load() > g.lastUpOK.Load() {
+		g.lastUpOK.Store(time.Now().UnixNano())
+	}
+	cleanResponse(&ctx.Response.Header)
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+	status := ctx.Response.StatusCode()
+	if sc := status / 100; sc >= 1 && sc <= 5 {
+		proxyRequests[class][sc].Inc()
+	}
+	if sc := status / 100; sc != 2 || !act.Changes() {
+		return
+	}
+	set := act.Messages
+	if act.Batch {
+		answer, ok := g.readResponseBody(ctx)
+		if ok {
+			set = rules.BatchResults(calls, answer)
+		} else {
+			set = unionOf(calls)
+		}
+	}
+	if set != 0 {
+		g.mark(user, set)
+	}
+}
+
+// mayOverride reports whether the request may be a Pryv form override,
+// whose body must be read to know the real method.
+func (g *Gateway) mayOverride(ctx *fasthttp.RequestCtx, act rules.Action) bool {
+	if !g.opts.Rules.FormOverride() || !ctx.IsPost() {
+		return false
+	}
+	ct := ctx.Request.Header.ContentType()
+	const form = "application/x-www-form-urlencoded"
+	return len(ct) >= len(form) && string(ct[:len(form)]) == form
+}
+
+// classifyBody reads the request body to classify a batch call or a form
+// override. ok is false when the body was too large and the client has
+// been answered 413.
+func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel []byte) (rules.Action, []core.MessageSet, bool) {
+	body, ok := g.readRequestBody(ctx)
+	if !ok {
+		tooLarge.Inc()
+		g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
+			fmt.Sprintf("The request body exceeds the %d bytes hookgate reads for batch calls and form overrides.", g.opts.MaxClassifyBody))
+		return act, nil, false
+	}
+	if g.mayOverride(ctx, act) {
+		m, j := rules.FormOverride(body)
+		if m != "" {
+			act = g.opts.Rules.Match([]byte(m), rel)
+		}
+		body = j
+	}
+	if !act.Batch {
+		return act, nil, true
+	}
+	calls, parsed := g.opts.Rules.BatchCalls(body)
+	if !parsed {
+		// The upstream will most likely refuse it; should it not, assume
+		// every message rather than miss a change.
+		return rules.Action{Messages: g.voc.All()}, nil, true
+	}
+	if unionOf(calls) == 0 {
+		return rules.Action{}, nil, true // reads only: no need to read the answer
+	}
+	return act, calls, true
+}
+
+func unionOf(calls []core.MessageSet) core.MessageSet {
+	var s core.MessageSet
+	for _, c := range calls {
+		s |= c
+	}
+	return s
+}
+
+// readRequestBody returns the whole request body, reading a streamed body
+// into the request so it is still forwarded. ok is false past
+// MaxClassifyBody.
+func (g *Gateway) readRequestBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
+	req := &ctx.Request
+	if !req.IsBodyStream() {
+		return req.Body(), len(req.Body()) <= g.opts.MaxClassifyBody
+	}
+	if cl := req.Header.ContentLength(); cl > g.opts.MaxClassifyBody {
+		return nil, false
+	}
+	buf, err := readLimited(req.BodyStream(), g.opts.MaxClassifyBody)
+	if err != nil {
+		return nil, false
+	}
+	req.SetBody(buf)
+	return req.Body(), true
+}
+
+// readResponseBody reads a streamed batch answer into the response so it
+// can be parsed and still sent to the client.
+func (g *Gateway) readResponseBody(ctx *fasthttp.RequestCtx) ([]byte, bool) {
+	resp := &ctx.Response
+	if !resp.IsBodyStream() {
+		return resp.Body(), true
+	}
+	stream := resp.BodyStream()
+	buf, err := readLimited(stream, g.opts.MaxClassifyBody)
+	if err != nil {
+		// Too large or cut short: the caller assumes every message. The
+		// client still gets what was read and the rest of the stream.
+		resp.SetBodyStream(io.MultiReader(bytes.NewReader(buf), stream), -1)
+		return nil, false
+	}
+	resp.SetBody(buf)
+	return resp.Body(), true
+}
+
+var errTooLarge = errors.New("body too large")
+
+func readLimited(r io.Reader, limit int) ([]byte, error) {
+	buf, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return buf, err
+	}
+	if len(buf) > limit {
+		return buf, errTooLarge
+	}
+	return buf, nil
+}
+
+// splitUser finds the username and the path relative to the user's root.
+// Both alias the request's memory. user is empty for non-user requests.
+func (g *Gateway) splitUser(ctx *fasthttp.RequestCtx) (user, rel []byte) {
+	path := ctx.Path()
+	seg, rest := firstSegment(path)
+	if g.opts.UsernameMode == UsernameSubdomain {
+		label := hostLabel(ctx.Host())
+		if !core.ValidUsername(label) || core.ReservedRoot(label) || core.ReservedRoot(seg) {
+			return nil, nil
+		}
+		if string(seg) == string(label) { // the path already names the user
+			return label, rest
+		}
+		return label, path
+	}
+	if !core.ValidUsername(seg) || core.ReservedRoot(seg) {
+		return nil, nil
+	}
+	return seg, rest
+}
+
+// firstSegment splits "/alice/events" into "alice" and "/events".
+func firstSegment(path []byte) (seg, rest []byte) {
+	for len(path) > 0 && path[0] == '/' {
+		path = path[1:]
+	}
+	for i, c := range path {
+		if c == '/' {
+			return path[:i], path[i:]
+		}
+	}
+	return path, nil
+}
+
+// hostLabel returns the first label of a host that has at least two.
+func hostLabel(host []byte) []byte {
+	for i, c := range host {
+		if c == '.' {
+			return host[:i]
+		}
+		if c == ':' || c == '[' {
+			return nil
+		}
+	}
+	return nil
+}
+
+// mark appends a change marker. A failure is counted, logged (throttled)
+// and shown by Ready; the client still gets the upstream's answer.
+func (g *Gateway) mark(user []byte, set core.MessageSet) {
+	bp := markerBufs.Get().(*[]byte)
+	now := time.Now().UnixNano()
+	*bp = core.AppendMarker((*bp)[:0], now, user, g.voc, set)
+	_, err := g.opts.Queue.Append(*bp)
+	markerBufs.Put(bp)
+	done := time.Now().UnixNano()
+	if err != nil {
+		markerErrors.Inc()
+		g.lastMarkFail.Store(done)
+		if g.markLog.allow() {
+			g.opts.Logger.Error("cannot record a change; its notification may be missing", "err", err, "suppressed", g.markLog.suppressed())
+		}
+		return
+	}
+	markersWritten.Inc()
+	g.lastMarkOK.Store(done)
+}
+
+var markerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}

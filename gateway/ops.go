@@ -1,0 +1,45 @@
+package gateway
+
+import (
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+)
+
+// OpsHandler serves /metrics (Prometheus text), /healthz (the process is
+// up) and /readyz (the change queue takes markers and the upstream
+// answers). It is meant for a separate, internal listener: on the proxy's
+// own port these paths would shadow usernames.
+func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.Path()) {
+		case "/metrics":
+			ctx.SetContentType("text/plain; version=0.0.4")
+			metrics.WritePrometheus(ctx, true)
+		case "/healthz":
+			ctx.SetContentType("text/plain")
+			ctx.WriteString("ok\n")
+		case "/readyz":
+			ctx.SetContentType("text/plain")
+			queueOK, upstreamOK := g.Ready(), g.UpstreamReachable()
+			if !queueOK || !upstreamOK {
+				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			}
+			ctx.WriteString("queue: " + okWord(queueOK) + "\nupstream: " + okWord(upstreamOK) + "\n")
+		default:
+			ctx.Error("not found", fasthttp.StatusNotFound)
+		}
+	}
+}
+
+func okWord(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "failing"
+}
+
+// UpstreamReachable reports whether the latest upstream exchange that
+// ended got an answer (of any status).
+func (g *Gateway) UpstreamReachable() bool {
+	return g.lastUpFail.Load() <= g.lastUpOK.Load()
+}

@@ -1,0 +1,122 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/rules"
+)
+
+// UsernameMode says where requests carry the Pryv username.
+type UsernameMode int
+
+const (
+	// UsernamePath: the first path segment, /{username}/events.
+	UsernamePath UsernameMode = iota
+	// UsernameSubdomain: the first label of the Host, {username}.domain.
+	UsernameSubdomain
+)
+
+// ParseUsernameMode reads "path" or "subdomain".
+func ParseUsernameMode(s string) (UsernameMode, error) {
+	switch s {
+	case "path":
+		return UsernamePath, nil
+	case "subdomain":
+		return UsernameSubdomain, nil
+	}
+	return 0, fmt.Errorf("username mode %q: want path or subdomain", s)
+}
+
+// Appender is where the gateway puts change markers; queue.Badger and
+// queue.Memory implement it.
+type Appender interface {
+	// Append stores a copy of data durably and returns once it is stored.
+	Append(data []byte) (seq uint64, err error)
+}
+
+// Options configures a Gateway. Upstreams, Rules and Queue are required;
+// every other zero value is replaced by the default its comment gives.
+type Options struct {
+	// Upstreams are the upstream API's addresses, host:port. With more
+	// than one, requests go to the least loaded.
+	Upstreams []string
+	// UsernameMode says where the username is. Default UsernamePath.
+	UsernameMode UsernameMode
+	// Rules classify requests. Required.
+	Rules *rules.Table
+	// Queue receives change markers. Required.
+	Queue Appender
+	// Meta is reported in the gateway's own error answers.
+	// Default {APIVersion: "1.9.3", Serial: "hookgate"}.
+	Meta core.Meta
+
+	// UpstreamTimeout bounds one upstream exchange, from sending the
+	// request to reading the end of the response (streamed bodies
+	// included). Past it the client gets 504. Default 30s.
+	UpstreamTimeout time.Duration
+	// DialTimeout bounds connecting to the upstream. Default 3s.
+	DialTimeout time.Duration
+	// MaxConnsPerUpstream caps open connections to each upstream address.
+	// Requests wait for a free one up to UpstreamTimeout. Default 1024.
+	MaxConnsPerUpstream int
+	// MaxIdleConnDuration closes pooled upstream connections idle this
+	// long. Default 10s.
+	MaxIdleConnDuration time.Duration
+
+	// ReadTimeout bounds reading a client's request, body included.
+	// Default 60s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response to the client, body
+	// included. Default 60s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes idle client keep-alive connections. Default 60s.
+	IdleTimeout time.Duration
+	// MaxHeaderSize is the largest request or response head, in bytes.
+	// Default 16 KiB.
+	MaxHeaderSize int
+	// BufferBodySize is the largest request body read into memory before
+	// the request is forwarded; larger bodies are streamed. Default 64 KiB.
+	BufferBodySize int
+	// MaxClassifyBody is the largest batch-call or form-override body
+	// (request or answer) the gateway reads to learn what changed; larger
+	// requests of those kinds get 413. Default 16 MiB.
+	MaxClassifyBody int
+
+	// Logger receives the gateway's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(d *int, v int) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.UpstreamTimeout, 30*time.Second)
+	def(&o.DialTimeout, 3*time.Second)
+	def(&o.MaxIdleConnDuration, 10*time.Second)
+	def(&o.ReadTimeout, 60*time.Second)
+	def(&o.WriteTimeout, 60*time.Second)
+	def(&o.IdleTimeout, 60*time.Second)
+	defInt(&o.MaxConnsPerUpstream, 1024)
+	defInt(&o.MaxHeaderSize, 16<<10)
+	defInt(&o.BufferBodySize, 64<<10)
+	defInt(&o.MaxClassifyBody, 16<<20)
+	if o.Meta.APIVersion == "" {
+		o.Meta.APIVersion = "1.9.3"
+	}
+	if o.Meta.Serial == "" {
+		o.Meta.Serial = "hookgate"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}

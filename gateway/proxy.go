@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// hopHeaders are dropped in both directions (RFC 9110 §7.6.1), with any
+// header the Connection header names. Transfer-Encoding and Content-Length
+// are not listed: fasthttp frames bodies itself on each hop.
+var hopHeaders = []string{
+	fasthttp.HeaderConnection,
+	"Proxy-Connection",
+	fasthttp.HeaderKeepAlive,
+	fasthttp.HeaderProxyAuthenticate,
+	fasthttp.HeaderProxyAuthorization,
+	fasthttp.HeaderTE,
+	fasthttp.HeaderTrailer,
+	fasthttp.HeaderUpgrade,
+}
+
+// headerHolder is what requests and responses share for header clean-up.
+type headerHolder interface {
+	Peek(key string) []byte
+	Del(key string)
+	DelBytes(key []byte)
+	ResetConnectionClose()
+}
+
+// dropHopHeaders removes hop-by-hop headers from h.
+func dropHopHeaders(h headerHolder) {
+	if v := h.Peek(fasthttp.HeaderConnection); len(v) > 0 {
+		for len(v) > 0 {
+			var tok []byte
+			tok, v = nextToken(v)
+			if len(tok) > 0 {
+				h.DelBytes(tok)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	h.ResetConnectionClose()
+}
+
+// nextToken returns the first comma-separated token of v, trimmed, and the
+// rest.
+func nextToken(v []byte) (tok, rest []byte) {
+	i := 0
+	for i < len(v) && v[i] != ',' {
+		i++
+	}
+	tok, rest = v[:i], v[min(i+1, len(v)):]
+	for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t') {
+		tok = tok[1:]
+	}
+	for len(tok) > 0 && (tok[len(tok)-1] == ' ' || tok[len(tok)-1] == '\t') {
+		tok = tok[:len(tok)-1]
+	}
+	return tok, rest
+}
+
+// prepareRequest turns the client's request into the upstream request in
+// place. It returns whether the client asked to close its connection, for
+// the caller to honour once the upstream exchange is done.
+func (g *Gateway) prepareRequest(ctx *fasthttp.RequestCtx) (clientClose bool) {
+	h := &ctx.Request.Header
+	clientClose = h.ConnectionClose()
+	dropHopHeaders(h)
+	ctx.Request.UseHostHeader = true
+
+	var buf [64]byte
+	ip := appendIP(buf[:0], ctx.RemoteIP())
+	if prior := h.Peek(fasthttp.HeaderXForwardedFor); len(prior) > 0 {
+		v := make([]byte, 0, len(prior)+2+len(ip))
+		v = append(append(append(v, prior...), ", "...), ip...)
+		h.SetBytesV(fasthttp.HeaderXForwardedFor, v)
+	} else {
+		h.SetBytesV(fasthttp.HeaderXForwardedFor, ip)
+	}
+	if ctx.IsTLS() {
+		h.Set(fasthttp.HeaderXForwardedProto, "https")
+	} else {
+		h.Set(fasthttp.HeaderXForwardedProto, "http")
+	}
+	h.SetBytesV(fasthttp.HeaderXForwardedHost, h.Host())
+	return clientClose
+}
+
+func appendIP(dst []byte, ip net.IP) []byte {
+	if ip4 := ip.To4(); ip4 != nil {
+		return fasthttp.AppendIPv4(dst, ip4)
+	}
+	return append(dst, ip.String()...)
+}
+
+// cleanResponse removes hop-by-hop headers from the upstream's answer.
+func cleanResponse(h *fasthttp.ResponseHeader) { dropHopHeaders(h) }
+
+// upstreamError answers a failed upstream exchange: 504 when it took too
+// long, 502 when the upstream could not be reached or broke the exchange,
+// 503 when every pooled connection stayed busy.
+func (g *Gateway) upstreamError(ctx *fasthttp.RequestCtx, err error) {
+	var nerr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.As(err, &nerr) && nerr.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		upstreamTimeout.Inc()
+		g.writeError(ctx, fasthttp.StatusGatewayTimeout, "api-timeout",
+			fmt.Sprintf("The API did not answer within %s.", g.opts.UpstreamTimeout))
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		upstreamUnavailable.Inc()
+		g.writeError(ctx, fasthttp.StatusServiceUnavailable, "api-unavailable",
+			"The API has no free connection; try again shortly.")
+	default:
+		upstreamUnavailable.Inc()
+		g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable",
+			"The API cannot be reached.")
+	}
+}
+
+// writeError answers with a Pryv-shaped error.
+func (g *Gateway) writeError(ctx *fasthttp.RequestCtx, status int, id, message string) {
+	ctx.Response.Reset()
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("application/json; charset=utf-8")
+	ctx.Response.SetBodyRaw(g.opts.Meta.AppendError(nil, time.Now().UnixNano(), id, message))
+}
+
+// throttle lets one log line through per period and counts the rest.
+type throttle struct {
+	every time.Duration
+	last  atomic.Int64
+	count atomic.Int64
+}
+
+func (t *throttle) allow() bool {
+	now := time.Now().UnixNano()
+	last := t.last.Load()
+	if now-last < int64(t.every) || !t.last.CompareAndSwap(last, now) {
+		t.count.Add(1)
+		return false
+	}
+	return true
+}
+
+// suppressed returns and resets the number of lines held back.
+func (t *throttle) suppressed() int64 { return t.count.Swap(0) }
+
+// fasthttpLogger sends fasthttp's messages to slog.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Warn(fmt.Sprintf(format, args...)) }
