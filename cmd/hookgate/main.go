@@ -28,11 +28,11 @@ import (
 
 type config struct {
 	listen, opsListen, upstreams, dataDir, usernameMode, durability, rulesFile string
-	apiVersion, serial, logLevel, logFormat                                   string
-	upstreamTimeout, dialTimeout, readTimeout, writeTimeout, idleTimeout      time.Duration
-	shutdownTimeout                                                           time.Duration
-	maxConns, maxBacklog, maxPending, bufferBody, maxClassifyBody             int
-	accountChanges                                                            bool
+	apiVersion, serial, logLevel, logFormat                                    string
+	upstreamTimeout, dialTimeout, readTimeout, writeTimeout, idleTimeout       time.Duration
+	shutdownTimeout                                                            time.Duration
+	maxConns, maxBacklog, maxPending, bufferBody, maxClassifyBody              int
+	accountChanges                                                             bool
 }
 
 func main() {
