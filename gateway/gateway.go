@@ -61,10 +61,12 @@ func New(o Options) (*Gateway, error) {
 	} else {
 		g.upstream = &fasthttp.LBClient{Clients: hosts, Timeout: o.UpstreamTimeout}
 	}
+	// The server writes its own Date on every answer (fasthttp's client
+	// resets the response's no-default-date flag): RFC 9110 §6.6.1 asks a
+	// forwarding recipient to add a Date where the origin sent none.
 	g.srv = &fasthttp.Server{
 		Handler:                      g.Handle,
 		NoDefaultServerHeader:        true,
-		NoDefaultDate:                true,
 		NoDefaultContentType:         true,
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
