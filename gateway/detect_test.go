@@ -280,4 +280,3 @@ func multipartBody(t *testing.T, event, file string, size int) (string, string) 
 	b.WriteString("\r\n--" + boundary + "--\r\n")
 	return b.String(), boundary
 }
-

@@ -194,6 +194,12 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel [
 	body, ok := g.readRequestBody(ctx)
 	if !ok {
 		tooLarge.Inc()
+		// Read (a bounded part of) what the client is still sending, so
+		// it sees the 413 instead of a reset connection, then close.
+		if s := ctx.Request.BodyStream(); s != nil {
+			_, _ = io.CopyN(io.Discard, s, int64(g.opts.MaxClassifyBody))
+		}
+		ctx.SetConnectionClose()
 		g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
 			fmt.Sprintf("The request body exceeds the %d bytes hookgate reads for batch calls and form overrides.", g.opts.MaxClassifyBody))
 		return act, nil, false

@@ -4,11 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
-	"strconv"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,7 +144,7 @@ func TestLargeBodiesStream(t *testing.T) {
 	// Three 48 MiB bodies crossed the gateway; buffering any of them whole
 	// would allocate at least 48 MiB. Everything in this process (client,
 	// gateway, upstream) together must stay well below one body.
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size/3 {
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size/3 && !raceEnabled {
 		t.Fatalf("moving 3 x %d MiB allocated %d MiB in total: bodies are being buffered", size>>20, alloc>>20)
 	} else {
 		t.Logf("moving 3 x %d MiB allocated %.1f MiB in total", size>>20, float64(alloc)/(1<<20))
