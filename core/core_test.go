@@ -150,3 +150,22 @@ func TestMetaAndError(t *testing.T) {
 		t.Fatalf("got %+v from %s", got, b)
 	}
 }
+
+// FuzzDecodeMarker: no record crashes the decoder, and whatever it accepts
+// encodes back to the same bytes.
+func FuzzDecodeMarker(f *testing.F) {
+	var v Vocabulary
+	ev, _ := v.Add(MsgEventsChanged)
+	f.Add(AppendMarker(nil, 1700000000123456789, []byte("alice"), &v, ev))
+	f.Add([]byte{1, 0, 5, 'a', 'l', 'i', 'c', 'e', 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		m, err := DecodeMarker(rec)
+		if err != nil {
+			return
+		}
+		if got := AppendMarkerNames(nil, m.Time, m.User, m.Messages); string(got) != string(rec) {
+			t.Fatalf("decode/encode of %x gave %x", rec, got)
+		}
+	})
+}

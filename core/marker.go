@@ -84,8 +84,8 @@ func DecodeMarker(rec []byte) (Marker, error) {
 	}
 	rec = rec[1:]
 	t, n := binary.Varint(rec)
-	if n <= 0 {
-		return m, ErrBadMarker
+	if n <= 0 || n != len(binary.AppendVarint(make([]byte, 0, binary.MaxVarintLen64), t)) {
+		return m, ErrBadMarker // truncated, or not the shortest encoding
 	}
 	m.Time = t
 	rec = rec[n:]

@@ -152,6 +152,14 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		g.lastUpOK.Store(time.Now().UnixNano())
 	}
 	cleanResponse(&ctx.Response.Header)
+	if resp := &ctx.Response; resp.IsBodyStream() {
+		// A small answer of known length is cheaper read into fasthttp's
+		// pooled body buffer than streamed; it also frees the upstream
+		// connection before the client has read anything.
+		if cl := resp.Header.ContentLength(); cl >= 0 && cl <= g.opts.BufferBodySize {
+			resp.Body()
+		}
+	}
 	if clientClose {
 		ctx.SetConnectionClose()
 	}
