@@ -78,7 +78,7 @@ func TestTokenForms(t *testing.T) {
 	ok(base+"/alice/access-info", "Authorization", "alice-app caller-id")
 	ok(base+"/alice/access-info", "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice-app:x")))
 	ok(base+"/alice/access-info", "Authorization", "Bearer alice-app")
-	ok(base+"/alice/access-info?auth=alice-app")
+	ok(base + "/alice/access-info?auth=alice-app")
 
 	fail := func(wantStatus int, wantID, url string, hdr ...string) {
 		t.Helper()
