@@ -122,7 +122,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	var calls []core.MessageSet
-	if len(user) > 0 && (act.Batch || g.mayOverride(ctx, act)) {
+	if len(user) > 0 && (act.Batch || g.mayOverride(ctx)) {
 		var ok bool
 		if act, calls, ok = g.classifyBody(ctx, act, rel); !ok {
 			return // answered 413
@@ -152,22 +152,28 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		g.lastUpOK.Store(time.Now().UnixNano())
 	}
 	cleanResponse(&ctx.Response.Header)
-	if resp := &ctx.Response; resp.IsBodyStream() {
-		// A small answer of known length is cheaper read into fasthttp's
-		// pooled body buffer than streamed; it also frees the upstream
-		// connection before the client has read anything.
-		if cl := resp.Header.ContentLength(); cl >= 0 && cl <= g.opts.BufferBodySize {
-			resp.Body()
+	if err := g.bufferSmallBody(&ctx.Response); err != nil {
+		// The upstream said 2xx and broke off in the body: the change most
+		// likely happened, so it is recorded although the client gets an
+		// error. A needless notification is harmless; a missed one is not.
+		if ctx.Response.StatusCode()/100 == 2 && act.Changes() {
+			g.mark(user, act.Messages|unionOf(calls))
 		}
+		g.lastUpFail.Store(time.Now().UnixNano())
+		g.upstreamError(ctx, err)
+		if clientClose {
+			ctx.SetConnectionClose()
+		}
+		return
 	}
 	if clientClose {
 		ctx.SetConnectionClose()
 	}
-	status := ctx.Response.StatusCode()
-	if sc := status / 100; sc >= 1 && sc <= 5 {
+	sc := ctx.Response.StatusCode() / 100
+	if sc >= 1 && sc <= 5 {
 		proxyRequests[class][sc].Inc()
 	}
-	if sc := status / 100; sc != 2 || !act.Changes() {
+	if sc != 2 || !act.Changes() {
 		return
 	}
 	set := act.Messages
@@ -184,9 +190,44 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// bufferSmallBody reads an answer of known length up to BufferBodySize
+// into the response: cheaper than streaming it, and it frees the upstream
+// connection before the client has read anything. An upstream that breaks
+// off or stalls in such a body yields an error, so the client gets a clean
+// 502 or 504 instead of a cut answer.
+func (g *Gateway) bufferSmallBody(resp *fasthttp.Response) error {
+	if !resp.IsBodyStream() {
+		return nil
+	}
+	cl := resp.Header.ContentLength()
+	if cl < 0 || cl > g.opts.BufferBodySize {
+		return nil
+	}
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	if cap(*bp) < cl {
+		*bp = make([]byte, cl)
+	}
+	buf := (*bp)[:cl]
+	stream := resp.BodyStream()
+	if _, err := io.ReadFull(stream, buf); err != nil {
+		if rc, ok := stream.(fasthttp.ReadCloserWithError); ok {
+			_ = rc.CloseWithError(err)
+		}
+		return fmt.Errorf("reading the upstream's answer: %w", err)
+	}
+	_ = resp.CloseBodyStream()
+	resp.SetBody(buf)
+	return nil
+}
+
+// bodyBufs holds scratch buffers of up to BufferBodySize for
+// bufferSmallBody.
+var bodyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // mayOverride reports whether the request may be a Pryv form override,
 // whose body must be read to know the real method.
-func (g *Gateway) mayOverride(ctx *fasthttp.RequestCtx, act rules.Action) bool {
+func (g *Gateway) mayOverride(ctx *fasthttp.RequestCtx) bool {
 	if !g.opts.Rules.FormOverride() || !ctx.IsPost() {
 		return false
 	}
@@ -212,7 +253,7 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel [
 			fmt.Sprintf("The request body exceeds the %d bytes hookgate reads for batch calls and form overrides.", g.opts.MaxClassifyBody))
 		return act, nil, false
 	}
-	if g.mayOverride(ctx, act) {
+	if g.mayOverride(ctx) {
 		m, j := rules.FormOverride(body)
 		if m != "" {
 			act = g.opts.Rules.Match([]byte(m), rel)

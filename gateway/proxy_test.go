@@ -281,6 +281,25 @@ func TestUpstreamSlow504(t *testing.T) {
 	}
 }
 
+func TestUpstreamBreaksOffBody(t *testing.T) {
+	// Promises 10 bytes, sends 3, then stalls: the client must get a clean
+	// error, not a 200 with a cut or invented body.
+	up := rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"a")
+	g := startGateway(t, Options{Upstreams: []string{up}, UpstreamTimeout: 300 * time.Millisecond})
+	resp, b := do(t, "POST", url(g, "/alice/events"), strings.NewReader("{}"))
+	if resp.StatusCode != 504 {
+		t.Fatalf("status %d: %s; want 504", resp.StatusCode, b)
+	}
+	if id, _ := pryvError(t, b); id != "api-timeout" {
+		t.Fatalf("error id %q", id)
+	}
+	// The upstream said 200: the change may well have happened, so it is
+	// recorded rather than risk a missed notification.
+	if m := g.markers(t); len(m) != 1 || m[0].User != "alice" || m[0].Messages[0] != "eventsChanged" {
+		t.Fatalf("markers %+v; want one eventsChanged for alice", m)
+	}
+}
+
 func TestSeveralUpstreams(t *testing.T) {
 	a, b := startEcho(t), startEcho(t)
 	g := startGateway(t, Options{Upstreams: []string{a, b}})
