@@ -18,6 +18,8 @@ import (
 const (
 	// PrefixQueue holds change markers and the queue's cursor.
 	PrefixQueue = "q"
+	// PrefixWebhooks holds webhook records, one key per webhook.
+	PrefixWebhooks = "w"
 )
 
 // Options tunes the database. The zero value is valid.

@@ -1,0 +1,141 @@
+package core
+
+import (
+	"crypto/rand"
+)
+
+// Webhook states.
+const (
+	StateActive   = "active"
+	StateInactive = "inactive"
+)
+
+// Access types, as access-info reports them.
+const (
+	AccessPersonal = "personal"
+	AccessApp      = "app"
+	AccessShared   = "shared"
+)
+
+// Run is one delivery attempt: the HTTP status (0 when there was no
+// answer) and when the attempt ended, in float Unix seconds.
+type Run struct {
+	Status    int     `json:"status"`
+	Timestamp float64 `json:"timestamp"`
+}
+
+// Webhook is the Pryv webhook record (PRYV-WEBHOOKS.md §2), with the
+// username it belongs to, which the API never shows.
+type Webhook struct {
+	ID             string  `json:"id"`
+	AccessID       string  `json:"accessId"`
+	URL            string  `json:"url"`
+	MinIntervalMs  int64   `json:"minIntervalMs"`
+	MaxRetries     int     `json:"maxRetries"`
+	CurrentRetries int     `json:"currentRetries"`
+	State          string  `json:"state"`
+	RunCount       int     `json:"runCount"`
+	FailCount      int     `json:"failCount"`
+	Runs           []Run   `json:"runs"`
+	LastRun        Run     `json:"lastRun"`
+	Created        float64 `json:"created"`
+	CreatedBy      string  `json:"createdBy"`
+	Modified       float64 `json:"modified"`
+	ModifiedBy     string  `json:"modifiedBy"`
+
+	User string `json:"-"`
+}
+
+// Clone returns a deep copy of w.
+func (w *Webhook) Clone() *Webhook {
+	c := *w
+	c.Runs = append([]Run(nil), w.Runs...)
+	if c.Runs == nil {
+		c.Runs = []Run{}
+	}
+	return &c
+}
+
+// RecordRun adds a run as Pryv does: newest first, at most keep runs,
+// lastRun = runs[0], runCount and, for a status outside 200-299,
+// failCount incremented.
+func (w *Webhook) RecordRun(r Run, keep int) {
+	w.RunCount++
+	if r.Status < 200 || r.Status > 299 {
+		w.FailCount++
+	}
+	if keep < 1 {
+		keep = 1
+	}
+	runs := make([]Run, 0, min(len(w.Runs)+1, keep))
+	runs = append(runs, r)
+	runs = append(runs, w.Runs[:min(len(w.Runs), keep-1)]...)
+	w.Runs = runs
+	w.LastRun = r
+}
+
+// Op is a webhooks API method, for the permission table.
+type Op int
+
+const (
+	OpCreate Op = iota
+	OpList
+	OpGetOne
+	OpUpdate
+	OpDelete
+	OpTest
+)
+
+// Permission says whether an access may do op on a webhook owned by
+// ownerAccessID ("" for create and list). PRYV-WEBHOOKS.md §4, with
+// SPEC §2's choice for lists: personal accesses cannot create but manage
+// every webhook of the user; app and shared accesses create, and see and
+// manage only their own.
+func Permission(op Op, accessType, accessID, ownerAccessID string) Decision {
+	personal := accessType == AccessPersonal
+	switch op {
+	case OpCreate:
+		if personal || (accessType != AccessApp && accessType != AccessShared) {
+			return Denied
+		}
+		return Allowed
+	case OpList:
+		if personal {
+			return AllOfUser
+		}
+		return OwnOnly
+	default:
+		if personal || accessID == ownerAccessID {
+			return Allowed
+		}
+		return Denied
+	}
+}
+
+// Decision is the outcome of Permission.
+type Decision int
+
+const (
+	Denied Decision = iota
+	Allowed
+	// AllOfUser: the list holds every webhook of the user.
+	AllOfUser
+	// OwnOnly: the list holds only the access's own webhooks.
+	OwnOnly
+)
+
+const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+// NewID returns a cuid2-shaped id: 24 lowercase alphanumerics, the first a
+// letter, from crypto/rand.
+func NewID() string {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("BUG: crypto/rand failed: " + err.Error())
+	}
+	b[0] = idAlphabet[int(b[0])%26]
+	for i := 1; i < len(b); i++ {
+		b[i] = idAlphabet[int(b[i])%len(idAlphabet)]
+	}
+	return string(b[:])
+}

@@ -1,0 +1,123 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ErrForbiddenAddress is returned when every address of a receiver's host
+// is refused by the Guard.
+var ErrForbiddenAddress = errors.New("delivery: receiver address not allowed")
+
+// ClientOptions configures a Client. The zero value is valid.
+type ClientOptions struct {
+	// Timeout bounds one POST, connect to last byte of the answer's head.
+	// Default 10s.
+	Timeout time.Duration
+	// DialTimeout bounds resolving and connecting. Default 3s.
+	DialTimeout time.Duration
+	// MaxConnsPerHost caps connections to one receiver host. Default 64.
+	MaxConnsPerHost int
+	// Guard says which addresses may be reached.
+	Guard Guard
+	// UserAgent is sent with every POST. Default "hookgate".
+	UserAgent string
+	// Resolver resolves receiver hosts. Default net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+// Client POSTs notifications to receivers over pooled fasthttp
+// connections. It never follows redirects, and it checks the resolved
+// address at dial time, so a DNS name cannot smuggle a request to a
+// private address.
+type Client struct {
+	opts ClientOptions
+	c    *fasthttp.Client
+}
+
+// NewClient returns a Client.
+func NewClient(o ClientOptions) *Client {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 3 * time.Second
+	}
+	if o.MaxConnsPerHost <= 0 {
+		o.MaxConnsPerHost = 64
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "hookgate"
+	}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
+	cl := &Client{opts: o}
+	cl.c = &fasthttp.Client{
+		Name:                          o.UserAgent,
+		MaxConnsPerHost:               o.MaxConnsPerHost,
+		MaxIdleConnDuration:           30 * time.Second,
+		ReadTimeout:                   o.Timeout,
+		WriteTimeout:                  o.Timeout,
+		StreamResponseBody:            true,
+		DisableHeaderNamesNormalizing: false,
+		DisablePathNormalizing:        true,
+		Dial:                          cl.dial,
+	}
+	return cl
+}
+
+// dial resolves addr and connects to its first allowed address.
+func (cl *Client) dial(addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cl.opts.DialTimeout)
+	defer cancel()
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else if ips, err = cl.opts.Resolver.LookupNetIP(ctx, "ip", host); err != nil {
+		return nil, fmt.Errorf("cannot resolve %q: %w", host, err)
+	}
+	var d net.Dialer
+	var lastErr error = ErrForbiddenAddress
+	for _, ip := range ips {
+		if !cl.opts.Guard.Allowed(ip) {
+			continue
+		}
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.Unmap().String(), port))
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// Post sends body to url as application/json and returns the answer's
+// status. Redirects are not followed: a 3xx is returned as it is. The
+// answer's body is not read.
+func (cl *Client) Post(url string, body []byte) (int, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.SetBodyRaw(body)
+	err := cl.c.DoTimeout(req, resp, cl.opts.Timeout)
+	if err != nil {
+		return 0, err
+	}
+	status := resp.StatusCode()
+	_ = resp.CloseBodyStream() // the body is ignored
+	return status, nil
+}

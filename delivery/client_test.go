@@ -1,0 +1,90 @@
+package delivery
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+func receiver(t *testing.T, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Shutdown(); ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+var loopback = Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+
+func TestClientPost(t *testing.T) {
+	var got atomic.Value
+	addr := receiver(t, func(ctx *fasthttp.RequestCtx) {
+		got.Store(string(ctx.Method()) + " " + string(ctx.RequestURI()) + " " + string(ctx.Request.Header.ContentType()) + " " + string(ctx.PostBody()))
+		ctx.SetStatusCode(202)
+	})
+	c := NewClient(ClientOptions{Guard: loopback})
+	st, err := c.Post("http://"+addr+"/hook?secret=a%20b", []byte(`{"messages":["test"]}`))
+	if err != nil || st != 202 {
+		t.Fatalf("Post = %d, %v", st, err)
+	}
+	if g := got.Load().(string); g != `POST /hook?secret=a%20b application/json {"messages":["test"]}` {
+		t.Fatalf("receiver got %q", g)
+	}
+}
+
+func TestClientRefusesNonGlobal(t *testing.T) {
+	var hits atomic.Int32
+	addr := receiver(t, func(ctx *fasthttp.RequestCtx) { hits.Add(1) })
+	_, port, _ := net.SplitHostPort(addr)
+	c := NewClient(ClientOptions{}) // no allow-list
+	for _, u := range []string{
+		"http://" + addr + "/",
+		"http://localhost:" + port + "/", // a name that resolves to loopback
+		"http://[::ffff:127.0.0.1]:" + port + "/",
+	} {
+		if _, err := c.Post(u, []byte("{}")); !errors.Is(err, ErrForbiddenAddress) {
+			t.Errorf("Post(%s): err = %v; want ErrForbiddenAddress", u, err)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Fatalf("the receiver was reached %d times", hits.Load())
+	}
+}
+
+func TestClientNoRedirectAndTimeout(t *testing.T) {
+	var followed atomic.Int32
+	addr := receiver(t, func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.Path()) {
+		case "/moved":
+			ctx.Redirect("/target", 307)
+		case "/target":
+			followed.Add(1)
+		case "/slow":
+			time.Sleep(1 * time.Second)
+		}
+	})
+	c := NewClient(ClientOptions{Guard: loopback, Timeout: 300 * time.Millisecond})
+	if st, err := c.Post("http://"+addr+"/moved", []byte("{}")); err != nil || st != 307 {
+		t.Fatalf("redirect: %d, %v; want 307 returned as is", st, err)
+	}
+	if followed.Load() != 0 {
+		t.Fatal("a redirect was followed")
+	}
+	start := time.Now()
+	if _, err := c.Post("http://"+addr+"/slow", []byte("{}")); err == nil {
+		t.Fatal("a 1 s answer did not time out at 300 ms")
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("timeout took %s", d)
+	}
+}

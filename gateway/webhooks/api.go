@@ -1,0 +1,296 @@
+package webhooks
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/hookgate/hookgate/core"
+)
+
+// Access is the caller, as the upstream's access-info describes it.
+type Access struct {
+	ID   string
+	Type string // core.AccessPersonal, AccessApp or AccessShared
+}
+
+// Tester sends one notification for webhooks.test.
+type Tester interface {
+	// Post sends body to url once and returns the HTTP status, or an
+	// error when no answer came (refused address, timeout, ...).
+	Post(url string, body []byte) (status int, err error)
+}
+
+// Options configures an API. The zero value is valid but for Tester.
+type Options struct {
+	// MinIntervalMs is stamped on new webhooks. Default 5000.
+	MinIntervalMs int64
+	// MaxRetries is stamped on new webhooks. Default 5.
+	MaxRetries int
+	// MinIntervalFloorMs is the smallest minIntervalMs a client may ask
+	// for at creation. Default 1000.
+	MinIntervalFloorMs int64
+	// MaxRetriesCeiling is the largest maxRetries a client may ask for at
+	// creation. Default 20.
+	MaxRetriesCeiling int
+	// MaxPerAccess caps the webhooks of one access. Default 100; a
+	// negative value removes the cap.
+	MaxPerAccess int
+	// Tester sends webhooks.test notifications. Without it, test answers
+	// 400 unknown-referenced-resource.
+	Tester Tester
+	// Meta goes into the test notification.
+	Meta core.Meta
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// API runs the webhooks methods.
+type API struct {
+	store *Store
+	opts  Options
+}
+
+// NewAPI returns an API over s.
+func NewAPI(s *Store, o Options) *API {
+	if o.MinIntervalMs <= 0 {
+		o.MinIntervalMs = 5000
+	}
+	if o.MaxRetries <= 0 {
+		o.MaxRetries = 5
+	}
+	if o.MinIntervalFloorMs <= 0 {
+		o.MinIntervalFloorMs = 1000
+	}
+	if o.MaxRetriesCeiling <= 0 {
+		o.MaxRetriesCeiling = 20
+	}
+	if o.MaxPerAccess == 0 {
+		o.MaxPerAccess = 100
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &API{store: s, opts: o}
+}
+
+// Store returns the API's store.
+func (a *API) Store() *Store { return a.store }
+
+// Error is a Pryv API error with its HTTP status.
+type Error struct {
+	Status  int    `json:"-"`
+	ID      string `json:"id"`
+	Message string `json:"message"`
+	Data    any    `json:"data,omitempty"`
+}
+
+func (e *Error) Error() string { return e.ID + ": " + e.Message }
+
+func errorf(status int, id, format string, args ...any) *Error {
+	return &Error{Status: status, ID: id, Message: fmt.Sprintf(format, args...)}
+}
+
+// Result is a method's answer: Key names the result (webhook, webhooks,
+// webhookDeletion) and Status is the HTTP status of a plain call.
+type Result struct {
+	Status int
+	Key    string
+	Value  any
+}
+
+// IsMethod reports whether id is a webhooks method this API answers.
+func IsMethod(id string) bool {
+	switch id {
+	case "webhooks.get", "webhooks.getOne", "webhooks.create", "webhooks.update", "webhooks.delete", "webhooks.test":
+		return true
+	}
+	return false
+}
+
+// Call runs method for the caller acc on user's webhooks. params is the
+// method's JSON params as in a Pryv batch call: the webhook for create,
+// {id} for getOne, delete and test, {id, update} for update.
+func (a *API) Call(acc Access, user, method string, params []byte) (Result, *Error) {
+	switch method {
+	case "webhooks.get":
+		return a.list(acc, user)
+	case "webhooks.create":
+		return a.create(acc, user, params)
+	case "webhooks.getOne", "webhooks.delete", "webhooks.test":
+		id, perr := idParam(params)
+		if perr != nil {
+			return Result{}, perr
+		}
+		w, perr := a.owned(acc, user, id, method)
+		if perr != nil {
+			return Result{}, perr
+		}
+		switch method {
+		case "webhooks.getOne":
+			return Result{200, "webhook", w}, nil
+		case "webhooks.delete":
+			return a.delete(user, w)
+		default:
+			return a.test(w)
+		}
+	case "webhooks.update":
+		return a.update(acc, user, params)
+	}
+	return Result{}, errorf(400, "invalid-method", "Invalid method %q", method)
+}
+
+func (a *API) list(acc Access, user string) (Result, *Error) {
+	switch core.Permission(core.OpList, acc.Type, acc.ID, "") {
+	case core.AllOfUser:
+		return Result{200, "webhooks", a.store.List(user, "")}, nil
+	default:
+		return Result{200, "webhooks", a.store.List(user, acc.ID)}, nil
+	}
+}
+
+func (a *API) create(acc Access, user string, params []byte) (Result, *Error) {
+	if core.Permission(core.OpCreate, acc.Type, acc.ID, "") != core.Allowed {
+		return Result{}, errorf(403, "forbidden", "You cannot access webhooks.create resource using the given access")
+	}
+	c, perr := a.parseCreate(params)
+	if perr != nil {
+		return Result{}, perr
+	}
+	now := seconds(a.opts.Now())
+	w := &core.Webhook{
+		ID: core.NewID(), AccessID: acc.ID, URL: c.url, User: user,
+		MinIntervalMs: a.opts.MinIntervalMs, MaxRetries: a.opts.MaxRetries, State: core.StateActive,
+		Runs: []core.Run{}, Created: now, CreatedBy: acc.ID, Modified: now, ModifiedBy: acc.ID,
+	}
+	if c.minIntervalMs != nil {
+		w.MinIntervalMs = *c.minIntervalMs
+	}
+	if c.maxRetries != nil {
+		w.MaxRetries = *c.maxRetries
+	}
+	if c.state != "" {
+		w.State = c.state
+	}
+	maxPer := a.opts.MaxPerAccess
+	if maxPer < 0 {
+		maxPer = 0
+	}
+	switch err := a.store.Create(w, maxPer); {
+	case errors.Is(err, ErrDuplicateURL):
+		e := errorf(409, "item-already-exists", "A webhook with url %q already exists", w.URL)
+		e.Data = map[string]string{"url": w.URL}
+		return Result{}, e
+	case errors.Is(err, ErrCapReached):
+		return Result{}, errorf(400, "invalid-operation", "This access already has %d webhooks, the most hookgate allows per access.", maxPer)
+	case err != nil:
+		return Result{}, errorf(500, "unexpected-error", "The webhook could not be stored.")
+	}
+	return Result{201, "webhook", w}, nil
+}
+
+// owned looks up id and checks the caller may act on it: 404 first, then
+// 403, as Pryv does.
+func (a *API) owned(acc Access, user, id, method string) (*core.Webhook, *Error) {
+	w, ok := a.store.Get(user, id)
+	if !ok {
+		return nil, errorf(404, "unknown-resource", "Unknown webhook %q", id)
+	}
+	op := map[string]core.Op{"webhooks.getOne": core.OpGetOne, "webhooks.update": core.OpUpdate,
+		"webhooks.delete": core.OpDelete, "webhooks.test": core.OpTest}[method]
+	if core.Permission(op, acc.Type, acc.ID, w.AccessID) != core.Allowed {
+		if op == core.OpGetOne {
+			return nil, errorf(403, "forbidden", "The webhook was not created by this access.")
+		}
+		return nil, errorf(403, "forbidden", "The webhook was not created by this app access.")
+	}
+	return w, nil
+}
+
+func (a *API) update(acc Access, user string, params []byte) (Result, *Error) {
+	id, state, perr := parseUpdate(params)
+	if perr != nil {
+		return Result{}, perr
+	}
+	if _, perr := a.owned(acc, user, id, "webhooks.update"); perr != nil {
+		return Result{}, perr
+	}
+	now := seconds(a.opts.Now())
+	w, err := a.store.Update(user, id, func(w *core.Webhook) error {
+		if state != "" {
+			w.State = state
+			if state == core.StateActive {
+				w.CurrentRetries = 0
+			}
+		}
+		w.Modified, w.ModifiedBy = now, acc.ID
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrNotFound): // deleted meanwhile
+		return Result{}, errorf(404, "unknown-resource", "Unknown webhook %q", id)
+	case err != nil:
+		return Result{}, errorf(500, "unexpected-error", "The webhook could not be stored.")
+	}
+	return Result{200, "webhook", w}, nil
+}
+
+func (a *API) delete(user string, w *core.Webhook) (Result, *Error) {
+	switch err := a.store.Delete(user, w.ID); {
+	case errors.Is(err, ErrNotFound):
+		return Result{}, errorf(404, "unknown-resource", "Unknown webhook %q", w.ID)
+	case err != nil:
+		return Result{}, errorf(500, "unexpected-error", "The webhook could not be deleted.")
+	}
+	return Result{200, "webhookDeletion", map[string]any{"id": w.ID, "deleted": seconds(a.opts.Now())}}, nil
+}
+
+// test sends {"messages":["test"],"meta":{...}} once; it is not a run.
+func (a *API) test(w *core.Webhook) (Result, *Error) {
+	fail := func() (Result, *Error) {
+		e := errorf(400, "unknown-referenced-resource", "Unknown referenced webhook %q", w.URL)
+		e.Data = map[string]string{"url": w.URL}
+		return Result{}, e
+	}
+	if a.opts.Tester == nil {
+		return fail()
+	}
+	body := append([]byte(`{"messages":["test"],"meta":`), a.opts.Meta.AppendMeta(nil, a.opts.Now().UnixNano())...)
+	body = append(body, '}')
+	status, err := a.opts.Tester.Post(w.URL, body)
+	if err != nil || status < 200 || status > 299 {
+		return fail()
+	}
+	return Result{200, "webhook", w}, nil
+}
+
+func seconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+
+// MarshalResult encodes {"<key>": value} followed by extra, for a plain
+// answer (extra is `,"meta":{...}`) or a batch slot (extra empty).
+func MarshalResult(r Result, extra []byte) []byte {
+	v, err := json.Marshal(r.Value)
+	if err != nil {
+		panic("BUG: webhook result does not encode: " + err.Error())
+	}
+	b := make([]byte, 0, len(v)+len(r.Key)+len(extra)+8)
+	b = append(b, '{')
+	b = core.AppendJSONString(b, r.Key)
+	b = append(b, ':')
+	b = append(b, v...)
+	b = append(b, extra...)
+	return append(b, '}')
+}
+
+// MarshalError encodes {"error": {...}} followed by extra.
+func MarshalError(e *Error, extra []byte) []byte {
+	v, err := json.Marshal(e)
+	if err != nil {
+		panic("BUG: error does not encode: " + err.Error())
+	}
+	b := append([]byte(`{"error":`), v...)
+	b = append(b, extra...)
+	return append(b, '}')
+}

@@ -1,0 +1,214 @@
+package webhooks
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	json "github.com/goccy/go-json"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/store"
+)
+
+var (
+	// ErrDuplicateURL is returned by Store.Create when the access already
+	// has a webhook with the same URL.
+	ErrDuplicateURL = errors.New("webhooks: url already used by this access")
+	// ErrCapReached is returned by Store.Create when the access already
+	// has the maximum number of webhooks.
+	ErrCapReached = errors.New("webhooks: too many webhooks for this access")
+	// ErrNotFound is returned for an unknown webhook id.
+	ErrNotFound = errors.New("webhooks: unknown webhook")
+)
+
+// Store keeps webhooks in Badger, under store.PrefixWebhooks, and in an
+// index in memory. Every change is written and synced before it is
+// visible in the index, so what a caller was told is on disk.
+type Store struct {
+	db *badger.DB
+
+	mu     sync.RWMutex // guards byID and byUser and the records they hold
+	byID   map[string]*core.Webhook
+	byUser map[string][]*core.Webhook // creation order
+}
+
+// stored is the on-disk form: the record and the user it belongs to.
+type stored struct {
+	User    string        `json:"user"`
+	Webhook *core.Webhook `json:"webhook"`
+}
+
+func key(id string) []byte { return []byte(store.PrefixWebhooks + "\x00" + id) }
+
+// OpenStore loads every webhook of db into memory.
+func OpenStore(db *badger.DB) (*Store, error) {
+	s := &Store{db: db, byID: map[string]*core.Webhook{}, byUser: map[string][]*core.Webhook{}}
+	var all []*core.Webhook
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(store.PrefixWebhooks + "\x00"), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				var st stored
+				if err := json.Unmarshal(v, &st); err != nil || st.Webhook == nil {
+					return fmt.Errorf("webhook record %q: %v", it.Item().Key(), err)
+				}
+				st.Webhook.User = st.User
+				if st.Webhook.Runs == nil {
+					st.Webhook.Runs = []core.Run{}
+				}
+				all = append(all, st.Webhook)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot load webhooks: %w", err)
+	}
+	sortByCreation(all)
+	for _, w := range all {
+		s.byID[w.ID] = w
+		s.byUser[w.User] = append(s.byUser[w.User], w)
+	}
+	return s, nil
+}
+
+func sortByCreation(ws []*core.Webhook) {
+	for i := 1; i < len(ws); i++ { // insertion sort: loaded once, mostly sorted
+		for j := i; j > 0 && (ws[j].Created < ws[j-1].Created || ws[j].Created == ws[j-1].Created && ws[j].ID < ws[j-1].ID); j-- {
+			ws[j], ws[j-1] = ws[j-1], ws[j]
+		}
+	}
+}
+
+// put writes w durably. Must be called with mu held.
+func (s *Store) put(w *core.Webhook) error {
+	v, err := json.Marshal(stored{User: w.User, Webhook: w})
+	if err != nil {
+		return err
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(key(w.ID), v) }); err != nil {
+		return fmt.Errorf("cannot store webhook: %w", err)
+	}
+	return s.db.Sync()
+}
+
+// Create stores w, refusing a URL the same access already uses and more
+// than maxPerAccess webhooks per access (0: no cap).
+func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, o := range s.byUser[w.User] {
+		if o.AccessID != w.AccessID {
+			continue
+		}
+		if o.URL == w.URL {
+			return ErrDuplicateURL
+		}
+		n++
+	}
+	if maxPerAccess > 0 && n >= maxPerAccess {
+		return ErrCapReached
+	}
+	w = w.Clone()
+	if err := s.put(w); err != nil {
+		return err
+	}
+	s.byID[w.ID] = w
+	s.byUser[w.User] = append(s.byUser[w.User], w)
+	return nil
+}
+
+// Get returns a copy of user's webhook id.
+func (s *Store) Get(user, id string) (*core.Webhook, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	w := s.byID[id]
+	if w == nil || w.User != user {
+		return nil, false
+	}
+	return w.Clone(), true
+}
+
+// List returns copies of user's webhooks in creation order; with
+// accessID set, only that access's.
+func (s *Store) List(user, accessID string) []*core.Webhook {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := []*core.Webhook{}
+	for _, w := range s.byUser[user] {
+		if accessID == "" || w.AccessID == accessID {
+			out = append(out, w.Clone())
+		}
+	}
+	return out
+}
+
+// Update applies fn to user's webhook id and stores the result; fn's
+// error aborts the update and is returned.
+func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.byID[id]
+	if cur == nil || cur.User != user {
+		return nil, ErrNotFound
+	}
+	w := cur.Clone()
+	if err := fn(w); err != nil {
+		return nil, err
+	}
+	if err := s.put(w); err != nil {
+		return nil, err
+	}
+	*cur = *w
+	return w.Clone(), nil
+}
+
+// Delete removes user's webhook id.
+func (s *Store) Delete(user, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.byID[id]
+	if cur == nil || cur.User != user {
+		return ErrNotFound
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(id)) }); err != nil {
+		return fmt.Errorf("cannot delete webhook: %w", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	delete(s.byID, id)
+	list := s.byUser[user]
+	for i, w := range list {
+		if w.ID == id {
+			s.byUser[user] = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(s.byUser[user]) == 0 {
+		delete(s.byUser, user)
+	}
+	return nil
+}
+
+// Active returns copies of user's active webhooks, for the dispatcher:
+// no disk read.
+func (s *Store) Active(user string) []*core.Webhook {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*core.Webhook
+	for _, w := range s.byUser[user] {
+		if w.State == core.StateActive {
+			out = append(out, w.Clone())
+		}
+	}
+	return out
+}
