@@ -48,7 +48,7 @@ func TestDetectPryvRoutes(t *testing.T) {
 	ct := header("Content-Type", jsonCT)
 	call := func(method, path, body string, want int, opts ...reqOpt) []byte {
 		t.Helper()
-		resp, b := do(t, method, url(g, path), strings.NewReader(body), opts...)
+		resp, b := do(t, method, gwURL(g, path), strings.NewReader(body), opts...)
 		if resp.StatusCode != want {
 			t.Fatalf("%s %s: status %d; want %d: %s", method, path, resp.StatusCode, want, b)
 		}
@@ -119,7 +119,7 @@ func TestDetectBatch(t *testing.T) {
 	tok := header("Authorization", "alice-app")
 	batch := func(path, body string, want ...core.Marker) []any {
 		t.Helper()
-		resp, b := do(t, "POST", url(g, path), strings.NewReader(body), tok, header("Content-Type", jsonCT))
+		resp, b := do(t, "POST", gwURL(g, path), strings.NewReader(body), tok, header("Content-Type", jsonCT))
 		if resp.StatusCode != 200 {
 			t.Fatalf("batch: status %d: %s", resp.StatusCode, b)
 		}
@@ -153,7 +153,7 @@ func TestDetectBatch(t *testing.T) {
 		t.Fatalf("read-only batch: %d results", len(res))
 	}
 	// A batch refused as a whole records nothing.
-	resp, _ := do(t, "POST", url(g, "/alice/"), strings.NewReader(`[{"method":"events.create"`), tok, header("Content-Type", jsonCT))
+	resp, _ := do(t, "POST", gwURL(g, "/alice/"), strings.NewReader(`[{"method":"events.create"`), tok, header("Content-Type", jsonCT))
 	if resp.StatusCode != 400 {
 		t.Fatalf("malformed batch: status %d", resp.StatusCode)
 	}
@@ -165,7 +165,7 @@ func TestDetectFormOverride(t *testing.T) {
 	form := header("Content-Type", "application/x-www-form-urlencoded")
 	post := func(path string, v neturl.Values, want int) []byte {
 		t.Helper()
-		resp, b := do(t, "POST", url(g, path), strings.NewReader(v.Encode()), form)
+		resp, b := do(t, "POST", gwURL(g, path), strings.NewReader(v.Encode()), form)
 		if resp.StatusCode != want {
 			t.Fatalf("POST %s %v: status %d; want %d: %s", path, v, resp.StatusCode, want, b)
 		}
@@ -196,7 +196,7 @@ func TestDetectSubdomain(t *testing.T) {
 	ct := header("Content-Type", jsonCT)
 	send := func(method, hostname, path, body string, want int) {
 		t.Helper()
-		resp, b := do(t, method, url(g, path), strings.NewReader(body), tok, ct, host(hostname))
+		resp, b := do(t, method, gwURL(g, path), strings.NewReader(body), tok, ct, host(hostname))
 		if resp.StatusCode != want {
 			t.Fatalf("%s %s%s: status %d; want %d: %s", method, hostname, path, resp.StatusCode, want, b)
 		}
@@ -222,7 +222,7 @@ func TestMarkerFailureStillAnswers(t *testing.T) {
 	before := markerErrors.Get()
 	create := func() {
 		t.Helper()
-		resp, b := do(t, "POST", url(g, "/alice/events"), strings.NewReader(`{"streamIds":["diary"],"type":"note/txt"}`),
+		resp, b := do(t, "POST", gwURL(g, "/alice/events"), strings.NewReader(`{"streamIds":["diary"],"type":"note/txt"}`),
 			header("Authorization", "alice-app"), header("Content-Type", jsonCT))
 		if resp.StatusCode != 201 {
 			t.Fatalf("status %d: %s", resp.StatusCode, b)
@@ -250,7 +250,7 @@ func TestClassifyBodyLimit(t *testing.T) {
 	up := startEcho(t)
 	g := startGateway(t, Options{Upstreams: []string{up}, MaxClassifyBody: 1 << 20, BufferBodySize: 4 << 10})
 	big := `[{"method":"events.create","params":{"content":"` + strings.Repeat("x", 2<<20) + `"}}]`
-	resp, b := do(t, "POST", url(g, "/alice/"), strings.NewReader(big), header("Content-Type", jsonCT))
+	resp, b := do(t, "POST", gwURL(g, "/alice/"), strings.NewReader(big), header("Content-Type", jsonCT))
 	if resp.StatusCode != 413 {
 		t.Fatalf("oversized batch: status %d; want 413", resp.StatusCode)
 	}
@@ -259,7 +259,7 @@ func TestClassifyBodyLimit(t *testing.T) {
 	}
 	// Within the limit but beyond the buffer: read from the stream, forwarded whole.
 	mid := `[{"method":"events.create","params":{"content":"` + strings.Repeat("y", 512<<10) + `"}}]`
-	resp, b = do(t, "POST", url(g, "/alice/"), strings.NewReader(mid), header("Content-Type", jsonCT))
+	resp, b = do(t, "POST", gwURL(g, "/alice/"), strings.NewReader(mid), header("Content-Type", jsonCT))
 	var seen echoSeen
 	mustJSON(t, b, &seen)
 	if resp.StatusCode != 200 || seen.Len != int64(len(mid)) || seen.SHA != sha(mid) {

@@ -23,6 +23,7 @@ type Gateway struct {
 	upstream upstreamDoer
 	voc      *core.Vocabulary
 	srv      *fasthttp.Server
+	access   accessCache
 
 	// Health: Unix nanoseconds of the last marker append that succeeded
 	// and of the last that failed.
@@ -48,6 +49,7 @@ func New(o Options) (*Gateway, error) {
 	}
 	o.setDefaults()
 	g := &Gateway{opts: o, voc: o.Rules.Vocabulary()}
+	g.access = accessCache{ttl: o.AccessCacheTTL, max: o.AccessCacheSize}
 	g.markLog.every = 10 * time.Second
 	var hosts []fasthttp.BalancingClient
 	for _, addr := range o.Upstreams {
@@ -118,14 +120,18 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	user = append(ubuf[:0], user...) // outlives changes to the request's header
 	act := rules.Action{}
 	if len(user) > 0 {
+		if g.opts.Webhooks != nil && isWebhooksPath(rel) {
+			g.serveWebhooks(ctx, user, rel)
+			return
+		}
 		act = g.opts.Rules.Match(ctx.Method(), rel)
 	}
 
 	var calls []core.MessageSet
 	if len(user) > 0 && (act.Batch || g.mayOverride(ctx)) {
 		var ok bool
-		if act, calls, ok = g.classifyBody(ctx, act, rel); !ok {
-			return // answered 413
+		if act, calls, ok = g.classifyBody(ctx, act, rel, user); !ok {
+			return // answered: 413, or a batch with webhooks calls
 		}
 	}
 
@@ -188,6 +194,13 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	if set != 0 {
 		g.mark(user, set)
 	}
+	if ctx.IsDelete() {
+		if seg, rest := firstSegment(rel); string(seg) == "accesses" {
+			if id, tail := firstSegment(rest); len(id) > 0 && len(tail) == 0 {
+				g.access.forget(string(user), string(id)) // its tokens are gone upstream
+			}
+		}
+	}
 }
 
 // bufferSmallBody reads an answer of known length up to BufferBodySize
@@ -237,9 +250,9 @@ func (g *Gateway) mayOverride(ctx *fasthttp.RequestCtx) bool {
 }
 
 // classifyBody reads the request body to classify a batch call or a form
-// override. ok is false when the body was too large and the client has
-// been answered 413.
-func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel []byte) (rules.Action, []core.MessageSet, bool) {
+// override. ok is false when the client has been answered: 413 for a body
+// too large, or the whole answer of a batch holding webhooks calls.
+func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, user []byte) (rules.Action, []core.MessageSet, bool) {
 	body, ok := g.readRequestBody(ctx)
 	if !ok {
 		tooLarge.Inc()
@@ -253,15 +266,23 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel [
 			fmt.Sprintf("The request body exceeds the %d bytes hookgate reads for batch calls and form overrides.", g.opts.MaxClassifyBody))
 		return act, nil, false
 	}
+	formAuth := ""
 	if g.mayOverride(ctx) {
 		m, j := rules.FormOverride(body)
 		if m != "" {
 			act = g.opts.Rules.Match([]byte(m), rel)
 		}
+		formAuth = formField(body, "_auth")
 		body = j
 	}
 	if !act.Batch {
 		return act, nil, true
+	}
+	if g.opts.Webhooks != nil {
+		if entries, raws, mixed := hasWebhookCalls(body); mixed {
+			g.serveMixedBatch(ctx, user, entries, raws, formAuth)
+			return act, nil, false
+		}
 	}
 	calls, parsed := g.opts.Rules.BatchCalls(body)
 	if !parsed {

@@ -308,4 +308,4 @@ func mustJSON(t testing.TB, b []byte, v any) {
 	}
 }
 
-func url(g *gw, path string) string { return fmt.Sprintf("http://%s%s", g.addr, path) }
+func gwURL(g *gw, path string) string { return fmt.Sprintf("http://%s%s", g.addr, path) }

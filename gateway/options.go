@@ -7,6 +7,7 @@ import (
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/rules"
+	"github.com/hookgate/hookgate/gateway/webhooks"
 )
 
 // UsernameMode says where requests carry the Pryv username.
@@ -85,6 +86,15 @@ type Options struct {
 	// requests of those kinds get 413. Default 16 MiB.
 	MaxClassifyBody int
 
+	// Webhooks serves /{username}/webhooks and webhooks.* batch calls.
+	// Without it those requests are proxied like any other.
+	Webhooks *webhooks.API
+	// AccessCacheTTL is how long an access-info answer is trusted.
+	// Default 5s.
+	AccessCacheTTL time.Duration
+	// AccessCacheSize caps the cached access-info answers. Default 10000.
+	AccessCacheSize int
+
 	// Logger receives the gateway's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -110,6 +120,8 @@ func (o *Options) setDefaults() {
 	defInt(&o.MaxHeaderSize, 16<<10)
 	defInt(&o.BufferBodySize, 64<<10)
 	defInt(&o.MaxClassifyBody, 16<<20)
+	def(&o.AccessCacheTTL, 5*time.Second)
+	defInt(&o.AccessCacheSize, 10000)
 	if o.Meta.APIVersion == "" {
 		o.Meta.APIVersion = "1.9.3"
 	}

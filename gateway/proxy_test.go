@@ -26,7 +26,7 @@ func TestPassThrough(t *testing.T) {
 				body = strings.NewReader(want)
 			}
 			path := "/alice/events/ck1?tags=a&tags=b%20c&auth=tok"
-			resp, b := do(t, method, url(g, path), body,
+			resp, b := do(t, method, gwURL(g, path), body,
 				header("Authorization", "alice-app caller"),
 				header("Content-Type", "application/json"),
 				header("X-Custom", "one"), header("X-Custom", "two"),
@@ -58,7 +58,7 @@ func TestPassThrough(t *testing.T) {
 	}
 	t.Run("status and response headers", func(t *testing.T) {
 		for _, st := range []int{201, 204, 301, 400, 404, 500, 503} {
-			resp, _ := do(t, "GET", url(g, "/alice/x?status="+itoa(st)+"&hdr=Set-Cookie:a=1&hdr=Set-Cookie:b=2&hdr=X-Up:yes&hdr=Location:/elsewhere"), nil)
+			resp, _ := do(t, "GET", gwURL(g, "/alice/x?status="+itoa(st)+"&hdr=Set-Cookie:a=1&hdr=Set-Cookie:b=2&hdr=X-Up:yes&hdr=Location:/elsewhere"), nil)
 			if resp.StatusCode != st {
 				t.Errorf("status %d came back as %d", st, resp.StatusCode)
 			}
@@ -74,7 +74,7 @@ func TestPassThrough(t *testing.T) {
 		}
 	})
 	t.Run("no invented headers", func(t *testing.T) {
-		resp, _ := do(t, "GET", url(g, "/alice/x?size=3"), nil)
+		resp, _ := do(t, "GET", gwURL(g, "/alice/x?size=3"), nil)
 		if v := resp.Header.Get("Server"); v != "" {
 			t.Errorf("response has Server: %q, which the upstream did not send", v)
 		}
@@ -93,14 +93,14 @@ func TestLargeBodiesStream(t *testing.T) {
 	g := startGateway(t, Options{Upstreams: []string{up}})
 	const size = 48 << 20
 	// Warm up connections so pools do not count.
-	do(t, "GET", url(g, "/alice/x"), nil)
+	do(t, "GET", gwURL(g, "/alice/x"), nil)
 
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 
 	// Upload: a multipart-like attachment of 48 MiB, streamed by the client.
-	req, _ := http.NewRequest("POST", url(g, "/alice/events"), patternReader(size))
+	req, _ := http.NewRequest("POST", gwURL(g, "/alice/events"), patternReader(size))
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "multipart/form-data; boundary=xyz")
 	resp, err := client.Do(req)
@@ -115,7 +115,7 @@ func TestLargeBodiesStream(t *testing.T) {
 		t.Fatalf("upload: upstream got %d bytes (sha %s); want %d (sha %s)", seen.Len, seen.SHA, size, patternSHA(size))
 	}
 	// Chunked upload (no Content-Length) too.
-	req, _ = http.NewRequest("PUT", url(g, "/alice/events/ck1"), io.MultiReader(patternReader(size)))
+	req, _ = http.NewRequest("PUT", gwURL(g, "/alice/events/ck1"), io.MultiReader(patternReader(size)))
 	req.ContentLength = -1
 	resp, err = client.Do(req)
 	if err != nil {
@@ -129,7 +129,7 @@ func TestLargeBodiesStream(t *testing.T) {
 	}
 
 	// Download: 48 MiB answer, read as a stream.
-	resp, err = client.Get(url(g, "/alice/events/ck1/file?size="+itoa(size)))
+	resp, err = client.Get(gwURL(g, "/alice/events/ck1/file?size="+itoa(size)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestHopByHopResponse(t *testing.T) {
 		"X-Kept: yes\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
 	g := startGateway(t, Options{Upstreams: []string{up}})
 	for range 3 { // the same client connection stays usable
-		resp, b := do(t, "GET", url(g, "/alice/events"), nil)
+		resp, b := do(t, "GET", gwURL(g, "/alice/events"), nil)
 		if resp.StatusCode != 200 || string(b) != "ok" {
 			t.Fatalf("got %d %q", resp.StatusCode, b)
 		}
@@ -235,7 +235,7 @@ func TestUpstreamDown502(t *testing.T) {
 	g := startGateway(t, Options{Upstreams: []string{dead}, UpstreamTimeout: 2 * time.Second})
 	for _, m := range []string{"GET", "POST"} {
 		start := time.Now()
-		resp, b := do(t, m, url(g, "/alice/events"), strings.NewReader("{}"), header("Content-Type", "application/json"))
+		resp, b := do(t, m, gwURL(g, "/alice/events"), strings.NewReader("{}"), header("Content-Type", "application/json"))
 		if resp.StatusCode != 502 {
 			t.Fatalf("%s: status %d; want 502", m, resp.StatusCode)
 		}
@@ -258,7 +258,7 @@ func TestUpstreamSlow504(t *testing.T) {
 	up := startEcho(t)
 	g := startGateway(t, Options{Upstreams: []string{up}, UpstreamTimeout: 300 * time.Millisecond})
 	start := time.Now()
-	resp, b := do(t, "POST", url(g, "/alice/events?delay=1500ms"), strings.NewReader("{}"))
+	resp, b := do(t, "POST", gwURL(g, "/alice/events?delay=1500ms"), strings.NewReader("{}"))
 	d := time.Since(start)
 	if resp.StatusCode != 504 {
 		t.Fatalf("status %d; want 504", resp.StatusCode)
@@ -273,7 +273,7 @@ func TestUpstreamSlow504(t *testing.T) {
 		t.Fatal("a timed-out mutation wrote a marker")
 	}
 	// The gateway recovers by itself once the upstream answers in time.
-	if resp, _ := do(t, "GET", url(g, "/alice/events"), nil); resp.StatusCode != 200 {
+	if resp, _ := do(t, "GET", gwURL(g, "/alice/events"), nil); resp.StatusCode != 200 {
 		t.Fatalf("after a timeout, status %d", resp.StatusCode)
 	}
 	if !g.UpstreamReachable() {
@@ -286,7 +286,7 @@ func TestUpstreamBreaksOffBody(t *testing.T) {
 	// error, not a 200 with a cut or invented body.
 	up := rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"a")
 	g := startGateway(t, Options{Upstreams: []string{up}, UpstreamTimeout: 300 * time.Millisecond})
-	resp, b := do(t, "POST", url(g, "/alice/events"), strings.NewReader("{}"))
+	resp, b := do(t, "POST", gwURL(g, "/alice/events"), strings.NewReader("{}"))
 	if resp.StatusCode != 504 {
 		t.Fatalf("status %d: %s; want 504", resp.StatusCode, b)
 	}
@@ -304,7 +304,7 @@ func TestSeveralUpstreams(t *testing.T) {
 	a, b := startEcho(t), startEcho(t)
 	g := startGateway(t, Options{Upstreams: []string{a, b}})
 	for range 20 {
-		if resp, body := do(t, "GET", url(g, "/alice/events"), nil); resp.StatusCode != 200 {
+		if resp, body := do(t, "GET", gwURL(g, "/alice/events"), nil); resp.StatusCode != 200 {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
 	}

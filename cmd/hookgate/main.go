@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,10 +21,12 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/delivery"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/gateway/queue"
 	"github.com/hookgate/hookgate/gateway/rules"
 	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/gateway/webhooks"
 )
 
 type config struct {
@@ -33,6 +36,10 @@ type config struct {
 	shutdownTimeout                                                            time.Duration
 	maxConns, maxBacklog, maxPending, bufferBody, maxClassifyBody              int
 	accountChanges                                                             bool
+
+	minInterval, minIntervalFloor, accessCacheTTL, deliveryTimeout time.Duration
+	maxRetries, maxRetriesCeiling, maxPerAccess, accessCacheSize   int
+	allowCIDRs                                                     string
 }
 
 func main() {
@@ -57,6 +64,15 @@ func main() {
 	fs.IntVar(&c.maxClassifyBody, "max-classify-body", 16<<20, "largest batch-call or form-override body in `bytes` read to learn what changed; larger ones get 413")
 	fs.IntVar(&c.maxBacklog, "max-backlog", 0, "unacknowledged change markers at most (`count`); 0 means the disk is the limit")
 	fs.IntVar(&c.maxPending, "max-pending", 16384, "change markers at most waiting for the disk (`count`); past it a change is counted as lost and readiness fails")
+	fs.DurationVar(&c.minInterval, "min-interval", 5*time.Second, "`duration` stamped on new webhooks as minIntervalMs: at most one notification per webhook per interval")
+	fs.DurationVar(&c.minIntervalFloor, "min-interval-floor", time.Second, "smallest minIntervalMs (`duration`) a client may ask for when creating a webhook")
+	fs.IntVar(&c.maxRetries, "max-retries", 5, "`count` stamped on new webhooks as maxRetries: failed attempts in a row before a webhook turns inactive")
+	fs.IntVar(&c.maxRetriesCeiling, "max-retries-ceiling", 20, "largest maxRetries (`count`) a client may ask for when creating a webhook")
+	fs.IntVar(&c.maxPerAccess, "max-webhooks-per-access", 100, "webhooks one access may create (`count`); -1 for no cap")
+	fs.DurationVar(&c.accessCacheTTL, "access-cache-ttl", 5*time.Second, "`duration` an upstream access-info answer (token -> access id and type) is trusted")
+	fs.IntVar(&c.accessCacheSize, "access-cache-size", 10000, "access-info answers cached at most (`count`)")
+	fs.DurationVar(&c.deliveryTimeout, "delivery-timeout", 10*time.Second, "`duration` allowed for one POST to a webhook receiver (webhooks.test, deliveries)")
+	fs.StringVar(&c.allowCIDRs, "allow-cidrs", "", "comma-separated `CIDRs` that webhook URLs may reach although not global (e.g. 127.0.0.0/8 for a local receiver); every other loopback, private, link-local or special address is refused at dial time")
 	fs.StringVar(&c.apiVersion, "api-version", "1.9.3", "`version` reported as meta.apiVersion in hookgate's own answers")
 	fs.StringVar(&c.serial, "serial", "hookgate", "`string` reported as meta.serial in hookgate's own answers")
 	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
@@ -146,12 +162,35 @@ func run(c config, log *slog.Logger) error {
 	defer q.Close()
 	metrics.NewGauge(`hookgate_queue_depth`, func() float64 { return float64(q.Len()) })
 
+	allow, err := parseCIDRs(c.allowCIDRs)
+	if err != nil {
+		return err
+	}
+	meta := core.Meta{APIVersion: c.apiVersion, Serial: c.serial}
+	hooks, err := webhooks.OpenStore(db)
+	if err != nil {
+		return err
+	}
+	outbound := delivery.NewClient(delivery.ClientOptions{Timeout: c.deliveryTimeout, Guard: delivery.Guard{Allow: allow}})
+	api := webhooks.NewAPI(hooks, webhooks.Options{
+		MinIntervalMs:      c.minInterval.Milliseconds(),
+		MaxRetries:         c.maxRetries,
+		MinIntervalFloorMs: c.minIntervalFloor.Milliseconds(),
+		MaxRetriesCeiling:  c.maxRetriesCeiling,
+		MaxPerAccess:       c.maxPerAccess,
+		Tester:             outbound,
+		Meta:               meta,
+	})
+
 	g, err := gateway.New(gateway.Options{
 		Upstreams:           splitList(c.upstreams),
 		UsernameMode:        mode,
 		Rules:               table,
 		Queue:               q,
-		Meta:                core.Meta{APIVersion: c.apiVersion, Serial: c.serial},
+		Meta:                meta,
+		Webhooks:            api,
+		AccessCacheTTL:      c.accessCacheTTL,
+		AccessCacheSize:     c.accessCacheSize,
 		UpstreamTimeout:     c.upstreamTimeout,
 		DialTimeout:         c.dialTimeout,
 		MaxConnsPerUpstream: c.maxConns,
@@ -221,6 +260,28 @@ func observeCommit(n int, err error) {
 		return
 	}
 	commitRecords.Update(float64(n))
+}
+
+// parseCIDRs reads a comma-separated list of CIDRs (a bare address is a
+// one-address range).
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range splitList(s) {
+		if !strings.Contains(p, "/") {
+			a, err := netip.ParseAddr(p)
+			if err != nil {
+				return nil, fmt.Errorf("-allow-cidrs %q: %w", p, err)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		pr, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("-allow-cidrs %q: %w", p, err)
+		}
+		out = append(out, pr.Masked())
+	}
+	return out, nil
 }
 
 func splitList(s string) []string {

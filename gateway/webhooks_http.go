@@ -1,0 +1,260 @@
+package gateway
+
+import (
+	"bytes"
+	"net/url"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/rules"
+	"github.com/hookgate/hookgate/gateway/webhooks"
+)
+
+// isWebhooksPath reports whether rel (relative to the user's root) is a
+// webhooks route, which hookgate serves itself.
+func isWebhooksPath(rel []byte) bool {
+	seg, _ := firstSegment(rel)
+	return string(seg) == "webhooks"
+}
+
+// serveWebhooks answers a webhooks request (SPEC §2); it is never proxied.
+func (g *Gateway) serveWebhooks(ctx *fasthttp.RequestCtx, user, rel []byte) {
+	method := string(ctx.Method())
+	body, ok := g.readRequestBody(ctx)
+	if !ok {
+		g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure", "The request body is too large.")
+		ctx.SetConnectionClose()
+		return
+	}
+	formAuth := ""
+	if g.mayOverride(ctx) {
+		v, _ := url.ParseQuery(string(body))
+		if m := v.Get("_method"); m != "" {
+			method = asciiUpper(m)
+		}
+		formAuth = v.Get("_auth")
+		body = []byte(v.Get("_json"))
+	}
+	var segs [4][]byte
+	n := 0
+	for rest := rel; n < len(segs); n++ {
+		var seg []byte
+		seg, rest = firstSegment(rest)
+		if len(seg) == 0 {
+			break
+		}
+		segs[n] = seg
+	}
+	call, params := "", []byte(nil)
+	idParams := func() []byte {
+		return append(append([]byte(`{"id":`), core.AppendJSONString(nil, string(segs[1]))...), '}')
+	}
+	switch {
+	case n == 1 && method == "GET":
+		call = "webhooks.get"
+	case n == 1 && method == "POST":
+		call, params = "webhooks.create", body
+	case n == 2 && method == "GET":
+		call, params = "webhooks.getOne", idParams()
+	case n == 2 && method == "PUT":
+		p := append([]byte(`{"id":`), core.AppendJSONString(nil, string(segs[1]))...)
+		p = append(append(append(p, `,"update":`...), orEmptyObject(body)...), '}')
+		call, params = "webhooks.update", p
+	case n == 2 && method == "DELETE":
+		call, params = "webhooks.delete", idParams()
+	case n == 3 && string(segs[2]) == "test" && method == "POST":
+		call, params = "webhooks.test", idParams()
+	default:
+		g.writeError(ctx, fasthttp.StatusNotFound, "unknown-resource", "Unknown webhooks route "+method+" "+string(rel))
+		return
+	}
+	acc, ok := g.authenticate(ctx, user, formAuth)
+	if !ok {
+		return
+	}
+	ctx.Response.Header.Set("Pryv-Access-Id", acc.ID)
+	res, perr := g.opts.Webhooks.Call(acc, string(user), call, params)
+	meta := g.metaField()
+	ctx.Response.Header.SetContentType("application/json; charset=utf-8")
+	if perr != nil {
+		ctx.Response.SetStatusCode(perr.Status)
+		ctx.Response.SetBodyRaw(webhooks.MarshalError(perr, meta))
+		return
+	}
+	ctx.Response.SetStatusCode(res.Status)
+	ctx.Response.SetBodyRaw(webhooks.MarshalResult(res, meta))
+}
+
+// orEmptyObject keeps an empty update body valid JSON.
+func orEmptyObject(b []byte) []byte {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return []byte("{}")
+	}
+	return b
+}
+
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+// metaField returns `,"meta":{...}` for an answer written now.
+func (g *Gateway) metaField() []byte {
+	return g.opts.Meta.AppendMeta([]byte(`,"meta":`), time.Now().UnixNano())
+}
+
+// batchEntry is one call of a batch body.
+type batchEntry struct {
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+}
+
+// hasWebhookCalls parses a batch body and reports whether it has
+// webhooks.* calls hookgate must answer itself.
+func hasWebhookCalls(body []byte) ([]batchEntry, []json.RawMessage, bool) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		return nil, nil, false
+	}
+	entries := make([]batchEntry, len(raws))
+	found := false
+	for i, r := range raws {
+		_ = json.Unmarshal(r, &entries[i])
+		if webhooks.IsMethod(entries[i].Method) {
+			found = true
+		}
+	}
+	return entries, raws, found
+}
+
+// serveMixedBatch answers a batch call holding webhooks.* calls: those
+// are run here, the others go upstream as one batch, and the results come
+// back in the original order in one answer, as Pryv gives them.
+func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries []batchEntry, raws []json.RawMessage, formAuth string) {
+	acc, ok := g.authenticate(ctx, user, formAuth)
+	if !ok {
+		return
+	}
+	results := make([][]byte, len(entries))
+	var fwd []int
+	for i, e := range entries {
+		if !webhooks.IsMethod(e.Method) {
+			fwd = append(fwd, i)
+		}
+	}
+	if len(fwd) > 0 {
+		sub := []byte{'['}
+		for j, i := range fwd {
+			if j > 0 {
+				sub = append(sub, ',')
+			}
+			sub = append(sub, raws[i]...)
+		}
+		sub = append(sub, ']')
+		status, answer, ok := g.forwardBatch(ctx, sub, formAuth)
+		if !ok {
+			return
+		}
+		if status != fasthttp.StatusOK {
+			return // the upstream refused the batch as a whole: its answer stands
+		}
+		calls, _ := g.opts.Rules.BatchCalls(sub)
+		var a struct {
+			Results []json.RawMessage `json:"results"`
+		}
+		if err := json.Unmarshal(answer, &a); err != nil || len(a.Results) != len(fwd) {
+			if s := unionOf(calls); s != 0 {
+				g.mark(user, s) // changes may have happened: never hide one
+			}
+			g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable", "The API's batch answer cannot be read.")
+			return
+		}
+		if s := rules.BatchResults(calls, answer); s != 0 {
+			g.mark(user, s)
+		}
+		for j, i := range fwd {
+			results[i] = a.Results[j]
+		}
+	}
+	for i, e := range entries {
+		if results[i] != nil {
+			continue
+		}
+		res, perr := g.opts.Webhooks.Call(acc, string(user), e.Method, e.Params)
+		if perr != nil {
+			results[i] = webhooks.MarshalError(perr, nil)
+		} else {
+			results[i] = webhooks.MarshalResult(res, nil)
+		}
+	}
+	out := []byte(`{"results":[`)
+	for i, r := range results {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, r...)
+	}
+	out = append(out, ']')
+	out = append(out, g.metaField()...)
+	out = append(out, '}')
+	ctx.Response.Reset()
+	ctx.Response.SetStatusCode(fasthttp.StatusOK)
+	ctx.Response.Header.Set("Pryv-Access-Id", acc.ID)
+	ctx.Response.Header.SetContentType("application/json; charset=utf-8")
+	ctx.Response.SetBodyRaw(out)
+}
+
+// forwardBatch sends the batch body sub upstream with the client's
+// headers. ok is false when the client has been answered already: an
+// upstream failure, or a refusal of the whole batch (passed through).
+func (g *Gateway) forwardBatch(ctx *fasthttp.RequestCtx, sub []byte, formAuth string) (int, []byte, bool) {
+	clientClose := g.prepareRequest(ctx)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	ctx.Request.Header.CopyTo(&req.Header)
+	req.UseHostHeader = true
+	req.Header.SetContentType("application/json")
+	if len(req.Header.Peek(fasthttp.HeaderAuthorization)) == 0 && formAuth != "" {
+		req.Header.Set(fasthttp.HeaderAuthorization, formAuth)
+	}
+	req.SetBodyRaw(sub)
+	err := g.upstream.DoTimeout(req, resp, g.opts.UpstreamTimeout)
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+	if err != nil {
+		g.lastUpFail.Store(time.Now().UnixNano())
+		g.upstreamError(ctx, err)
+		return 0, nil, false
+	}
+	body, err := responseBody(resp, g.opts.MaxClassifyBody)
+	if err != nil {
+		g.upstreamError(ctx, err)
+		return 0, nil, false
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		ctx.Response.SetStatusCode(resp.StatusCode())
+		ctx.Response.Header.SetContentTypeBytes(resp.Header.ContentType())
+		ctx.Response.SetBody(body)
+		return resp.StatusCode(), nil, true
+	}
+	return fasthttp.StatusOK, body, true
+}
+
+// formField returns one field of a form-encoded body.
+func formField(body []byte, name string) string {
+	v, err := url.ParseQuery(string(body))
+	if err != nil {
+		return ""
+	}
+	return v.Get(name)
+}
