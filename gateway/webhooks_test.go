@@ -1,0 +1,536 @@
+package gateway
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/delivery"
+	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/gateway/webhooks"
+)
+
+// receiverT is a webhook receiver on loopback: /ok answers 200, /fail
+// 500; it keeps every body it gets.
+type receiverT struct {
+	addr   string
+	mu     sync.Mutex
+	bodies []string
+}
+
+func startReceiver(t *testing.T) *receiverT {
+	r := &receiverT{}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		r.mu.Lock()
+		r.bodies = append(r.bodies, string(ctx.PostBody()))
+		r.mu.Unlock()
+		if strings.HasPrefix(string(ctx.Path()), "/fail") {
+			ctx.SetStatusCode(500)
+		}
+	}}
+	r.addr = serve(t, srv)
+	return r
+}
+
+func (r *receiverT) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.bodies...)
+}
+
+type whEnv struct {
+	*gw
+	api  *webhooks.API
+	recv *receiverT
+	// stop shuts the gateway down and closes its database, once.
+	stop func()
+}
+
+// startWebhooks starts the demo upstream, a receiver and a gateway
+// serving webhooks from a Badger database in dir.
+func startWebhooks(t *testing.T, dir string, o Options, wo webhooks.Options) *whEnv {
+	t.Helper()
+	if o.Upstreams == nil {
+		o.Upstreams = []string{startDemo(t)}
+	}
+	db, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := webhooks.OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wo.Tester == nil {
+		wo.Tester = delivery.NewClient(delivery.ClientOptions{Timeout: 2 * time.Second,
+			Guard: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
+	}
+	wo.Meta = core.Meta{APIVersion: "1.9.3", Serial: "test"}
+	api := webhooks.NewAPI(st, wo)
+	o.Webhooks = api
+	g := startGateway(t, o)
+	var once sync.Once
+	stop := func() { once.Do(func() { g.srv.Shutdown(); db.Close() }) }
+	t.Cleanup(stop)
+	return &whEnv{gw: g, api: api, recv: startReceiver(t), stop: stop}
+}
+
+// call sends a request with a token and decodes the JSON answer.
+func (e *whEnv) call(t *testing.T, method, path, token, body string, want int, opts ...reqOpt) map[string]any {
+	t.Helper()
+	if token != "" {
+		opts = append(opts, header("Authorization", token))
+	}
+	opts = append(opts, header("Content-Type", "application/json"))
+	resp, b := do(t, method, gwURL(e.gw, path), strings.NewReader(body), opts...)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s as %q: status %d; want %d: %s", method, path, token, resp.StatusCode, want, b)
+	}
+	var v map[string]any
+	mustJSON(t, b, &v)
+	if m, ok := v["meta"].(map[string]any); !ok || m["apiVersion"] == nil || m["serverTime"] == nil || m["serial"] == nil {
+		t.Fatalf("%s %s: answer without full meta: %s", method, path, b)
+	}
+	return v
+}
+
+func (e *whEnv) create(t *testing.T, token, url string) map[string]any {
+	t.Helper()
+	return e.call(t, "POST", "/alice/webhooks", token, `{"url":"`+url+`"}`, 201)["webhook"].(map[string]any)
+}
+
+func errID(v map[string]any) string {
+	e, _ := v["error"].(map[string]any)
+	id, _ := e["id"].(string)
+	return id
+}
+
+func TestWebhookRecord(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	before := time.Now()
+	w := e.create(t, "alice-app", "https://notify.example/pryv?secret=s3")
+	var keys []string
+	for k := range w {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	want := []string{"accessId", "created", "createdBy", "currentRetries", "failCount", "id", "lastRun", "maxRetries",
+		"minIntervalMs", "modified", "modifiedBy", "runCount", "runs", "state", "url"}
+	if strings.Join(keys, ",") != strings.Join(want, ",") {
+		t.Fatalf("webhook fields %v; want %v", keys, want)
+	}
+	id := w["id"].(string)
+	if len(id) != 24 || id[0] < 'a' || id[0] > 'z' {
+		t.Errorf("id %q is not cuid2-shaped", id)
+	}
+	check := func(k string, v any) {
+		t.Helper()
+		if fmt.Sprint(w[k]) != fmt.Sprint(v) {
+			t.Errorf("%s = %v; want %v", k, w[k], v)
+		}
+	}
+	check("accessId", "alice-app-id")
+	check("url", "https://notify.example/pryv?secret=s3")
+	check("minIntervalMs", 5000)
+	check("maxRetries", 5)
+	check("currentRetries", 0)
+	check("state", "active")
+	check("runCount", 0)
+	check("failCount", 0)
+	check("runs", []any{})
+	check("lastRun", map[string]any{"status": 0, "timestamp": 0})
+	check("createdBy", "alice-app-id")
+	check("modifiedBy", "alice-app-id")
+	if c := w["created"].(float64); c < float64(before.Unix())-1 || c > float64(time.Now().Unix())+1 {
+		t.Errorf("created %v is not now", c)
+	}
+	got := e.call(t, "GET", "/alice/webhooks/"+id, "alice-app", "", 200)["webhook"].(map[string]any)
+	if fmt.Sprint(got) != fmt.Sprint(w) {
+		t.Errorf("getOne %v differs from create's %v", got, w)
+	}
+	// Client values within the platform's bounds are kept.
+	w2 := e.call(t, "POST", "/alice/webhooks", "alice-app", `{"url":"https://b.example/","minIntervalMs":2000,"maxRetries":3}`, 201)["webhook"].(map[string]any)
+	if w2["minIntervalMs"].(float64) != 2000 || w2["maxRetries"].(float64) != 3 {
+		t.Errorf("bounded client values not kept: %v", w2)
+	}
+}
+
+func TestWebhookPermissions(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	// Creation: app and shared yes, personal no.
+	if v := e.call(t, "POST", "/alice/webhooks", "alice-personal", `{"url":"https://p.example/"}`, 403); errID(v) != "forbidden" {
+		t.Fatalf("personal create: %v", v)
+	}
+	url := func(tag string) string { return "http://" + e.recv.addr + "/ok/" + tag }
+	newHooks := func(tag string) (app, shared string) {
+		return e.create(t, "alice-app", url("a"+tag))["id"].(string), e.create(t, "alice-shared", url("s"+tag))["id"].(string)
+	}
+	a, s := newHooks("0")
+
+	// Lists: personal all, app and shared only their own.
+	ids := func(token string) []string {
+		var out []string
+		for _, w := range e.call(t, "GET", "/alice/webhooks", token, "", 200)["webhooks"].([]any) {
+			out = append(out, w.(map[string]any)["id"].(string))
+		}
+		sort.Strings(out)
+		return out
+	}
+	both := []string{a, s}
+	sort.Strings(both)
+	if got := ids("alice-personal"); fmt.Sprint(got) != fmt.Sprint(both) {
+		t.Errorf("personal list %v; want %v", got, both)
+	}
+	if got := ids("alice-app"); fmt.Sprint(got) != fmt.Sprint([]string{a}) {
+		t.Errorf("app list %v; want [%s]", got, a)
+	}
+	if got := ids("alice-shared"); fmt.Sprint(got) != fmt.Sprint([]string{s}) {
+		t.Errorf("shared list %v; want [%s] (Pryv's list-all quirk is not kept)", got, s)
+	}
+
+	type op struct {
+		name, method, suffix, body string
+		want                       int
+	}
+	ops := []op{
+		{"getOne", "GET", "", "", 200},
+		{"update", "PUT", "", `{"state":"inactive"}`, 200},
+		{"test", "POST", "/test", "", 200},
+		{"delete", "DELETE", "", "", 200},
+	}
+	tokens := []string{"alice-personal", "alice-app", "alice-shared"}
+	for i, o := range ops {
+		for _, tok := range tokens {
+			for _, owner := range []string{"app", "shared"} {
+				a, s := newHooks(fmt.Sprintf("%d-%s-%s", i, tok, owner))
+				id := a
+				if owner == "shared" {
+					id = s
+				}
+				allowed := tok == "alice-personal" || tok == "alice-"+owner
+				want := o.want
+				if !allowed {
+					want = 403
+				}
+				v := e.call(t, o.method, "/alice/webhooks/"+id+o.suffix, tok, o.body, want)
+				if !allowed {
+					if errID(v) != "forbidden" {
+						t.Errorf("%s by %s on %s's webhook: %v", o.name, tok, owner, v)
+					}
+					msg := v["error"].(map[string]any)["message"].(string)
+					if o.name == "getOne" && msg != "The webhook was not created by this access." ||
+						o.name != "getOne" && msg != "The webhook was not created by this app access." {
+						t.Errorf("%s forbidden message %q", o.name, msg)
+					}
+				}
+			}
+		}
+	}
+	// Another user's token is refused by the upstream, whose answer stands.
+	if v := e.call(t, "GET", "/alice/webhooks", "carol-personal", "", 403); errID(v) != "invalid-access-token" {
+		t.Fatalf("carol's token on alice: %v", v)
+	}
+}
+
+func TestWebhookErrors(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{MaxPerAccess: 3})
+	bad := func(method, path, token, body string, status int, id string, contains ...string) map[string]any {
+		t.Helper()
+		v := e.call(t, method, path, token, body, status)
+		if errID(v) != id {
+			t.Fatalf("%s %s %s: error %v; want %s", method, path, body, v["error"], id)
+		}
+		raw, _ := json.Marshal(v["error"])
+		for _, c := range contains {
+			if !strings.Contains(string(raw), c) {
+				t.Errorf("%s %s %s: error %s does not mention %q", method, path, body, raw, c)
+			}
+		}
+		return v
+	}
+	const app = "alice-app"
+	bad("POST", "/alice/webhooks", app, `{}`, 400, "invalid-parameters-format", "OBJECT_MISSING_REQUIRED_PROPERTY", "url")
+	bad("POST", "/alice/webhooks", app, `{"url":42}`, 400, "invalid-parameters-format", "INVALID_TYPE")
+	bad("POST", "/alice/webhooks", app, `{"url":"not a url"}`, 400, "invalid-parameters-format", "INVALID_FORMAT")
+	bad("POST", "/alice/webhooks", app, `{"url":"ftp://x.example/"}`, 400, "invalid-parameters-format", "http")
+	bad("POST", "/alice/webhooks", app, `{"url":"/relative"}`, 400, "invalid-parameters-format")
+	bad("POST", "/alice/webhooks", app, `{"url":"https://u:p@x.example/"}`, 400, "invalid-parameters-format", "credentials")
+	bad("POST", "/alice/webhooks", app, `{"url":"https://x.example/","id":"mine","accessId":"other","bogus":1}`, 400,
+		"invalid-parameters-format", "OBJECT_ADDITIONAL_PROPERTIES", "accessId", "bogus", `"id"`)
+	bad("POST", "/alice/webhooks", app, `{"url":"https://x.example/","state":"bogus"}`, 400, "invalid-parameters-format", "ENUM_MISMATCH")
+	bad("POST", "/alice/webhooks", app, `{"url":"https://x.example/","minIntervalMs":10}`, 400, "invalid-parameters-format", "minIntervalMs")
+	bad("POST", "/alice/webhooks", app, `{"url":"https://x.example/","maxRetries":99}`, 400, "invalid-parameters-format", "maxRetries")
+	bad("POST", "/alice/webhooks", app, `{"url":"https://x.example/","maxRetries":"5"}`, 400, "invalid-parameters-format", "INVALID_TYPE")
+	bad("POST", "/alice/webhooks", app, `{"url": "https://x.example/"`, 400, "invalid-request-structure")
+	bad("POST", "/alice/webhooks", app, `["https://x.example/"]`, 400, "invalid-parameters-format")
+
+	w := e.create(t, app, "https://dup.example/")
+	id := w["id"].(string)
+	v := bad("POST", "/alice/webhooks", app, `{"url":"https://dup.example/"}`, 409, "item-already-exists", "https://dup.example/")
+	if d := v["error"].(map[string]any)["data"].(map[string]any); d["url"] != "https://dup.example/" {
+		t.Errorf("409 data %v", d)
+	}
+	e.create(t, "alice-shared", "https://dup.example/") // same URL, other access: fine
+
+	bad("PUT", "/alice/webhooks/"+id, app, `{"url":"https://other.example/"}`, 403, "forbidden",
+		"Forbidden update was attempted on the following protected field(s): [url].")
+	bad("PUT", "/alice/webhooks/"+id, app, `{"url":"x","runCount":3,"state":"active"}`, 403, "forbidden", "[runCount,url]")
+	bad("PUT", "/alice/webhooks/"+id, app, `{"state":"paused"}`, 400, "invalid-parameters-format", "ENUM_MISMATCH")
+	bad("PUT", "/alice/webhooks/"+id, app, `{"state":`, 400, "invalid-request-structure")
+	// Validation comes before the lookup, the lookup before ownership.
+	bad("PUT", "/alice/webhooks/nope", app, `{"url":"x"}`, 403, "forbidden", "protected")
+	for _, m := range [][2]string{{"GET", ""}, {"PUT", ""}, {"DELETE", ""}, {"POST", "/test"}} {
+		body := ""
+		if m[0] == "PUT" {
+			body = `{"state":"active"}`
+		}
+		bad(m[0], "/alice/webhooks/nope"+m[1], "alice-shared", body, 404, "unknown-resource", `Unknown webhook \"nope\"`)
+	}
+	bad("GET", "/alice/webhooks/"+id, "alice-shared", "", 403, "forbidden")
+
+	// Tokens.
+	bad("GET", "/alice/webhooks", "", "", 401, "invalid-access-token", "missing")
+	bad("GET", "/alice/webhooks", "no-such-token", "", 403, "invalid-access-token")
+	bad("GET", "/nobody/webhooks", app, "", 404, "unknown-resource")
+	bad("PATCH", "/alice/webhooks/"+id, app, "{}", 404, "unknown-resource")
+
+	// The cap per access (3 here): 1 created above, 2 more fit.
+	e.create(t, app, "https://c1.example/")
+	e.create(t, app, "https://c2.example/")
+	bad("POST", "/alice/webhooks", app, `{"url":"https://c3.example/"}`, 400, "invalid-operation", "3 webhooks")
+}
+
+func TestWebhookTokenForms(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	e.create(t, "alice-app", "https://t.example/")
+	f := func(path string, opts ...reqOpt) {
+		t.Helper()
+		resp, b := do(t, "GET", gwURL(e.gw, path), nil, opts...)
+		var v struct{ Webhooks []any }
+		mustJSON(t, b, &v)
+		if resp.StatusCode != 200 || len(v.Webhooks) != 1 || resp.Header.Get("Pryv-Access-Id") != "alice-app-id" {
+			t.Errorf("%s %v: %d %s", path, opts, resp.StatusCode, b)
+		}
+	}
+	f("/alice/webhooks", header("Authorization", "alice-app"))
+	f("/alice/webhooks", header("Authorization", "alice-app my-caller-id"))
+	f("/alice/webhooks", header("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice-app:"))))
+	f("/alice/webhooks", header("Authorization", "Bearer alice-app"))
+	f("/alice/webhooks?auth=alice-app")
+}
+
+func TestWebhookUpdateDeleteTest(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	w := e.create(t, "alice-app", "http://"+e.recv.addr+"/ok/hook?k=v")
+	id := w["id"].(string)
+
+	got := e.call(t, "PUT", "/alice/webhooks/"+id, "alice-app", `{"state":"inactive"}`, 200)["webhook"].(map[string]any)
+	if got["state"] != "inactive" || got["modified"].(float64) < w["modified"].(float64) {
+		t.Fatalf("after update: %v", got)
+	}
+	// Reactivation resets currentRetries.
+	if _, err := e.api.Store().Update("alice", id, func(w *core.Webhook) error { w.CurrentRetries = 4; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got = e.call(t, "PUT", "/alice/webhooks/"+id, "alice-personal", `{"state":"active"}`, 200)["webhook"].(map[string]any)
+	if got["state"] != "active" || got["currentRetries"].(float64) != 0 || got["modifiedBy"] != "alice-personal-id" {
+		t.Fatalf("after reactivation: %v", got)
+	}
+
+	// Test: one POST of the test message, not recorded as a run.
+	got = e.call(t, "POST", "/alice/webhooks/"+id+"/test", "alice-app", "", 200)["webhook"].(map[string]any)
+	if got["runCount"].(float64) != 0 || len(got["runs"].([]any)) != 0 {
+		t.Fatalf("test was recorded as a run: %v", got)
+	}
+	bodies := e.recv.got()
+	if len(bodies) != 1 {
+		t.Fatalf("receiver got %d POSTs; want 1", len(bodies))
+	}
+	var msg struct {
+		Messages []string
+		Meta     struct {
+			APIVersion string  `json:"apiVersion"`
+			ServerTime float64 `json:"serverTime"`
+			Serial     string
+		}
+	}
+	mustJSON(t, []byte(bodies[0]), &msg)
+	if len(msg.Messages) != 1 || msg.Messages[0] != "test" || msg.Meta.APIVersion != "1.9.3" || msg.Meta.Serial != "test" || msg.Meta.ServerTime == 0 {
+		t.Fatalf("test notification %s", bodies[0])
+	}
+	// The test works on an inactive webhook too.
+	e.call(t, "PUT", "/alice/webhooks/"+id, "alice-app", `{"state":"inactive"}`, 200)
+	e.call(t, "POST", "/alice/webhooks/"+id+"/test", "alice-app", "", 200)
+
+	// A failing receiver: 400 unknown-referenced-resource with data.url.
+	bad := e.create(t, "alice-app", "http://"+e.recv.addr+"/fail")
+	v := e.call(t, "POST", "/alice/webhooks/"+bad["id"].(string)+"/test", "alice-app", "", 400)
+	if errID(v) != "unknown-referenced-resource" || v["error"].(map[string]any)["data"].(map[string]any)["url"] != bad["url"] {
+		t.Fatalf("failing test: %v", v)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	gone := e.create(t, "alice-app", "http://"+dead+"/")
+	if v := e.call(t, "POST", "/alice/webhooks/"+gone["id"].(string)+"/test", "alice-app", "", 400); errID(v) != "unknown-referenced-resource" {
+		t.Fatalf("unreachable test: %v", v)
+	}
+
+	// Delete, then 404, and the URL can be used again.
+	del := e.call(t, "DELETE", "/alice/webhooks/"+id, "alice-app", "", 200)["webhookDeletion"].(map[string]any)
+	if del["id"] != id || del["deleted"].(float64) == 0 {
+		t.Fatalf("deletion %v", del)
+	}
+	e.call(t, "DELETE", "/alice/webhooks/"+id, "alice-app", "", 404)
+	e.call(t, "GET", "/alice/webhooks/"+id, "alice-app", "", 404)
+	e.create(t, "alice-app", w["url"].(string))
+}
+
+func TestWebhookTestRefusesPrivateAddresses(t *testing.T) {
+	// No allow-list: the receiver on loopback is refused at dial time.
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{Tester: delivery.NewClient(delivery.ClientOptions{})})
+	w := e.create(t, "alice-app", "http://"+e.recv.addr+"/ok")
+	if v := e.call(t, "POST", "/alice/webhooks/"+w["id"].(string)+"/test", "alice-app", "", 400); errID(v) != "unknown-referenced-resource" {
+		t.Fatalf("test to loopback: %v", v)
+	}
+	if n := len(e.recv.got()); n != 0 {
+		t.Fatalf("the loopback receiver was reached %d times", n)
+	}
+}
+
+func TestWebhooksInBatch(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	existing := e.create(t, "alice-app", "https://existing.example/")["id"].(string)
+	body := `[
+		{"method":"webhooks.create","params":{"url":"https://batch.example/"}},
+		{"method":"events.create","params":{"streamIds":["diary"],"type":"note/txt","content":"x"}},
+		{"method":"webhooks.getOne","params":{"id":"nope"}},
+		{"method":"events.create","params":{"content":"invalid"}},
+		{"method":"webhooks.update","params":{"id":"` + existing + `","update":{"state":"inactive"}}},
+		{"method":"webhooks.get","params":{}},
+		{"method":"streams.create","params":{"name":"From batch"}}
+	]`
+	v := e.call(t, "POST", "/alice/", "alice-app", body, 200)
+	res := v["results"].([]any)
+	if len(res) != 7 {
+		t.Fatalf("%d results; want 7: %v", len(res), v)
+	}
+	slot := func(i int, key string) map[string]any {
+		t.Helper()
+		m, ok := res[i].(map[string]any)[key].(map[string]any)
+		if !ok {
+			t.Fatalf("result %d has no %q: %v", i, key, res[i])
+		}
+		return m
+	}
+	if w := slot(0, "webhook"); w["url"] != "https://batch.example/" || w["accessId"] != "alice-app-id" {
+		t.Errorf("webhooks.create slot %v", w)
+	}
+	if ev := slot(1, "event"); ev["content"] != "x" {
+		t.Errorf("events.create slot %v", ev)
+	}
+	if e := slot(2, "error"); e["id"] != "unknown-resource" {
+		t.Errorf("webhooks.getOne slot %v", e)
+	}
+	if e := slot(3, "error"); e["id"] != "invalid-parameters-format" {
+		t.Errorf("invalid events.create slot %v", e)
+	}
+	if w := slot(4, "webhook"); w["state"] != "inactive" {
+		t.Errorf("webhooks.update slot %v", w)
+	}
+	if list := res[5].(map[string]any)["webhooks"].([]any); len(list) != 2 {
+		t.Errorf("webhooks.get slot: %d webhooks; want 2", len(list))
+	}
+	if s := slot(6, "stream"); s["name"] != "From batch" {
+		t.Errorf("streams.create slot %v", s)
+	}
+	// The upstream part's changes are recorded; webhooks calls are not changes.
+	e.expectMarkers(t, "mixed batch", mk("alice", core.MsgEventsChanged, core.MsgStreamsChanged))
+
+	// Only webhooks calls: no upstream batch at all; permissions hold in batches too.
+	v = e.call(t, "POST", "/alice/", "alice-personal", `[{"method":"webhooks.create","params":{"url":"https://p.example/"}},{"method":"webhooks.get"}]`, 200)
+	res = v["results"].([]any)
+	if errID(res[0].(map[string]any)) != "forbidden" || len(res[1].(map[string]any)["webhooks"].([]any)) != 2 {
+		t.Fatalf("personal batch: %v", res)
+	}
+	v = e.call(t, "POST", "/alice/", "alice-shared", `[{"method":"webhooks.getOne","params":{"id":"`+existing+`"}},{"method":"webhooks.delete","params":{"id":"`+existing+`"}}]`, 200)
+	res = v["results"].([]any)
+	if errID(res[0].(map[string]any)) != "forbidden" || errID(res[1].(map[string]any)) != "forbidden" {
+		t.Fatalf("shared access reached the app's webhook in a batch: %v", res)
+	}
+	e.expectMarkers(t, "webhooks-only batches")
+	// A bad token refuses the whole batch.
+	e.call(t, "POST", "/alice/", "nope", `[{"method":"webhooks.get"}]`, 403)
+}
+
+func TestWebhooksSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	up := startDemo(t)
+	e := startWebhooks(t, dir, Options{Upstreams: []string{up}}, webhooks.Options{})
+	a := e.create(t, "alice-app", "https://one.example/")
+	e.create(t, "alice-shared", "https://two.example/")
+	e.call(t, "PUT", "/alice/webhooks/"+a["id"].(string), "alice-app", `{"state":"inactive"}`, 200)
+	before := e.call(t, "GET", "/alice/webhooks", "alice-personal", "", 200)["webhooks"]
+	// Stop this gateway and its database, then start again on the same directory.
+	e.stop()
+	e2 := startWebhooks(t, dir, Options{Upstreams: []string{up}}, webhooks.Options{})
+	after := e2.call(t, "GET", "/alice/webhooks", "alice-personal", "", 200)["webhooks"]
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("after restart\n%v\nwant\n%v", after, before)
+	}
+	if n := len(e2.api.Store().Active("alice")); n != 1 {
+		t.Fatalf("index after restart: %d active webhooks; want 1", n)
+	}
+}
+
+func TestWebhooksSubdomain(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{UsernameMode: UsernameSubdomain}, webhooks.Options{})
+	h := host("alice.pryv.example")
+	w := e.call(t, "POST", "/webhooks", "alice-app", `{"url":"https://sub.example/"}`, 201, h)["webhook"].(map[string]any)
+	if list := e.call(t, "GET", "/webhooks", "alice-app", "", 200, h)["webhooks"].([]any); len(list) != 1 {
+		t.Fatalf("list %v", list)
+	}
+	e.call(t, "GET", "/alice/webhooks/"+w["id"].(string), "alice-app", "", 200, h)
+	if v := e.call(t, "POST", "/", "alice-app", `[{"method":"webhooks.get"}]`, 200, h); len(v["results"].([]any)[0].(map[string]any)["webhooks"].([]any)) != 1 {
+		t.Fatalf("subdomain batch %v", v)
+	}
+}
+
+func TestDeletedAccessTokenForgotten(t *testing.T) {
+	// A long cache TTL: only the deletion itself can make the gateway
+	// forget the token.
+	e := startWebhooks(t, t.TempDir(), Options{AccessCacheTTL: time.Hour}, webhooks.Options{})
+	acc := e.call(t, "POST", "/alice/accesses", "alice-personal", `{"name":"temp","type":"app"}`, 201)["access"].(map[string]any)
+	tok, id := acc["token"].(string), acc["id"].(string)
+	e.create(t, tok, "https://temp.example/")
+	e.call(t, "GET", "/alice/webhooks", tok, "", 200) // cached now
+	e.call(t, "DELETE", "/alice/accesses/"+id, "alice-personal", "", 200)
+	if v := e.call(t, "GET", "/alice/webhooks", tok, "", 403); errID(v) != "invalid-access-token" {
+		t.Fatalf("deleted access's token: %v", v)
+	}
+}
+
+func TestWebhooksUpstreamDown(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	e := startWebhooks(t, t.TempDir(), Options{Upstreams: []string{dead}}, webhooks.Options{})
+	start := time.Now()
+	if v := e.call(t, "GET", "/alice/webhooks", "alice-app", "", 502); errID(v) != "api-unavailable" {
+		t.Fatalf("upstream down: %v", v)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %s", d)
+	}
+}
+
