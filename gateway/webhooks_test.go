@@ -533,4 +533,3 @@ func TestWebhooksUpstreamDown(t *testing.T) {
 		t.Fatalf("took %s", d)
 	}
 }
-

@@ -1,0 +1,58 @@
+package webhooks
+
+import (
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/hookgate/hookgate/core"
+)
+
+// FuzzCreateUpdate feeds create and update arbitrary bodies: every call
+// answers either a webhook or a Pryv error with a 4xx status, and nothing
+// stored breaks the record's invariants.
+func FuzzCreateUpdate(f *testing.F) {
+	f.Add([]byte(`{"url":"https://x.example/hook?s=1","minIntervalMs":2000,"maxRetries":3,"state":"inactive"}`), []byte(`{"state":"active"}`))
+	f.Add([]byte(`{"url":"not a url","bogus":1}`), []byte(`{"url":"x"}`))
+	f.Add([]byte(`{"url":42}`), []byte(`{"state":"paused"}`))
+	f.Add([]byte(`[`), []byte(`null`))
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer db.Close()
+	st, err := OpenStore(db)
+	if err != nil {
+		f.Fatal(err)
+	}
+	api := NewAPI(st, Options{MaxPerAccess: -1, Now: func() time.Time { return time.Unix(1700000000, 0) }})
+	app := Access{ID: "app-id", Type: core.AccessApp}
+	f.Fuzz(func(t *testing.T, create, update []byte) {
+		res, perr := api.Call(app, "alice", "webhooks.create", create)
+		if perr != nil {
+			if perr.Status < 400 || perr.Status > 499 || perr.ID == "" {
+				t.Fatalf("create error %+v", perr)
+			}
+			return
+		}
+		w := res.Value.(*core.Webhook)
+		if res.Status != 201 || checkURL(w.URL) != "" || (w.State != core.StateActive && w.State != core.StateInactive) ||
+			w.MinIntervalMs < 1000 || w.MaxRetries < 0 || w.MaxRetries > 20 || w.AccessID != app.ID {
+			t.Fatalf("created an invalid webhook %+v", w)
+		}
+		params := append([]byte(`{"id":"`+w.ID+`","update":`), update...)
+		params = append(params, '}')
+		res, perr = api.Call(app, "alice", "webhooks.update", params)
+		if perr != nil {
+			if perr.Status < 400 || perr.Status > 499 {
+				t.Fatalf("update error %+v", perr)
+			}
+		} else if u := res.Value.(*core.Webhook); u.URL != w.URL || (u.State != core.StateActive && u.State != core.StateInactive) {
+			t.Fatalf("update changed more than the state: %+v", u)
+		}
+		if _, perr := api.Call(app, "alice", "webhooks.delete", []byte(`{"id":"`+w.ID+`"}`)); perr != nil {
+			t.Fatalf("delete: %+v", perr)
+		}
+	})
+}
