@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Started by `make run`: the demo upstream on $UPSTREAM, hookgate in front of
-# it on $LISTEN (data in $RUN_DIR), one change sent through, then both keep
-# running until Ctrl-C.
+# Started by `make run`: the demo upstream on $UPSTREAM, the demo receiver on
+# $RECEIVER, hookgate in front of the upstream on $LISTEN (data in $RUN_DIR);
+# a change and a webhook go through, then all keep running until Ctrl-C.
 set -euo pipefail
-: "${BIN:=bin}" "${RUN_DIR:=data}" "${LISTEN:=127.0.0.1:8080}" "${OPS:=127.0.0.1:9090}" "${UPSTREAM:=127.0.0.1:3000}"
+: "${BIN:=bin}" "${RUN_DIR:=data}" "${LISTEN:=127.0.0.1:8080}" "${OPS:=127.0.0.1:9090}" "${UPSTREAM:=127.0.0.1:3000}" "${RECEIVER:=127.0.0.1:4000}"
 
 pids=()
 cleanup() {
@@ -24,7 +24,10 @@ wait_for() { # url
 "$BIN/demo-upstream" -listen "$UPSTREAM" &
 pids+=($!)
 wait_for "http://$UPSTREAM/"
-"$BIN/hookgate" -listen "$LISTEN" -ops-listen "$OPS" -upstream "$UPSTREAM" -data-dir "$RUN_DIR" &
+"$BIN/demo-receiver" -listen "$RECEIVER" &
+pids+=($!)
+# The receiver is on loopback, which webhook URLs may not reach by default.
+"$BIN/hookgate" -listen "$LISTEN" -ops-listen "$OPS" -upstream "$UPSTREAM" -data-dir "$RUN_DIR" -allow-cidrs 127.0.0.0/8 &
 pids+=($!)
 wait_for "http://$OPS/healthz"
 
@@ -40,11 +43,28 @@ echo
 echo "== the change was recorded durably before that answer:"
 curl -s "http://$OPS/metrics" | grep -E '^hookgate_(markers_written_total|queue_depth) '
 echo
+echo "== creating a webhook for alice's app access, pointing at the demo receiver:"
+echo "   curl -H 'Authorization: alice-app' -H 'Content-Type: application/json' \\"
+echo "        -d '{\"url\":\"http://$RECEIVER/notify?user=alice\"}' http://$LISTEN/alice/webhooks"
+hook=$(curl -s -H 'Authorization: alice-app' -H 'Content-Type: application/json' \
+	-d "{\"url\":\"http://$RECEIVER/notify?user=alice\"}" "http://$LISTEN/alice/webhooks")
+echo "$hook"
+id=$(printf '%s' "$hook" | sed -n 's/.*"id":"\([a-z0-9]*\)".*/\1/p')
+if [ -z "$id" ]; then # already there from an earlier run
+	id=$(curl -s -H 'Authorization: alice-app' "http://$LISTEN/alice/webhooks" | sed -n 's/.*"id":"\([a-z0-9]*\)".*/\1/p' | head -1)
+fi
+echo
+echo "== sending it the test notification (the receiver prints it):"
+echo "   curl -X POST -H 'Authorization: alice-app' http://$LISTEN/alice/webhooks/$id/test"
+curl -s -o /dev/null -w '   -> HTTP %{http_code}\n' -X POST -H 'Authorization: alice-app' "http://$LISTEN/alice/webhooks/$id/test"
+sleep 0.2
+echo
 echo "Try more (tokens above; accesses: alice-personal, alice-app, alice-shared):"
+echo "   curl -H 'Authorization: alice-personal' http://$LISTEN/alice/webhooks"
 echo "   curl -H 'Authorization: alice-app' http://$LISTEN/alice/events"
 echo "   curl -H 'Authorization: alice-app' -H 'Content-Type: application/json' \\"
 echo "        -d '[{\"method\":\"streams.create\",\"params\":{\"name\":\"Work\"}},{\"method\":\"events.get\",\"params\":{}}]' http://$LISTEN/alice/"
 echo "   curl http://$OPS/metrics | grep hookgate_"
 echo
-echo "Ctrl-C stops both."
+echo "Ctrl-C stops all three."
 wait

@@ -1,0 +1,94 @@
+// Package receiver is a demo webhook receiver: it records the
+// notifications it gets (or only counts them, for benchmarks) and can be
+// told to answer slowly or with an error status, for tests. It is safe for
+// concurrent use; Start owns the goroutine serving it until stop is
+// called.
+package receiver
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Notification is one POST the receiver got.
+type Notification struct {
+	Path string
+	Body []byte
+	At   time.Time
+}
+
+// Options configures a Server. The zero value answers 200 at once and
+// keeps every notification.
+type Options struct {
+	// Status is the HTTP status answered. Default 200.
+	Status int
+	// Delay is waited before answering.
+	Delay time.Duration
+	// CountOnly keeps counts, not bodies, for benchmarks.
+	CountOnly bool
+	// OnNotification, if set, is called for each notification.
+	OnNotification func(Notification)
+}
+
+// Server is the receiver.
+type Server struct {
+	opts  Options
+	count atomic.Int64
+
+	mu  sync.Mutex // guards got
+	got []Notification
+}
+
+// New returns a receiver.
+func New(o Options) *Server {
+	if o.Status == 0 {
+		o.Status = fasthttp.StatusOK
+	}
+	return &Server{opts: o}
+}
+
+// Handle serves one notification.
+func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	s.count.Add(1)
+	if !s.opts.CountOnly || s.opts.OnNotification != nil {
+		n := Notification{Path: string(ctx.RequestURI()), Body: append([]byte(nil), ctx.PostBody()...), At: time.Now()}
+		if !s.opts.CountOnly {
+			s.mu.Lock()
+			s.got = append(s.got, n)
+			s.mu.Unlock()
+		}
+		if s.opts.OnNotification != nil {
+			s.opts.OnNotification(n)
+		}
+	}
+	if s.opts.Delay > 0 {
+		time.Sleep(s.opts.Delay)
+	}
+	ctx.SetStatusCode(s.opts.Status)
+}
+
+// Count returns how many notifications arrived.
+func (s *Server) Count() int64 { return s.count.Load() }
+
+// Notifications returns a copy of what arrived (nothing with CountOnly).
+func (s *Server) Notifications() []Notification {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Notification(nil), s.got...)
+}
+
+// Start serves on addr and returns the address and a stop function.
+func (s *Server) Start(addr string) (string, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &fasthttp.Server{Handler: s.Handle, Name: "hookgate-demo-receiver"}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	return ln.Addr().String(), func() { _ = srv.Shutdown(); <-done }, nil
+}
