@@ -244,7 +244,13 @@ func (a *API) delete(user string, w *core.Webhook) (Result, *Error) {
 	case err != nil:
 		return Result{}, errorf(500, "unexpected-error", "The webhook could not be deleted.")
 	}
-	return Result{200, "webhookDeletion", map[string]any{"id": w.ID, "deleted": seconds(a.opts.Now())}}, nil
+	return Result{200, "webhookDeletion", deletion{ID: w.ID, Deleted: seconds(a.opts.Now())}}, nil
+}
+
+// deletion is webhooks.delete's result, fields in Pryv's order.
+type deletion struct {
+	ID      string  `json:"id"`
+	Deleted float64 `json:"deleted"`
 }
 
 // test sends {"messages":["test"],"meta":{...}} once; it is not a run.
@@ -269,9 +275,10 @@ func (a *API) test(w *core.Webhook) (Result, *Error) {
 func seconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
 
 // MarshalResult encodes {"<key>": value} followed by extra, for a plain
-// answer (extra is `,"meta":{...}`) or a batch slot (extra empty).
+// answer (extra is `,"meta":{...}`) or a batch slot (extra empty). Like
+// Pryv, it does not escape <, > and & in strings.
 func MarshalResult(r Result, extra []byte) []byte {
-	v, err := json.Marshal(r.Value)
+	v, err := json.MarshalWithOption(r.Value, json.DisableHTMLEscape())
 	if err != nil {
 		panic("BUG: webhook result does not encode: " + err.Error())
 	}
@@ -286,7 +293,7 @@ func MarshalResult(r Result, extra []byte) []byte {
 
 // MarshalError encodes {"error": {...}} followed by extra.
 func MarshalError(e *Error, extra []byte) []byte {
-	v, err := json.Marshal(e)
+	v, err := json.MarshalWithOption(e, json.DisableHTMLEscape())
 	if err != nil {
 		panic("BUG: error does not encode: " + err.Error())
 	}

@@ -56,3 +56,28 @@ func FuzzCreateUpdate(f *testing.F) {
 		}
 	})
 }
+
+func TestMarshalResultPryvShape(t *testing.T) {
+	w := &core.Webhook{ID: "w1", URL: "https://x.example/?a=1&b=<2>", Runs: []core.Run{}}
+	got := string(MarshalResult(Result{200, "webhook", w}, []byte(`,"meta":{}`)))
+	if want := `"url":"https://x.example/?a=1&b=<2>"`; !contains(got, want) {
+		t.Fatalf("%s lacks %s", got, want)
+	}
+	got = string(MarshalResult(Result{200, "webhookDeletion", deletion{ID: "w1", Deleted: 1.5}}, nil))
+	if got != `{"webhookDeletion":{"id":"w1","deleted":1.5}}` {
+		t.Fatalf("deletion %s", got)
+	}
+	got = string(MarshalError(errorf(404, "unknown-resource", "Unknown webhook %q", "x&y"), nil))
+	if got != `{"error":{"id":"unknown-resource","message":"Unknown webhook \"x&y\""}}` {
+		t.Fatalf("error %s", got)
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
