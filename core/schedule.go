@@ -1,0 +1,204 @@
+package core
+
+import (
+	"container/heap"
+	"time"
+)
+
+// Slot is the delivery state of one webhook (SPEC §3.2–3.5): the messages
+// waiting, in order of first arrival and without duplicates; the messages
+// of the delivery in flight, if any; when the last run ended; and the
+// retry state. Times are Unix nanoseconds. Not safe for concurrent use.
+type Slot struct {
+	Pending  []string
+	InFlight []string // nil when no delivery is in flight
+	Flying   bool
+	LastEnd  int64         // when the last run ended; 0 before the first
+	Interval time.Duration // minIntervalMs
+	Retries  int           // currentRetries
+	// MaxRetries: past it a failure deactivates the webhook.
+	MaxRetries int
+	// RetryAt is the earliest time of the next attempt after a failure.
+	RetryAt int64
+	// Inactive slots keep their pending messages but never fire, until
+	// Reactivate.
+	Inactive bool
+}
+
+// Reactivate lets an inactive slot fire again, with its retries reset:
+// what was pending when it stopped goes out on the next fire.
+func (s *Slot) Reactivate() {
+	s.Inactive, s.Retries, s.RetryAt = false, 0, 0
+}
+
+// Add merges msgs into the pending set, keeping first-arrival order.
+func (s *Slot) Add(msgs ...string) {
+	for _, m := range msgs {
+		if !contains(s.Pending, m) {
+			s.Pending = append(s.Pending, m)
+		}
+	}
+}
+
+func contains(list []string, m string) bool {
+	for _, x := range list {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+// FireAt returns when the slot should next deliver, and false when it has
+// nothing to deliver or a delivery is in flight. A slot idle for at least
+// Interval fires at once (leading edge, any time not after now); otherwise
+// at LastEnd + Interval (trailing edge), and after a failure not before
+// RetryAt.
+func (s *Slot) FireAt() (int64, bool) {
+	if s.Flying || s.Inactive || len(s.Pending) == 0 {
+		return 0, false
+	}
+	at := s.LastEnd + int64(s.Interval)
+	if s.LastEnd == 0 {
+		at = 0
+	}
+	return max(at, s.RetryAt), true
+}
+
+// Take starts a delivery: every pending message goes into flight.
+func (s *Slot) Take() []string {
+	s.InFlight, s.Pending, s.Flying = s.Pending, nil, true
+	return s.InFlight
+}
+
+// Succeeded ends the delivery in flight with a 2xx at now.
+func (s *Slot) Succeeded(now int64) {
+	s.InFlight, s.Flying = nil, false
+	s.LastEnd, s.Retries, s.RetryAt = now, 0, 0
+}
+
+// Failed ends the delivery in flight with a failure at now: its messages
+// go back in front of what arrived meanwhile, and the next attempt waits
+// Interval × Retries (Pryv's linear backoff) plus jitter, or retryAfter
+// when that is longer. It reports whether the webhook must now turn
+// inactive (Retries past MaxRetries), in which case nothing is scheduled.
+func (s *Slot) Failed(now int64, retryAfter, jitter time.Duration) (deactivate bool) {
+	back := s.InFlight
+	s.InFlight, s.Flying = nil, false
+	s.Pending = mergeFront(back, s.Pending)
+	s.LastEnd = now
+	s.Retries++
+	if s.Retries > s.MaxRetries {
+		s.RetryAt, s.Inactive = 0, true
+		return true
+	}
+	wait := s.Interval*time.Duration(s.Retries) + jitter
+	s.RetryAt = now + int64(max(wait, retryAfter))
+	return false
+}
+
+func mergeFront(front, rest []string) []string {
+	out := append([]string(nil), front...)
+	for _, m := range rest {
+		if !contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Scheduler drives many slots with one min-heap of fire times, so that
+// thousands of webhooks need neither a goroutine nor a timer each. Not
+// safe for concurrent use: one loop owns it.
+type Scheduler struct {
+	slots map[string]*Slot
+	gen   map[string]uint64
+	h     fireHeap
+}
+
+type fireEntry struct {
+	at  int64
+	id  string
+	gen uint64
+}
+
+type fireHeap []fireEntry
+
+func (h fireHeap) Len() int           { return len(h) }
+func (h fireHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h fireHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *fireHeap) Push(x any)        { *h = append(*h, x.(fireEntry)) }
+func (h *fireHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// NewScheduler returns an empty scheduler.
+func NewScheduler() *Scheduler {
+	return &Scheduler{slots: map[string]*Slot{}, gen: map[string]uint64{}}
+}
+
+// Slot returns the slot of id, or nil.
+func (s *Scheduler) Slot(id string) *Slot { return s.slots[id] }
+
+// Put installs (or replaces) the slot of id and schedules it.
+func (s *Scheduler) Put(id string, sl *Slot) {
+	s.slots[id] = sl
+	s.Touch(id)
+}
+
+// Remove forgets id; its heap entries become stale.
+func (s *Scheduler) Remove(id string) {
+	delete(s.slots, id)
+	s.gen[id]++
+}
+
+// Len returns the number of slots.
+func (s *Scheduler) Len() int { return len(s.slots) }
+
+// Touch reschedules id after its slot changed.
+func (s *Scheduler) Touch(id string) {
+	s.gen[id]++
+	sl := s.slots[id]
+	if sl == nil {
+		return
+	}
+	if at, ok := sl.FireAt(); ok {
+		heap.Push(&s.h, fireEntry{at: at, id: id, gen: s.gen[id]})
+	}
+}
+
+// Next returns the earliest fire time, and false when nothing is
+// scheduled.
+func (s *Scheduler) Next() (int64, bool) {
+	for s.h.Len() > 0 {
+		e := s.h[0]
+		if e.gen == s.gen[e.id] && s.slots[e.id] != nil {
+			return e.at, true
+		}
+		heap.Pop(&s.h)
+	}
+	return 0, false
+}
+
+// Due appends to dst the ids whose fire time is not after now, in fire
+// order, and takes their pending messages into flight. Read each slot's
+// InFlight for the messages.
+func (s *Scheduler) Due(dst []string, now int64) []string {
+	for s.h.Len() > 0 && s.h[0].at <= now {
+		e := heap.Pop(&s.h).(fireEntry)
+		sl := s.slots[e.id]
+		if e.gen != s.gen[e.id] || sl == nil {
+			continue
+		}
+		if _, ok := sl.FireAt(); !ok {
+			continue
+		}
+		sl.Take()
+		s.gen[e.id]++
+		dst = append(dst, e.id)
+	}
+	return dst
+}
