@@ -58,6 +58,16 @@ func TestMarkerRoundTrip(t *testing.T) {
 	if _, err := DecodeMarker(append(rec, 0)); err == nil {
 		t.Fatal("DecodeMarker accepted trailing bytes")
 	}
+	v2 := AppendDeletedAccesses(append([]byte(nil), rec...), []string{"acc1", "acc2"})
+	m, err = DecodeMarker(v2)
+	if err != nil || !reflect.DeepEqual(m.DeletedAccesses, []string{"acc1", "acc2"}) || m.User != "alice" {
+		t.Fatalf("with deleted accesses: %+v, %v", m, err)
+	}
+	for i := range v2 {
+		if _, err := DecodeMarker(v2[:i]); err == nil {
+			t.Fatalf("DecodeMarker accepted a v2 record cut at %d", i)
+		}
+	}
 }
 
 func TestAppendMarkerAllocs(t *testing.T) {
@@ -164,7 +174,7 @@ func FuzzDecodeMarker(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if got := AppendMarkerNames(nil, m.Time, m.User, m.Messages); string(got) != string(rec) {
+		if got := AppendDeletedAccesses(AppendMarkerNames(nil, m.Time, m.User, m.Messages), m.DeletedAccesses); string(got) != string(rec) {
 			t.Fatalf("decode/encode of %x gave %x", rec, got)
 		}
 	})

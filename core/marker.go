@@ -17,9 +17,16 @@ type Marker struct {
 	Messages []string
 	// Time is when the gateway accepted the change, in Unix nanoseconds.
 	Time int64
+	// DeletedAccesses are the ids of accesses the change deleted: their
+	// webhooks get this notification, then turn inactive.
+	DeletedAccesses []string
 }
 
-const markerVersion = 1
+const (
+	markerVersion = 1
+	// markerVersion2 adds the deleted access ids after the messages.
+	markerVersion2 = 2
+)
 
 // Limits of a marker's fields; longer values are refused by AppendMarker's
 // callers and by DecodeMarker.
@@ -55,6 +62,21 @@ func AppendMarker(dst []byte, unixNano int64, user []byte, voc *Vocabulary, set 
 	return dst
 }
 
+// AppendDeletedAccesses turns a marker just written by AppendMarker (the
+// whole of rec) into one that also names deleted accesses.
+func AppendDeletedAccesses(rec []byte, ids []string) []byte {
+	if len(ids) == 0 {
+		return rec
+	}
+	rec[0] = markerVersion2
+	n := min(len(ids), 255)
+	rec = append(rec, byte(n))
+	for _, id := range ids[:n] {
+		rec = appendShort(rec, []byte(id))
+	}
+	return rec
+}
+
 // AppendMarkerNames is AppendMarker for messages given by name.
 func AppendMarkerNames(dst []byte, unixNano int64, user string, names []string) []byte {
 	dst = append(dst, markerVersion)
@@ -79,9 +101,10 @@ func appendShort(dst, s []byte) []byte {
 // marker does not reference rec.
 func DecodeMarker(rec []byte) (Marker, error) {
 	var m Marker
-	if len(rec) < 1 || rec[0] != markerVersion {
+	if len(rec) < 1 || (rec[0] != markerVersion && rec[0] != markerVersion2) {
 		return m, ErrBadMarker
 	}
+	version := rec[0]
 	rec = rec[1:]
 	t, n := binary.Varint(rec)
 	if n <= 0 || n != len(binary.AppendVarint(make([]byte, 0, binary.MaxVarintLen64), t)) {
@@ -110,6 +133,21 @@ func DecodeMarker(rec []byte) (Marker, error) {
 			return m, ErrBadMarker
 		}
 		m.Messages = append(m.Messages, string(name))
+	}
+	if version == markerVersion2 {
+		if len(rec) < 1 || rec[0] == 0 {
+			return m, ErrBadMarker
+		}
+		count := int(rec[0])
+		rec = rec[1:]
+		for range count {
+			var id []byte
+			id, rec, ok = readShort(rec)
+			if !ok || len(id) == 0 {
+				return m, ErrBadMarker
+			}
+			m.DeletedAccesses = append(m.DeletedAccesses, string(id))
+		}
 	}
 	if len(rec) != 0 {
 		return m, ErrBadMarker

@@ -103,21 +103,33 @@ func (cl *Client) dial(addr string) (net.Conn, error) {
 }
 
 // Post sends body to url as application/json and returns the answer's
-// status. Redirects are not followed: a 3xx is returned as it is. The
-// answer's body is not read.
+// status; it implements webhooks.Tester.
 func (cl *Client) Post(url string, body []byte) (int, error) {
+	st, _, err := cl.Send(url, body, nil)
+	return st, err
+}
+
+// Send POSTs body to url as application/json with extra headers, and
+// returns the answer's status and its Retry-After, if any. Redirects are
+// not followed: a 3xx is returned as it is. The answer's body is not
+// read.
+func (cl *Client) Send(url string, body []byte, headers [][2]string) (int, time.Duration, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI(url)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
+	for _, h := range headers {
+		req.Header.Set(h[0], h[1])
+	}
 	req.SetBodyRaw(body)
 	err := cl.c.DoTimeout(req, resp, cl.opts.Timeout)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	status := resp.StatusCode()
+	ra := retryAfter(resp.Header.Peek(fasthttp.HeaderRetryAfter), time.Now())
 	_ = resp.CloseBodyStream() // the body is ignored
-	return status, nil
+	return status, ra, nil
 }

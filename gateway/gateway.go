@@ -128,9 +128,10 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	var calls []core.MessageSet
+	var batchBody []byte
 	if len(user) > 0 && (act.Batch || g.mayOverride(ctx)) {
 		var ok bool
-		if act, calls, ok = g.classifyBody(ctx, act, rel, user); !ok {
+		if act, calls, batchBody, ok = g.classifyBody(ctx, act, rel, user); !ok {
 			return // answered: 413, or a batch with webhooks calls
 		}
 	}
@@ -163,7 +164,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		// likely happened, so it is recorded although the client gets an
 		// error. A needless notification is harmless; a missed one is not.
 		if ctx.Response.StatusCode()/100 == 2 && act.Changes() {
-			g.mark(user, act.Messages|unionOf(calls))
+			g.mark(user, act.Messages|unionOf(calls), nil)
 		}
 		g.lastUpFail.Store(time.Now().UnixNano())
 		g.upstreamError(ctx, err)
@@ -183,24 +184,37 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	set := act.Messages
+	var deleted []string
 	if act.Batch {
 		answer, ok := g.readResponseBody(ctx)
 		if ok {
 			set = rules.BatchResults(calls, answer)
+			deleted = deletedAccessesInBatch(batchBody, answer)
 		} else {
 			set = unionOf(calls)
 		}
+	} else if id := deletedAccess(ctx, rel); id != "" {
+		deleted = []string{id}
+	}
+	for _, id := range deleted {
+		g.access.forget(string(user), id) // its tokens are gone upstream
 	}
 	if set != 0 {
-		g.mark(user, set)
+		g.mark(user, set, deleted)
 	}
-	if ctx.IsDelete() {
-		if seg, rest := firstSegment(rel); string(seg) == "accesses" {
-			if id, tail := firstSegment(rest); len(id) > 0 && len(tail) == 0 {
-				g.access.forget(string(user), string(id)) // its tokens are gone upstream
-			}
+}
+
+// deletedAccess returns the id of a DELETE /accesses/{id} request.
+func deletedAccess(ctx *fasthttp.RequestCtx, rel []byte) string {
+	if !ctx.IsDelete() {
+		return ""
+	}
+	if seg, rest := firstSegment(rel); string(seg) == "accesses" {
+		if id, tail := firstSegment(rest); len(id) > 0 && len(tail) == 0 {
+			return string(id)
 		}
 	}
+	return ""
 }
 
 // bufferSmallBody reads an answer of known length up to BufferBodySize
@@ -252,7 +266,7 @@ func (g *Gateway) mayOverride(ctx *fasthttp.RequestCtx) bool {
 // classifyBody reads the request body to classify a batch call or a form
 // override. ok is false when the client has been answered: 413 for a body
 // too large, or the whole answer of a batch holding webhooks calls.
-func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, user []byte) (rules.Action, []core.MessageSet, bool) {
+func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, user []byte) (rules.Action, []core.MessageSet, []byte, bool) {
 	body, ok := g.readRequestBody(ctx)
 	if !ok {
 		tooLarge.Inc()
@@ -264,7 +278,7 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, 
 		ctx.SetConnectionClose()
 		g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
 			fmt.Sprintf("The request body exceeds the %d bytes hookgate reads for batch calls and form overrides.", g.opts.MaxClassifyBody))
-		return act, nil, false
+		return act, nil, nil, false
 	}
 	formAuth := ""
 	if g.mayOverride(ctx) {
@@ -276,24 +290,24 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, 
 		body = j
 	}
 	if !act.Batch {
-		return act, nil, true
+		return act, nil, nil, true
 	}
 	if g.opts.Webhooks != nil {
 		if entries, raws, mixed := hasWebhookCalls(body); mixed {
 			g.serveMixedBatch(ctx, user, entries, raws, formAuth)
-			return act, nil, false
+			return act, nil, nil, false
 		}
 	}
 	calls, parsed := g.opts.Rules.BatchCalls(body)
 	if !parsed {
 		// The upstream will most likely refuse it; should it not, assume
 		// every message rather than miss a change.
-		return rules.Action{Messages: g.voc.All()}, nil, true
+		return rules.Action{Messages: g.voc.All()}, nil, nil, true
 	}
 	if unionOf(calls) == 0 {
-		return rules.Action{}, nil, true // reads only: no need to read the answer
+		return rules.Action{}, nil, nil, true // reads only: no need to read the answer
 	}
-	return act, calls, true
+	return act, calls, body, true
 }
 
 func unionOf(calls []core.MessageSet) core.MessageSet {
@@ -404,10 +418,11 @@ func hostLabel(host []byte) []byte {
 
 // mark appends a change marker. A failure is counted, logged (throttled)
 // and shown by Ready; the client still gets the upstream's answer.
-func (g *Gateway) mark(user []byte, set core.MessageSet) {
+func (g *Gateway) mark(user []byte, set core.MessageSet, deletedAccesses []string) {
 	bp := markerBufs.Get().(*[]byte)
 	now := time.Now().UnixNano()
 	*bp = core.AppendMarker((*bp)[:0], now, user, g.voc, set)
+	*bp = core.AppendDeletedAccesses(*bp, deletedAccesses)
 	_, err := g.opts.Queue.Append(*bp)
 	markerBufs.Put(bp)
 	done := time.Now().UnixNano()

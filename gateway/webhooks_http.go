@@ -172,13 +172,17 @@ func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries
 		}
 		if err := json.Unmarshal(answer, &a); err != nil || len(a.Results) != len(fwd) {
 			if s := unionOf(calls); s != 0 {
-				g.mark(user, s) // changes may have happened: never hide one
+				g.mark(user, s, nil) // changes may have happened: never hide one
 			}
 			g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable", "The API's batch answer cannot be read.")
 			return
 		}
+		deleted := deletedAccessesInBatch(sub, answer)
+		for _, id := range deleted {
+			g.access.forget(string(user), id)
+		}
 		if s := rules.BatchResults(calls, answer); s != 0 {
-			g.mark(user, s)
+			g.mark(user, s, deleted)
 		}
 		for j, i := range fwd {
 			results[i] = a.Results[j]
@@ -257,4 +261,36 @@ func formField(body []byte, name string) string {
 		return ""
 	}
 	return v.Get(name)
+}
+
+// deletedAccessesInBatch returns the ids of the accesses.delete calls of
+// a batch whose slot in the answer holds no error.
+func deletedAccessesInBatch(body, answer []byte) []string {
+	if !bytes.Contains(body, []byte("accesses.delete")) {
+		return nil
+	}
+	var calls []struct {
+		Method string `json:"method"`
+		Params struct {
+			ID string `json:"id"`
+		} `json:"params"`
+	}
+	var a struct {
+		Results []struct {
+			Error json.RawMessage `json:"error"`
+		} `json:"results"`
+	}
+	if json.Unmarshal(body, &calls) != nil || json.Unmarshal(answer, &a) != nil {
+		return nil
+	}
+	var ids []string
+	for i, c := range calls {
+		if c.Method != "accesses.delete" || c.Params.ID == "" || i >= len(a.Results) {
+			continue
+		}
+		if e := bytes.TrimSpace(a.Results[i].Error); len(e) == 0 || bytes.Equal(e, []byte("null")) {
+			ids = append(ids, c.Params.ID)
+		}
+	}
+	return ids
 }

@@ -40,6 +40,7 @@ type config struct {
 	minInterval, minIntervalFloor, accessCacheTTL, deliveryTimeout time.Duration
 	maxRetries, maxRetriesCeiling, maxPerAccess, accessCacheSize   int
 	allowCIDRs                                                     string
+	workers                                                        int
 }
 
 func main() {
@@ -72,6 +73,7 @@ func main() {
 	fs.DurationVar(&c.accessCacheTTL, "access-cache-ttl", 5*time.Second, "`duration` an upstream access-info answer (token -> access id and type) is trusted")
 	fs.IntVar(&c.accessCacheSize, "access-cache-size", 10000, "access-info answers cached at most (`count`)")
 	fs.DurationVar(&c.deliveryTimeout, "delivery-timeout", 10*time.Second, "`duration` allowed for one POST to a webhook receiver (webhooks.test, deliveries)")
+	fs.IntVar(&c.workers, "workers", 256, "deliveries in flight at most across all webhooks (`count`): the size of the delivery pool")
 	fs.StringVar(&c.allowCIDRs, "allow-cidrs", "", "comma-separated `CIDRs` that webhook URLs may reach although not global (e.g. 127.0.0.0/8 for a local receiver); every other loopback, private, link-local or special address is refused at dial time")
 	fs.StringVar(&c.apiVersion, "api-version", "1.9.3", "`version` reported as meta.apiVersion in hookgate's own answers")
 	fs.StringVar(&c.serial, "serial", "hookgate", "`string` reported as meta.serial in hookgate's own answers")
@@ -204,6 +206,22 @@ func run(c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	engine, err := delivery.NewEngine(delivery.EngineOptions{
+		Queue: q, DB: db, Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	go engine.Run()
+	engineStopped := false
+	stopEngine := func() {
+		if !engineStopped {
+			engineStopped = true
+			engine.Stop()
+		}
+	}
+	defer stopEngine()
+
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %q: %w", c.listen, err)
@@ -242,8 +260,10 @@ func run(c config, log *slog.Logger) error {
 	} else if err != nil {
 		log.Warn("shutdown", "err", err)
 	}
-	// Markers of finished requests are already durable; Close commits
-	// any still being written.
+	// Markers of finished requests are already durable. The engine lets
+	// deliveries in flight finish and stores what is still pending; then
+	// the queue closes.
+	stopEngine()
 	q.Close()
 	log.Info("hookgate stopped", "queued", q.Len())
 	return nil

@@ -20,6 +20,8 @@ const (
 	PrefixQueue = "q"
 	// PrefixWebhooks holds webhook records, one key per webhook.
 	PrefixWebhooks = "w"
+	// PrefixPending holds each webhook's undelivered messages.
+	PrefixPending = "p"
 )
 
 // Options tunes the database. The zero value is valid.

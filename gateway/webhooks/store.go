@@ -29,9 +29,31 @@ var (
 type Store struct {
 	db *badger.DB
 
-	mu     sync.RWMutex // guards byID and byUser and the records they hold
+	mu     sync.RWMutex // guards byID, byUser, the records they hold, dirty
 	byID   map[string]*core.Webhook
 	byUser map[string][]*core.Webhook // creation order
+	dirty  map[string]bool            // ids changed by Mutate, not yet flushed
+
+	// onChange, if set, hears of every change the API makes (not those of
+	// Mutate), after it is stored. Set once, before use.
+	onChange func(Change)
+}
+
+// Change tells the delivery engine what the API did to a webhook.
+type Change struct {
+	Webhook *core.Webhook // a copy, as stored
+	Deleted bool
+}
+
+// OnChange registers the function that hears of API changes. It is called
+// outside the store's lock and must not call back into the store's
+// writers synchronously.
+func (s *Store) OnChange(f func(Change)) { s.onChange = f }
+
+func (s *Store) notify(c Change) {
+	if s.onChange != nil {
+		s.onChange(c)
+	}
 }
 
 // stored is the on-disk form: the record and the user it belongs to.
@@ -44,7 +66,7 @@ func key(id string) []byte { return []byte(store.PrefixWebhooks + "\x00" + id) }
 
 // OpenStore loads every webhook of db into memory.
 func OpenStore(db *badger.DB) (*Store, error) {
-	s := &Store{db: db, byID: map[string]*core.Webhook{}, byUser: map[string][]*core.Webhook{}}
+	s := &Store{db: db, byID: map[string]*core.Webhook{}, byUser: map[string][]*core.Webhook{}, dirty: map[string]bool{}}
 	var all []*core.Webhook
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(store.PrefixWebhooks + "\x00"), PrefetchValues: true})
@@ -123,6 +145,9 @@ func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
 	}
 	s.byID[w.ID] = w
 	s.byUser[w.User] = append(s.byUser[w.User], w)
+	s.mu.Unlock()
+	s.notify(Change{Webhook: w.Clone()})
+	s.mu.Lock()
 	return nil
 }
 
@@ -168,7 +193,12 @@ func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.W
 		return nil, err
 	}
 	*cur = *w
-	return w.Clone(), nil
+	delete(s.dirty, id)
+	out := w.Clone()
+	s.mu.Unlock()
+	s.notify(Change{Webhook: out.Clone()})
+	s.mu.Lock()
+	return out, nil
 }
 
 // Delete removes user's webhook id.
@@ -196,7 +226,89 @@ func (s *Store) Delete(user, id string) error {
 	if len(s.byUser[user]) == 0 {
 		delete(s.byUser, user)
 	}
+	delete(s.dirty, id)
+	s.mu.Unlock()
+	s.notify(Change{Webhook: cur, Deleted: true})
+	s.mu.Lock()
 	return nil
+}
+
+// Mutate applies fn to webhook id in memory and marks it for the next
+// Flush: for the delivery engine's run records, which are batched rather
+// than synced one by one. It reports false for an unknown id.
+func (s *Store) Mutate(id string, fn func(w *core.Webhook)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.byID[id]
+	if w == nil {
+		return false
+	}
+	fn(w)
+	s.dirty[id] = true
+	return true
+}
+
+// Flush writes every webhook changed by Mutate in one transaction and one
+// sync.
+func (s *Store) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.dirty) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for id := range s.dirty {
+			w := s.byID[id]
+			if w == nil {
+				continue
+			}
+			v, err := json.Marshal(stored{User: w.User, Webhook: w})
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(key(id), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("cannot store webhook runs: %w", err)
+	}
+	clear(s.dirty)
+	return nil
+}
+
+// ByID returns a copy of webhook id, whatever its user, or nil.
+func (s *Store) ByID(id string) *core.Webhook {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if w := s.byID[id]; w != nil {
+		return w.Clone()
+	}
+	return nil
+}
+
+// AllActive returns copies of every active webhook, for the boot message.
+func (s *Store) AllActive() []*core.Webhook {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*core.Webhook
+	for _, w := range s.byID {
+		if w.State == core.StateActive {
+			out = append(out, w.Clone())
+		}
+	}
+	sortByCreation(out)
+	return out
+}
+
+// ByAccess returns copies of user's webhooks created by access id.
+func (s *Store) ByAccess(user, accessID string) []*core.Webhook {
+	return s.List(user, accessID)
 }
 
 // Active returns copies of user's active webhooks, for the dispatcher:

@@ -1,0 +1,544 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/dgraph-io/badger/v4"
+	json "github.com/goccy/go-json"
+	"github.com/panjf2000/ants/v2"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/queue"
+	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/gateway/webhooks"
+)
+
+// Source is the consuming side of the change queue.
+type Source interface {
+	Read(dst []queue.Record, from uint64, max int) ([]queue.Record, error)
+	Ack(upTo uint64) error
+	Updated() <-chan struct{}
+}
+
+// Sender posts one notification; *Client implements it.
+type Sender interface {
+	Send(url string, body []byte, headers [][2]string) (status int, retryAfter time.Duration, err error)
+}
+
+// EngineOptions configures an Engine. Queue, DB, Webhooks and Sender are
+// required; every other zero value takes the default its comment gives.
+type EngineOptions struct {
+	Queue    Source
+	DB       *badger.DB
+	Webhooks *webhooks.Store
+	Sender   Sender
+	// Workers is the size of the delivery pool: deliveries in flight at
+	// most, across all webhooks. Default 256.
+	Workers int
+	// Meta goes into every notification.
+	Meta core.Meta
+	// RunsSize is how many runs a webhook keeps. Default 50.
+	RunsSize int
+	// MaxJitter bounds the random delay added to each retry. Default 1s,
+	// and never more than a tenth of the webhook's interval.
+	MaxJitter time.Duration
+	// FlushInterval is how often run records and emptied pending sets are
+	// written. Default 200ms.
+	FlushInterval time.Duration
+	// ReadBatch is how many change markers are read at a time. Default 1024.
+	ReadBatch int
+	// Logger receives the engine's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+var (
+	deliveriesOK      = metrics.NewCounter(`hookgate_deliveries_total{outcome="success"}`)
+	deliveriesFailed  = metrics.NewCounter(`hookgate_deliveries_total{outcome="failure"}`)
+	deliveriesGone    = metrics.NewCounter(`hookgate_deliveries_total{outcome="gone"}`)
+	deactivations     = metrics.NewCounter(`hookgate_webhook_deactivations_total`)
+	markersDispatched = metrics.NewCounter(`hookgate_markers_dispatched_total`)
+	notifyLatency     = metrics.NewHistogram(`hookgate_notification_latency_seconds`)
+	deliveryDuration  = metrics.NewHistogram(`hookgate_delivery_duration_seconds`)
+	enginePanics      = metrics.NewCounter(`hookgate_engine_panics_total`)
+)
+
+// Engine reads change markers, keeps each webhook's pending messages
+// durable, and delivers them at the rate each webhook allows (SPEC §3).
+// One loop goroutine owns the scheduler; deliveries run on an ants pool.
+type Engine struct {
+	opts  EngineOptions
+	sched *core.Scheduler
+	pool  *ants.Pool
+
+	results chan result
+	changes chan webhooks.Change
+	stop    chan struct{}
+	done    chan struct{}
+
+	// Loop-owned state.
+	hooks        map[string]*core.Webhook // cached record of each slot
+	since        map[string]int64         // when each slot's oldest pending message was accepted
+	retire       map[string]bool          // deactivate after the next successful delivery
+	dirtyPending map[string]bool
+	cursor       uint64
+	inflight     sync.WaitGroup
+	serial       uint64
+}
+
+type result struct {
+	id         string
+	status     int
+	retryAfter time.Duration
+	err        error
+	sentAt     time.Time
+	ended      time.Time
+	since      int64
+}
+
+// Keys of pending sets: prefix + 0x00 + webhook id.
+var pendingPrefix = []byte(store.PrefixPending + "\x00")
+
+// NewEngine loads the pending sets and active webhooks, queues the boot
+// message for each active webhook, and returns an engine ready to Run.
+func NewEngine(o EngineOptions) (*Engine, error) {
+	if o.Queue == nil || o.DB == nil || o.Webhooks == nil || o.Sender == nil {
+		return nil, errors.New("delivery: Queue, DB, Webhooks and Sender are required")
+	}
+	if o.Workers <= 0 {
+		o.Workers = 256
+	}
+	if o.RunsSize <= 0 {
+		o.RunsSize = 50
+	}
+	if o.MaxJitter <= 0 {
+		o.MaxJitter = time.Second
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 200 * time.Millisecond
+	}
+	if o.ReadBatch <= 0 {
+		o.ReadBatch = 1024
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	pool, err := ants.NewPool(o.Workers, ants.WithNonblocking(false), ants.WithPanicHandler(func(p any) {
+		enginePanics.Inc()
+		o.Logger.Error("delivery worker panicked", "panic", fmt.Sprint(p))
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("delivery pool: %w", err)
+	}
+	e := &Engine{
+		opts: o, sched: core.NewScheduler(), pool: pool,
+		results: make(chan result, o.Workers), changes: make(chan webhooks.Change, 1024),
+		stop: make(chan struct{}), done: make(chan struct{}),
+		hooks: map[string]*core.Webhook{}, since: map[string]int64{}, retire: map[string]bool{}, dirtyPending: map[string]bool{},
+	}
+	pending, err := e.loadPending()
+	if err != nil {
+		pool.Release()
+		return nil, err
+	}
+	now := o.Now().UnixNano()
+	for _, w := range o.Webhooks.AllActive() {
+		sl := e.slotFor(w)
+		sl.Add(pending[w.ID]...)
+		sl.Add(core.MsgServiceBoot)
+		e.since[w.ID] = now
+		e.sched.Touch(w.ID)
+		delete(pending, w.ID)
+	}
+	// Pending sets of inactive webhooks stay on disk for a reactivation;
+	// those of deleted webhooks go.
+	for id, msgs := range pending {
+		if w := o.Webhooks.ByID(id); w != nil {
+			sl := e.slotFor(w)
+			sl.Add(msgs...)
+			sl.Inactive = true
+		} else {
+			e.dirtyPending[id] = true
+		}
+	}
+	o.Webhooks.OnChange(func(c webhooks.Change) { e.changes <- c })
+	return e, nil
+}
+
+func (e *Engine) loadPending() (map[string][]string, error) {
+	out := map[string][]string{}
+	err := e.opts.DB.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: pendingPrefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			id := string(it.Item().Key()[len(pendingPrefix):])
+			if err := it.Item().Value(func(v []byte) error {
+				var msgs []string
+				if err := json.Unmarshal(v, &msgs); err != nil {
+					return fmt.Errorf("pending set of %s: %w", id, err)
+				}
+				out[id] = msgs
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot load pending notifications: %w", err)
+	}
+	return out, nil
+}
+
+// slotFor returns the slot of w, creating it from the stored record.
+func (e *Engine) slotFor(w *core.Webhook) *core.Slot {
+	e.hooks[w.ID] = w
+	if sl := e.sched.Slot(w.ID); sl != nil {
+		sl.Interval = time.Duration(w.MinIntervalMs) * time.Millisecond
+		sl.MaxRetries = w.MaxRetries
+		return sl
+	}
+	sl := &core.Slot{
+		Interval:   time.Duration(w.MinIntervalMs) * time.Millisecond,
+		MaxRetries: w.MaxRetries,
+		Retries:    w.CurrentRetries,
+		LastEnd:    int64(w.LastRun.Timestamp * 1e9),
+	}
+	e.sched.Put(w.ID, sl)
+	return sl
+}
+
+// Run dispatches and delivers until Stop is called.
+func (e *Engine) Run() {
+	defer close(e.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	flush := time.NewTicker(e.opts.FlushInterval)
+	defer flush.Stop()
+	e.dispatch() // markers left from before a restart
+	for {
+		e.fireDue()
+		if at, ok := e.sched.Next(); ok {
+			timer.Reset(max(time.Duration(at-e.opts.Now().UnixNano()), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case <-e.stop:
+			e.shutdown()
+			return
+		case <-e.opts.Queue.Updated():
+			e.dispatch()
+		case r := <-e.results:
+			e.outcome(r)
+		case c := <-e.changes:
+			e.change(c)
+		case <-timer.C:
+		case <-flush.C:
+			e.flush()
+		}
+	}
+}
+
+// dispatch reads every new marker, adds its messages to the pending set
+// of each active webhook of its user, makes those sets durable, and only
+// then acknowledges the markers (SPEC §3.7).
+func (e *Engine) dispatch() {
+	var recs []queue.Record
+	for {
+		var err error
+		recs, err = e.opts.Queue.Read(recs[:0], e.cursor+1, e.opts.ReadBatch)
+		if err != nil {
+			e.opts.Logger.Error("cannot read change markers", "err", err)
+			return
+		}
+		if len(recs) == 0 {
+			return
+		}
+		for _, r := range recs {
+			m, err := core.DecodeMarker(r.Data)
+			if err != nil {
+				e.opts.Logger.Error("skipping an unreadable change marker", "seq", r.Seq, "err", err)
+				continue
+			}
+			e.apply(m)
+		}
+		last := recs[len(recs)-1].Seq
+		if err := e.persistPending(); err != nil {
+			e.opts.Logger.Error("cannot store pending notifications; markers stay queued", "err", err)
+			return // retried on the next update
+		}
+		if err := e.opts.Queue.Ack(last); err != nil {
+			e.opts.Logger.Error("cannot acknowledge change markers", "err", err)
+		}
+		e.cursor = last
+		markersDispatched.Add(len(recs))
+	}
+}
+
+// apply adds a marker's messages to its user's active webhooks.
+func (e *Engine) apply(m core.Marker) {
+	for _, w := range e.opts.Webhooks.Active(m.User) {
+		sl := e.slotFor(w)
+		if len(sl.Pending) == 0 && !sl.Flying {
+			e.since[w.ID] = m.Time
+		}
+		sl.Add(m.Messages...)
+		for _, a := range m.DeletedAccesses {
+			if a == w.AccessID {
+				e.retire[w.ID] = true
+			}
+		}
+		e.dirtyPending[w.ID] = true
+		e.sched.Touch(w.ID)
+	}
+}
+
+// persistPending writes the pending (and in-flight) messages of every
+// changed slot in one transaction and syncs.
+func (e *Engine) persistPending() error {
+	if len(e.dirtyPending) == 0 {
+		return nil
+	}
+	err := e.opts.DB.Update(func(txn *badger.Txn) error {
+		for id := range e.dirtyPending {
+			k := append(append([]byte(nil), pendingPrefix...), id...)
+			sl := e.sched.Slot(id)
+			var msgs []string
+			if sl != nil {
+				msgs = append(append(msgs, sl.InFlight...), sl.Pending...)
+			}
+			if e.opts.Webhooks.ByID(id) == nil || len(msgs) == 0 {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			v, _ := json.Marshal(msgs)
+			if err := txn.Set(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = e.opts.DB.Sync()
+	}
+	if err != nil {
+		return err
+	}
+	clear(e.dirtyPending)
+	return nil
+}
+
+// fireDue starts a delivery for every slot whose time has come.
+func (e *Engine) fireDue() {
+	now := e.opts.Now()
+	for _, id := range e.sched.Due(nil, now.UnixNano()) {
+		sl := e.sched.Slot(id)
+		w := e.opts.Webhooks.ByID(id)
+		if w == nil {
+			e.sched.Remove(id)
+			e.dirtyPending[id] = true
+			continue
+		}
+		if w.State != core.StateActive {
+			cancel(sl)
+			sl.Inactive = true
+			continue
+		}
+		e.hooks[id] = w
+		e.serial++
+		body := e.payload(sl.InFlight, now)
+		since := e.since[id]
+		url := w.URL
+		e.inflight.Add(1)
+		err := e.pool.Submit(func() {
+			defer e.inflight.Done()
+			start := time.Now()
+			st, ra, err := e.opts.Sender.Send(url, body, nil)
+			e.results <- result{id: id, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
+		})
+		if err != nil {
+			e.inflight.Done()
+			e.results <- result{id: id, err: err, ended: now}
+		}
+	}
+}
+
+// cancel puts a slot's in-flight messages back without a run.
+func cancel(sl *core.Slot) {
+	sl.Pending = append(append([]string(nil), sl.InFlight...), sl.Pending...)
+	sl.InFlight, sl.Flying = nil, false
+}
+
+// payload encodes {"messages":[...],"meta":{...}}.
+func (e *Engine) payload(msgs []string, now time.Time) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"messages":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = core.AppendJSONString(b, m)
+	}
+	b = append(b, `],"meta":`...)
+	b = e.opts.Meta.AppendMeta(b, now.UnixNano())
+	return append(b, '}')
+}
+
+// outcome records a finished delivery (SPEC §3.5).
+func (e *Engine) outcome(r result) {
+	sl := e.sched.Slot(r.id)
+	if sl == nil || !sl.Flying {
+		return // deleted meanwhile
+	}
+	now := r.ended.UnixNano()
+	deliveryDuration.UpdateDuration(r.sentAt)
+	run := core.Run{Status: r.status, Timestamp: float64(r.ended.UnixMilli()) / 1000}
+	ok := r.err == nil && r.status >= 200 && r.status <= 299
+	deactivate := false
+	switch {
+	case ok:
+		deliveriesOK.Inc()
+		if r.since > 0 {
+			notifyLatency.Update(float64(now-r.since) / 1e9)
+		}
+		sl.Succeeded(now)
+		if len(sl.Pending) > 0 {
+			e.since[r.id] = now
+		}
+		if e.retire[r.id] {
+			delete(e.retire, r.id)
+			deactivate = true // its access is gone: the news was delivered, now stop
+		}
+	case r.status == 410:
+		deliveriesGone.Inc()
+		sl.Failed(now, 0, 0)
+		deactivate = true
+	default:
+		deliveriesFailed.Inc()
+		iv := time.Duration(e.hooks[r.id].MinIntervalMs) * time.Millisecond
+		jitter := time.Duration(rand.Int64N(int64(min(e.opts.MaxJitter, iv/10)) + 1))
+		deactivate = sl.Failed(now, r.retryAfter, jitter)
+	}
+	if deactivate {
+		sl.Inactive = true
+		deactivations.Inc()
+	}
+	retries := sl.Retries
+	e.opts.Webhooks.Mutate(r.id, func(w *core.Webhook) {
+		w.RecordRun(run, e.opts.RunsSize)
+		w.CurrentRetries = retries
+		if deactivate {
+			w.State = core.StateInactive
+		}
+	})
+	e.dirtyPending[r.id] = true
+	e.sched.Touch(r.id)
+}
+
+// change applies what the API did to a webhook.
+func (e *Engine) change(c webhooks.Change) {
+	id := c.Webhook.ID
+	sl := e.sched.Slot(id)
+	switch {
+	case c.Deleted:
+		e.sched.Remove(id)
+		delete(e.hooks, id)
+		delete(e.retire, id)
+		e.dirtyPending[id] = true
+	case c.Webhook.State == core.StateInactive:
+		if sl != nil {
+			sl.Inactive = true // stops at once; an in-flight POST finishes
+		}
+	default:
+		if sl == nil {
+			return // a new webhook: its slot comes with its first message
+		}
+		wasInactive := sl.Inactive
+		e.slotFor(c.Webhook)
+		if wasInactive {
+			sl.Reactivate() // what was pending goes out now
+		}
+		e.sched.Touch(id)
+	}
+}
+
+// flush writes run records and pending sets changed since the last flush.
+func (e *Engine) flush() {
+	if err := e.opts.Webhooks.Flush(); err != nil {
+		e.opts.Logger.Error("cannot store webhook runs", "err", err)
+	}
+	if err := e.persistPending(); err != nil {
+		e.opts.Logger.Error("cannot store pending notifications", "err", err)
+	}
+}
+
+// Stop ends Run: no new delivery starts, those in flight finish (each is
+// bounded by the client's timeout), and everything is flushed.
+func (e *Engine) Stop() {
+	close(e.stop)
+	<-e.done
+}
+
+func (e *Engine) shutdown() {
+	drained := make(chan struct{})
+	go func() { e.inflight.Wait(); close(drained) }()
+	for {
+		select {
+		case r := <-e.results:
+			e.outcome(r)
+			continue
+		case <-drained:
+		}
+		break
+	}
+	for {
+		select {
+		case r := <-e.results:
+			e.outcome(r)
+			continue
+		default:
+		}
+		break
+	}
+	e.flush()
+	e.pool.Release()
+}
+
+// Pending returns the pending and in-flight messages of a webhook, for
+// tests and diagnostics. Not safe while Run runs.
+func (e *Engine) Pending(id string) []string {
+	sl := e.sched.Slot(id)
+	if sl == nil {
+		return nil
+	}
+	return append(append([]string(nil), sl.InFlight...), sl.Pending...)
+}
+
+// retryAfter parses a Retry-After header: seconds, or an HTTP date.
+func retryAfter(v []byte, now time.Time) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	if n, err := strconv.Atoi(string(v)); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := time.Parse(time.RFC1123, string(v)); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
