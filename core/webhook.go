@@ -2,6 +2,7 @@ package core
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 )
 
 // Webhook states.
@@ -42,8 +43,13 @@ type Webhook struct {
 	CreatedBy      string  `json:"createdBy"`
 	Modified       float64 `json:"modified"`
 	ModifiedBy     string  `json:"modifiedBy"`
+	// Signed is hookgate's addition: notifications carry Standard
+	// Webhooks signature headers.
+	Signed bool `json:"signed,omitempty"`
 
 	User string `json:"-"`
+	// Secret signs notifications when Signed; shown once, at creation.
+	Secret string `json:"-"`
 }
 
 // Clone returns a deep copy of w.
@@ -138,4 +144,14 @@ func NewID() string {
 		b[i] = idAlphabet[int(b[i])%len(idAlphabet)]
 	}
 	return string(b[:])
+}
+
+// NewSigningSecret returns a Standard Webhooks secret: "whsec_" and 32
+// random bytes in base64.
+func NewSigningSecret() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("BUG: crypto/rand failed: " + err.Error())
+	}
+	return "whsec_" + base64.StdEncoding.EncodeToString(b[:])
 }

@@ -364,11 +364,18 @@ func (e *Engine) fireDue() {
 		body := e.payload(sl.InFlight, now)
 		since := e.since[id]
 		url := w.URL
+		var headers [][2]string
+		if w.Signed {
+			var err error
+			if headers, err = SignatureHeaders(w.Secret, "msg_"+core.NewID(), now.Unix(), body); err != nil {
+				e.opts.Logger.Error("cannot sign a notification", "webhook", id, "err", err)
+			}
+		}
 		e.inflight.Add(1)
 		err := e.pool.Submit(func() {
 			defer e.inflight.Done()
 			start := time.Now()
-			st, ra, err := e.opts.Sender.Send(url, body, nil)
+			st, ra, err := e.opts.Sender.Send(url, body, headers)
 			e.results <- result{id: id, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
 		})
 		if err != nil {

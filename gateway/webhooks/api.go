@@ -174,6 +174,9 @@ func (a *API) create(acc Access, user string, params []byte) (Result, *Error) {
 	if c.state != "" {
 		w.State = c.state
 	}
+	if c.signed {
+		w.Signed, w.Secret = true, core.NewSigningSecret()
+	}
 	maxPer := a.opts.MaxPerAccess
 	if maxPer < 0 {
 		maxPer = 0
@@ -188,7 +191,16 @@ func (a *API) create(acc Access, user string, params []byte) (Result, *Error) {
 	case err != nil:
 		return Result{}, errorf(500, "unexpected-error", "The webhook could not be stored.")
 	}
+	if w.Signed {
+		return Result{201, "webhook", withSecret{w, w.Secret}}, nil // the only time it is shown
+	}
 	return Result{201, "webhook", w}, nil
+}
+
+// withSecret is a created webhook with its signing secret, shown once.
+type withSecret struct {
+	*core.Webhook
+	SigningSecret string `json:"signingSecret"`
 }
 
 // owned looks up id and checks the caller may act on it: 404 first, then

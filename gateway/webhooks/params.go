@@ -46,10 +46,11 @@ type createParams struct {
 	minIntervalMs *int64
 	maxRetries    *int
 	state         string
+	signed        bool
 }
 
 // createFields are the fields a client may send on create.
-var createFields = map[string]bool{"url": true, "minIntervalMs": true, "maxRetries": true, "state": true}
+var createFields = map[string]bool{"url": true, "minIntervalMs": true, "maxRetries": true, "state": true, "signed": true}
 
 func (a *API) parseCreate(params []byte) (createParams, *Error) {
 	var c createParams
@@ -105,6 +106,11 @@ func (a *API) parseCreate(params []byte) (createParams, *Error) {
 	if raw, ok := m["state"]; ok {
 		if e := checkState(raw, &c.state); e != nil {
 			errs = append(errs, *e)
+		}
+	}
+	if raw, ok := m["signed"]; ok {
+		if err := json.Unmarshal(raw, &c.signed); err != nil {
+			errs = append(errs, paramError{"INVALID_TYPE", []string{"boolean"}, "Expected type boolean", "#/signed"})
 		}
 	}
 	if len(errs) > 0 {

@@ -60,6 +60,9 @@ func (s *Store) notify(c Change) {
 type stored struct {
 	User    string        `json:"user"`
 	Webhook *core.Webhook `json:"webhook"`
+	// Secret is kept as is: signing needs the key itself (see README,
+	// "Signing").
+	Secret string `json:"secret,omitempty"`
 }
 
 func key(id string) []byte { return []byte(store.PrefixWebhooks + "\x00" + id) }
@@ -77,7 +80,7 @@ func OpenStore(db *badger.DB) (*Store, error) {
 				if err := json.Unmarshal(v, &st); err != nil || st.Webhook == nil {
 					return fmt.Errorf("webhook record %q: %v", it.Item().Key(), err)
 				}
-				st.Webhook.User = st.User
+				st.Webhook.User, st.Webhook.Secret = st.User, st.Secret
 				if st.Webhook.Runs == nil {
 					st.Webhook.Runs = []core.Run{}
 				}
@@ -111,7 +114,7 @@ func sortByCreation(ws []*core.Webhook) {
 
 // put writes w durably. Must be called with mu held.
 func (s *Store) put(w *core.Webhook) error {
-	v, err := json.Marshal(stored{User: w.User, Webhook: w})
+	v, err := json.Marshal(stored{User: w.User, Webhook: w, Secret: w.Secret})
 	if err != nil {
 		return err
 	}
@@ -262,7 +265,7 @@ func (s *Store) Flush() error {
 			if w == nil {
 				continue
 			}
-			v, err := json.Marshal(stored{User: w.User, Webhook: w})
+			v, err := json.Marshal(stored{User: w.User, Webhook: w, Secret: w.Secret})
 			if err != nil {
 				return err
 			}

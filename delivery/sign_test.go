@@ -1,0 +1,57 @@
+package delivery
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/hookgate/hookgate/core"
+)
+
+// TestSignatureVerifiedByStandardWebhooks: the official Standard Webhooks
+// Go verifier accepts hookgate's headers, and refuses them when the body,
+// the secret or the timestamp is wrong.
+func TestSignatureVerifiedByStandardWebhooks(t *testing.T) {
+	secret := core.NewSigningSecret()
+	if !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("secret %q", secret)
+	}
+	body := []byte(`{"messages":["eventsChanged"],"meta":{"apiVersion":"1.9.3","serverTime":1700000000.5,"serial":"s"}}`)
+	now := time.Now()
+	hs, err := SignatureHeaders(secret, "msg_abc", now.Unix(), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	for _, kv := range hs {
+		h.Set(kv[0], kv[1])
+	}
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Verify(body, h); err != nil {
+		t.Fatalf("official verifier refused hookgate's signature: %v", err)
+	}
+	if err := wh.Verify(append([]byte(nil), append(body, ' ')...), h); err == nil {
+		t.Fatal("verifier accepted a changed body")
+	}
+	other, _ := standardwebhooks.NewWebhook(core.NewSigningSecret())
+	if err := other.Verify(body, h); err == nil {
+		t.Fatal("verifier accepted another secret")
+	}
+	old, _ := SignatureHeaders(secret, "msg_abc", now.Add(-time.Hour).Unix(), body)
+	ho := http.Header{}
+	for _, kv := range old {
+		ho.Set(kv[0], kv[1])
+	}
+	if err := wh.Verify(body, ho); err == nil {
+		t.Fatal("verifier accepted an hour-old timestamp")
+	}
+	if _, err := SignatureHeaders("whsec_%%%", "m", 1, body); err != ErrBadSecret {
+		t.Fatalf("bad secret: %v", err)
+	}
+}
