@@ -147,11 +147,12 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 		stop: make(chan struct{}), done: make(chan struct{}),
 		hooks: map[string]*core.Webhook{}, since: map[string]int64{}, retire: map[string]bool{}, dirtyPending: map[string]bool{},
 	}
-	pending, err := e.loadPending()
+	pending, retire, err := e.loadPending()
 	if err != nil {
 		pool.Release()
 		return nil, err
 	}
+	e.retire = retire
 	now := o.Now().UnixNano()
 	for _, w := range o.Webhooks.AllActive() {
 		sl := e.slotFor(w)
@@ -176,19 +177,29 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
-func (e *Engine) loadPending() (map[string][]string, error) {
-	out := map[string][]string{}
+// pendingRecord is the stored form of a webhook's undelivered state.
+type pendingRecord struct {
+	Messages []string `json:"m"`
+	// Retire: its access was deleted; deactivate after the next delivery.
+	Retire bool `json:"retire,omitempty"`
+}
+
+func (e *Engine) loadPending() (map[string][]string, map[string]bool, error) {
+	out, retire := map[string][]string{}, map[string]bool{}
 	err := e.opts.DB.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: pendingPrefix, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			id := string(it.Item().Key()[len(pendingPrefix):])
 			if err := it.Item().Value(func(v []byte) error {
-				var msgs []string
-				if err := json.Unmarshal(v, &msgs); err != nil {
+				var p pendingRecord
+				if err := json.Unmarshal(v, &p); err != nil {
 					return fmt.Errorf("pending set of %s: %w", id, err)
 				}
-				out[id] = msgs
+				out[id] = p.Messages
+				if p.Retire {
+					retire[id] = true
+				}
 				return nil
 			}); err != nil {
 				return err
@@ -197,9 +208,9 @@ func (e *Engine) loadPending() (map[string][]string, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cannot load pending notifications: %w", err)
+		return nil, nil, fmt.Errorf("cannot load pending notifications: %w", err)
 	}
-	return out, nil
+	return out, retire, nil
 }
 
 // slotFor returns the slot of w, creating it from the stored record.
@@ -320,13 +331,13 @@ func (e *Engine) persistPending() error {
 			if sl != nil {
 				msgs = append(append(msgs, sl.InFlight...), sl.Pending...)
 			}
-			if e.opts.Webhooks.ByID(id) == nil || len(msgs) == 0 {
+			if e.opts.Webhooks.ByID(id) == nil || (len(msgs) == 0 && !e.retire[id]) {
 				if err := txn.Delete(k); err != nil {
 					return err
 				}
 				continue
 			}
-			v, _ := json.Marshal(msgs)
+			v, _ := json.Marshal(pendingRecord{Messages: msgs, Retire: e.retire[id]})
 			if err := txn.Set(k, v); err != nil {
 				return err
 			}

@@ -423,6 +423,9 @@ func TestAccessDeletionRetiresAfterDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "accessesChanged delivered", 2*time.Second, func() bool { return len(rc.got()) == 2 })
+	if rc.got()[1].at.IsZero() {
+		t.Fatal("no time")
+	}
 	if m := rc.got()[1].messages; len(m) != 1 || m[0] != core.MsgAccessesChanged {
 		t.Fatalf("the deleted access's webhook got %v", m)
 	}
@@ -438,6 +441,40 @@ func TestAccessDeletionRetiresAfterDelivery(t *testing.T) {
 	if _, ok := r.hooks.Get("alice", mine.ID); !ok {
 		t.Fatal("the retired webhook was deleted; it must stay, inactive")
 	}
+}
+
+// TestRetireSurvivesRestart: the access-deletion marker is acknowledged,
+// the engine stops before delivering it (receiver down); after a restart
+// the notification goes out and then the webhook retires.
+func TestRetireSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	r := newRig(t, dir, EngineOptions{})
+	w := r.hook("alice", "doomed", "http://"+addr+"/hook", 100*time.Millisecond, 50)
+	r.start()
+	rec := core.AppendDeletedAccesses(core.AppendMarkerNames(nil, time.Now().UnixNano(), "alice", []string{core.MsgAccessesChanged}), []string{"doomed"})
+	if _, err := r.q.Append(rec); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "marker acknowledged", 2*time.Second, func() bool { return r.q.Len() == 0 })
+	r.close()
+
+	var bodies atomic.Int32
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { bodies.Add(1) }}
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	go srv.Serve(ln2)
+	defer srv.Shutdown()
+	r2 := newRig(t, dir, EngineOptions{})
+	r2.start()
+	waitFor(t, "retired after the restart's delivery", 3*time.Second, func() bool {
+		got, _ := r2.hooks.Get("alice", w.ID)
+		return got.State == core.StateInactive && bodies.Load() == 1
+	})
 }
 
 // TestPendingSurvivesRestart: a marker acknowledged by the engine is in a

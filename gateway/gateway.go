@@ -273,7 +273,7 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, 
 		// Read (a bounded part of) what the client is still sending, so
 		// it sees the 413 instead of a reset connection, then close.
 		if s := ctx.Request.BodyStream(); s != nil {
-			_, _ = io.CopyN(io.Discard, s, int64(g.opts.MaxClassifyBody))
+			_, _ = io.CopyN(io.Discard, s, 4*int64(g.opts.MaxClassifyBody))
 		}
 		ctx.SetConnectionClose()
 		g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",

@@ -38,6 +38,7 @@ type Options struct {
 type Server struct {
 	opts  Options
 	count atomic.Int64
+	addr  atomic.Value // string, once started
 
 	mu  sync.Mutex // guards got
 	got []Notification
@@ -71,6 +72,12 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(s.opts.Status)
 }
 
+// Addr returns the address Start listens on, or "".
+func (s *Server) Addr() string {
+	a, _ := s.addr.Load().(string)
+	return a
+}
+
 // Count returns how many notifications arrived.
 func (s *Server) Count() int64 { return s.count.Load() }
 
@@ -87,6 +94,7 @@ func (s *Server) Start(addr string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
+	s.addr.Store(ln.Addr().String())
 	srv := &fasthttp.Server{Handler: s.Handle, Name: "hookgate-demo-receiver"}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()

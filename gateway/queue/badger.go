@@ -212,12 +212,15 @@ func (q *Badger) commit(batch []*appendReq, keys []byte) []byte {
 		}
 		return nil
 	})
-	if err == nil && !q.opts.Async {
-		err = q.db.Sync()
-	}
 	if err == nil {
+		// Readable from now on, so a reader may see and acknowledge them
+		// before the sync below ends.
 		q.next.Store(first + uint64(len(batch)))
-	} else {
+		if !q.opts.Async {
+			err = q.db.Sync()
+		}
+	}
+	if err != nil {
 		err = fmt.Errorf("cannot write change markers: %w", err)
 	}
 	q.inflight.Add(-int64(len(batch)))

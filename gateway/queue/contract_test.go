@@ -196,6 +196,35 @@ func TestContract(t *testing.T) {
 					}
 				}
 			})
+			t.Run("ack what was read at once", func(t *testing.T) {
+				// A consumer reading while appends commit may acknowledge
+				// anything it read, even before the appender returns.
+				q, _ := im.open(t, Options{})
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					for i := range 300 {
+						mustAppend(t, q, fmt.Sprint(i))
+					}
+				}()
+				var acked uint64
+				for acked < 300 {
+					recs, err := q.Read(nil, acked+1, 50)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(recs) > 0 {
+						if err := q.Ack(recs[len(recs)-1].Seq); err != nil {
+							t.Fatalf("Ack of a record just read: %v", err)
+						}
+						acked = recs[len(recs)-1].Seq
+					}
+					if q.Len() > 300 {
+						t.Fatalf("Len underflowed: %d", q.Len())
+					}
+				}
+				<-done
+			})
 			t.Run("closed", func(t *testing.T) {
 				q, _ := im.open(t, Options{})
 				mustAppend(t, q, "x")

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/bench/receiver"
+	"github.com/hookgate/hookgate/bench/upstream"
+	"github.com/hookgate/hookgate/core"
+)
+
+// crashCycles is how many kill -9 cycles TestCrashDelivery runs;
+// HOOKGATE_CRASH_CYCLES raises it for the long test run.
+func crashCycles() int {
+	n := 2
+	if v := os.Getenv("HOOKGATE_CRASH_CYCLES"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	return n
+}
+
+// TestCrashDelivery streams changes through the real hookgate binary,
+// kills it with SIGKILL mid-stream, restarts it on the same data, and
+// checks that every webhook then gets an eventsChanged notification that
+// arrives after the last change a client saw answered 2xx (SPEC §3.7).
+func TestCrashDelivery(t *testing.T) {
+	up, stopUp, err := upstream.New(upstream.Options{}).Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopUp()
+	const hooks = 3
+	var recvs []*receiver.Server
+	for range hooks {
+		r := receiver.New(receiver.Options{})
+		_, stop, err := r.Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		recvs = append(recvs, r)
+	}
+	dir := t.TempDir()
+	listen, ops := freeAddr(t), freeAddr(t)
+	start := func() *exec.Cmd {
+		cmd := exec.Command(binary(t), "-listen", listen, "-ops-listen", ops, "-upstream", up, "-data-dir", dir,
+			"-allow-cidrs", "127.0.0.0/8", "-min-interval", "1s", "-log-level", "warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "http://"+ops+"/healthz")
+		return cmd
+	}
+	post := func(path, token, body string) (int, []byte) {
+		req, _ := http.NewRequest("POST", "http://"+listen+path, strings.NewReader(body))
+		req.Header.Set("Authorization", token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return 0, nil
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		return resp.StatusCode, []byte(b.String())
+	}
+
+	cmd := start()
+	for i, r := range recvs {
+		url := fmt.Sprintf("http://%s/hook%d", r.Addr(), i)
+		if st, b := post("/alice/webhooks", "alice-app", `{"url":"`+url+`"}`); st != 201 {
+			t.Fatalf("create webhook: %d %s", st, b)
+		}
+	}
+
+	totalAcked := 0
+	for cycle := range crashCycles() {
+		var mu sync.Mutex
+		var lastAck time.Time
+		acked := 0
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					st, _ := post("/alice/events", "alice-app", `{"streamIds":["diary"],"type":"note/txt","content":"x"}`)
+					if st == 0 {
+						return // the gateway is gone
+					}
+					if st == 201 {
+						mu.Lock()
+						acked++
+						lastAck = time.Now()
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(300+cycle*137%400) * time.Millisecond) // a different moment each cycle
+		if cycle%2 == 1 {
+			// Odd cycles: the stream stops first and the engine acknowledges
+			// every marker, so the last changes live only in the webhooks'
+			// durable pending sets, waiting for their rate window.
+			close(stop)
+			wg.Wait()
+			waitQueueEmpty(t, ops)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if cycle%2 == 0 {
+			close(stop)
+			wg.Wait()
+		}
+		mu.Lock()
+		last, n := lastAck, acked
+		mu.Unlock()
+		if n == 0 {
+			t.Fatalf("cycle %d: no change was answered before the kill", cycle)
+		}
+		totalAcked += n
+
+		cmd = start()
+		for i, r := range recvs {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if notifiedAfter(r, last) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("cycle %d: webhook %d got no eventsChanged after the last acknowledged change (%d acknowledged)", cycle, i, n)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		t.Logf("cycle %d: %d changes answered 2xx before SIGKILL; after restart every webhook was notified", cycle, n)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	var posts int64
+	for _, r := range recvs {
+		posts += r.Count()
+	}
+	t.Logf("%d cycles, %d changes acknowledged, %d notifications to %d webhooks", crashCycles(), totalAcked, posts, hooks)
+}
+
+// notifiedAfter reports whether r got an eventsChanged notification after t.
+func notifiedAfter(r *receiver.Server, t time.Time) bool {
+	for _, n := range r.Notifications() {
+		var p struct{ Messages []string }
+		if json.Unmarshal(n.Body, &p) != nil || !n.At.After(t) {
+			continue
+		}
+		for _, m := range p.Messages {
+			if m == core.MsgEventsChanged {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// waitQueueEmpty waits until hookgate reports no unacknowledged marker.
+func waitQueueEmpty(t *testing.T, ops string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + ops + "/metrics")
+		if err == nil {
+			var b strings.Builder
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := resp.Body.Read(buf)
+				b.Write(buf[:n])
+				if err != nil {
+					break
+				}
+			}
+			resp.Body.Close()
+			if strings.Contains(b.String(), "\nhookgate_queue_depth 0\n") {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the queue never drained")
+}
