@@ -33,15 +33,6 @@ wait_for "http://$OPS/healthz"
 
 echo
 echo "== hookgate on http://$LISTEN in front of the demo API on http://$UPSTREAM"
-echo "== creating an event through hookgate:"
-echo "   curl -H 'Authorization: alice-app' -H 'Content-Type: application/json' \\"
-echo "        -d '{\"streamIds\":[\"diary\"],\"type\":\"note/txt\",\"content\":\"hello\"}' http://$LISTEN/alice/events"
-curl -s -H 'Authorization: alice-app' -H 'Content-Type: application/json' \
-	-d '{"streamIds":["diary"],"type":"note/txt","content":"hello"}' "http://$LISTEN/alice/events"
-echo
-echo
-echo "== the change was recorded durably before that answer:"
-curl -s "http://$OPS/metrics" | grep -E '^hookgate_(markers_written_total|queue_depth) '
 echo
 echo "== creating a webhook for alice's app access, pointing at the demo receiver:"
 echo "   curl -H 'Authorization: alice-app' -H 'Content-Type: application/json' \\"
@@ -58,6 +49,16 @@ echo "== sending it the test notification (the receiver prints it):"
 echo "   curl -X POST -H 'Authorization: alice-app' http://$LISTEN/alice/webhooks/$id/test"
 curl -s -o /dev/null -w '   -> HTTP %{http_code}\n' -X POST -H 'Authorization: alice-app' "http://$LISTEN/alice/webhooks/$id/test"
 sleep 0.2
+echo
+echo "== creating an event through hookgate: the change is recorded durably before"
+echo "   the answer, and the webhook is notified (the receiver prints eventsChanged):"
+echo "   curl -H 'Authorization: alice-app' -H 'Content-Type: application/json' \\"
+echo "        -d '{\"streamIds\":[\"diary\"],\"type\":\"note/txt\",\"content\":\"hello\"}' http://$LISTEN/alice/events"
+curl -s -H 'Authorization: alice-app' -H 'Content-Type: application/json' \
+	-d '{"streamIds":["diary"],"type":"note/txt","content":"hello"}' "http://$LISTEN/alice/events"
+echo
+sleep 0.5
+curl -s "http://$OPS/metrics" | grep -E '^hookgate_(markers_written_total|deliveries_total)'
 echo
 echo "Try more (tokens above; accesses: alice-personal, alice-app, alice-shared):"
 echo "   curl -H 'Authorization: alice-personal' http://$LISTEN/alice/webhooks"

@@ -537,6 +537,12 @@ func (e *Engine) shutdown() {
 	e.pool.Release()
 }
 
+// PoolRunning returns the deliveries running now.
+func (e *Engine) PoolRunning() int { return e.pool.Running() }
+
+// PoolFree returns the idle delivery workers.
+func (e *Engine) PoolFree() int { return e.pool.Free() }
+
 // Pending returns the pending and in-flight messages of a webhook, for
 // tests and diagnostics. Not safe while Run runs.
 func (e *Engine) Pending(id string) []string {

@@ -1,16 +1,19 @@
 // Package receiver is a demo webhook receiver: it records the
-// notifications it gets (or only counts them, for benchmarks) and can be
-// told to answer slowly or with an error status, for tests. It is safe for
+// notifications it gets (or only counts them, for benchmarks), verifies
+// Standard Webhooks signatures when given the secret, and can be told to
+// answer slowly or with an error status, for tests. It is safe for
 // concurrent use; Start owns the goroutine serving it until stop is
 // called.
 package receiver
 
 import (
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/valyala/fasthttp"
 )
 
@@ -19,6 +22,11 @@ type Notification struct {
 	Path string
 	Body []byte
 	At   time.Time
+	// Verified is set when Options.Secret is: whether the Standard
+	// Webhooks signature checked out.
+	Verified bool
+	// VerifyError says why it did not.
+	VerifyError string
 }
 
 // Options configures a Server. The zero value answers 200 at once and
@@ -32,31 +40,59 @@ type Options struct {
 	CountOnly bool
 	// OnNotification, if set, is called for each notification.
 	OnNotification func(Notification)
+	// Secret, a whsec_ signing secret, makes the receiver verify each
+	// notification's Standard Webhooks signature with the official
+	// library and answer 401 to one that fails.
+	Secret string
 }
 
 // Server is the receiver.
 type Server struct {
-	opts  Options
-	count atomic.Int64
-	addr  atomic.Value // string, once started
+	opts     Options
+	verifier *standardwebhooks.Webhook
+	count    atomic.Int64
+	addr     atomic.Value // string, once started
 
 	mu  sync.Mutex // guards got
 	got []Notification
 }
 
-// New returns a receiver.
+// New returns a receiver. It fails only for a malformed Secret.
 func New(o Options) *Server {
 	if o.Status == 0 {
 		o.Status = fasthttp.StatusOK
 	}
-	return &Server{opts: o}
+	s := &Server{opts: o}
+	if o.Secret != "" {
+		wh, err := standardwebhooks.NewWebhook(o.Secret)
+		if err != nil {
+			panic("receiver: bad secret: " + err.Error())
+		}
+		s.verifier = wh
+	}
+	return s
 }
 
 // Handle serves one notification.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	s.count.Add(1)
+	status := s.opts.Status
+	var verified bool
+	var verr string
+	if s.verifier != nil {
+		h := http.Header{}
+		for k, v := range ctx.Request.Header.All() {
+			h.Add(string(k), string(v))
+		}
+		if err := s.verifier.Verify(ctx.PostBody(), h); err != nil {
+			verr, status = err.Error(), fasthttp.StatusUnauthorized
+		} else {
+			verified = true
+		}
+	}
 	if !s.opts.CountOnly || s.opts.OnNotification != nil {
-		n := Notification{Path: string(ctx.RequestURI()), Body: append([]byte(nil), ctx.PostBody()...), At: time.Now()}
+		n := Notification{Path: string(ctx.RequestURI()), Body: append([]byte(nil), ctx.PostBody()...), At: time.Now(),
+			Verified: verified, VerifyError: verr}
 		if !s.opts.CountOnly {
 			s.mu.Lock()
 			s.got = append(s.got, n)
@@ -69,7 +105,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	if s.opts.Delay > 0 {
 		time.Sleep(s.opts.Delay)
 	}
-	ctx.SetStatusCode(s.opts.Status)
+	ctx.SetStatusCode(status)
 }
 
 // Addr returns the address Start listens on, or "".

@@ -2,9 +2,12 @@ package receiver
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
 func TestReceiver(t *testing.T) {
@@ -26,5 +29,41 @@ func TestReceiver(t *testing.T) {
 	got := s.Notifications()
 	if s.Count() != 1 || len(got) != 1 || got[0].Path != "/hook?x=1" || string(got[0].Body) != `{"messages":["test"]}` {
 		t.Fatalf("count %d, got %+v", s.Count(), got)
+	}
+}
+
+func TestReceiverVerifiesSignatures(t *testing.T) {
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	s := New(Options{Secret: secret})
+	addr, stop, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	body := `{"messages":["eventsChanged"]}`
+	wh, _ := standardwebhooks.NewWebhook(secret)
+	now := time.Now()
+	sig, _ := wh.Sign("msg_1", now, []byte(body))
+	send := func(sig string) int {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/h", strings.NewReader(body))
+		req.Header.Set("webhook-id", "msg_1")
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set("webhook-signature", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := send(sig); st != 200 {
+		t.Fatalf("good signature: %d", st)
+	}
+	if st := send("v1,AAAA"); st != 401 {
+		t.Fatalf("bad signature: %d", st)
+	}
+	got := s.Notifications()
+	if !got[0].Verified || got[1].Verified || got[1].VerifyError == "" {
+		t.Fatalf("verification flags %+v", got)
 	}
 }

@@ -17,10 +17,18 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:4000", "`address` to listen on, host:port")
 	status := flag.Int("status", 200, "HTTP `status` to answer")
 	delay := flag.Duration("delay", 0, "`duration` to wait before answering")
+	secret := flag.String("secret", "", "whsec_ signing `secret`: verify each notification's Standard Webhooks signature and answer 401 when it fails")
 	flag.Parse()
-	s := receiver.New(receiver.Options{Status: *status, Delay: *delay, CountOnly: true,
+	s := receiver.New(receiver.Options{Status: *status, Delay: *delay, CountOnly: true, Secret: *secret,
 		OnNotification: func(n receiver.Notification) {
-			fmt.Printf("%s demo-receiver: POST %s %s\n", n.At.Format("15:04:05.000"), n.Path, n.Body)
+			sig := ""
+			if *secret != "" {
+				sig = " [signature ok]"
+				if !n.Verified {
+					sig = " [signature REFUSED: " + n.VerifyError + "]"
+				}
+			}
+			fmt.Printf("%s demo-receiver: POST %s %s%s\n", n.At.Format("15:04:05.000"), n.Path, n.Body, sig)
 		}})
 	addr, stop, err := s.Start(*listen)
 	if err != nil {

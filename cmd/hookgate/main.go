@@ -213,6 +213,10 @@ func run(c config, log *slog.Logger) error {
 		return err
 	}
 	go engine.Run()
+	metrics.NewGauge(`hookgate_delivery_pool_running`, func() float64 { return float64(engine.PoolRunning()) })
+	metrics.NewGauge(`hookgate_delivery_pool_free`, func() float64 { return float64(engine.PoolFree()) })
+	metrics.NewGauge(`hookgate_webhooks{state="active"}`, func() float64 { a, _ := hooks.Counts(); return float64(a) })
+	metrics.NewGauge(`hookgate_webhooks{state="inactive"}`, func() float64 { _, i := hooks.Counts(); return float64(i) })
 	engineStopped := false
 	stopEngine := func() {
 		if !engineStopped {

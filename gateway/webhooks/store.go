@@ -295,6 +295,20 @@ func (s *Store) ByID(id string) *core.Webhook {
 	return nil
 }
 
+// Counts returns how many webhooks are active and inactive.
+func (s *Store) Counts() (active, inactive int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, w := range s.byID {
+		if w.State == core.StateActive {
+			active++
+		} else {
+			inactive++
+		}
+	}
+	return active, inactive
+}
+
 // AllActive returns copies of every active webhook, for the boot message.
 func (s *Store) AllActive() []*core.Webhook {
 	s.mu.RLock()
