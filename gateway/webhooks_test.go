@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/core"
@@ -52,6 +53,7 @@ type whEnv struct {
 	*gw
 	api  *webhooks.API
 	recv *receiverT
+	db   *badger.DB
 	// stop shuts the gateway down and closes its database, once.
 	stop func()
 }
@@ -82,7 +84,7 @@ func startWebhooks(t *testing.T, dir string, o Options, wo webhooks.Options) *wh
 	var once sync.Once
 	stop := func() { once.Do(func() { g.srv.Shutdown(); db.Close() }) }
 	t.Cleanup(stop)
-	return &whEnv{gw: g, api: api, recv: startReceiver(t), stop: stop}
+	return &whEnv{gw: g, api: api, recv: startReceiver(t), stop: stop, db: db}
 }
 
 // call sends a request with a token and decodes the JSON answer.
@@ -531,5 +533,83 @@ func TestWebhooksUpstreamDown(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("took %s", d)
+	}
+}
+
+// TestAccessDeletionThroughGateway: deleting the creating access through
+// the gateway still delivers that deletion's accessesChanged to the
+// access's webhooks, then turns them inactive, never deleted (SPEC §2).
+func TestAccessDeletionThroughGateway(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	engine, err := delivery.NewEngine(delivery.EngineOptions{
+		Queue: e.queue, DB: e.db, Webhooks: e.api.Store(), FlushInterval: 20 * time.Millisecond,
+		Sender: delivery.NewClient(delivery.ClientOptions{Timeout: time.Second,
+			Guard: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}),
+		Meta: core.Meta{APIVersion: "1.9.3", Serial: "test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go engine.Run()
+	defer engine.Stop()
+
+	acc := e.call(t, "POST", "/alice/accesses", "alice-personal", `{"name":"consent","type":"app"}`, 201)["access"].(map[string]any)
+	tok, accID := acc["token"].(string), acc["id"].(string)
+	doomed := e.create(t, tok, "http://"+e.recv.addr+"/ok/doomed")["id"].(string)
+	survivor := e.create(t, "alice-app", "http://"+e.recv.addr+"/ok/survivor")["id"].(string)
+	e.clear(t) // the access creation's marker
+	e.call(t, "DELETE", "/alice/accesses/"+accID, "alice-personal", "", 200)
+
+	waitAccessesChanged := func(path string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, b := range e.recv.got() {
+				if strings.Contains(b, core.MsgAccessesChanged) {
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("%s never got accessesChanged", path)
+	}
+	waitAccessesChanged("doomed")
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		w := e.call(t, "GET", "/alice/webhooks/"+doomed, "alice-personal", "", 200)["webhook"].(map[string]any)
+		if w["state"] == "inactive" {
+			if w["runCount"].(float64) < 1 || w["lastRun"].(map[string]any)["status"].(float64) != 200 {
+				t.Fatalf("retired before its notification was delivered: %v", w)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted access's webhook stayed %v", w["state"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if w := e.call(t, "GET", "/alice/webhooks/"+survivor, "alice-personal", "", 200)["webhook"].(map[string]any); w["state"] != "active" {
+		t.Fatalf("another access's webhook turned %v", w["state"])
+	}
+	// The personal access still sees it, and can reactivate or delete it.
+	e.call(t, "PUT", "/alice/webhooks/"+doomed, "alice-personal", `{"state":"active"}`, 200)
+	e.call(t, "DELETE", "/alice/webhooks/"+doomed, "alice-personal", "", 200)
+}
+
+func TestBatchAccessDeletionMarked(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	for _, mixed := range []bool{false, true} {
+		acc := e.call(t, "POST", "/alice/accesses", "alice-personal", `{"name":"b","type":"app"}`, 201)["access"].(map[string]any)
+		e.clear(t)
+		body := `[{"method":"accesses.delete","params":{"id":"` + acc["id"].(string) + `"}},{"method":"accesses.delete","params":{"id":"nope"}}`
+		if mixed {
+			body += `,{"method":"webhooks.get","params":{}}`
+		}
+		e.call(t, "POST", "/alice/", "alice-personal", body+"]", 200)
+		m := e.markers(t)
+		e.clear(t)
+		if len(m) != 1 || fmt.Sprint(m[0].DeletedAccesses) != "["+acc["id"].(string)+"]" || m[0].Messages[0] != core.MsgAccessesChanged {
+			t.Fatalf("mixed=%v: markers %+v; want accessesChanged naming only the deleted access", mixed, m)
+		}
 	}
 }
