@@ -1,7 +1,6 @@
 package core
 
 import (
-	"container/heap"
 	"time"
 )
 
@@ -23,6 +22,8 @@ type Slot struct {
 	// Inactive slots keep their pending messages but never fire, until
 	// Reactivate.
 	Inactive bool
+
+	spare []string // the last delivery's slice, reused by the next Take
 }
 
 // Reactivate lets an inactive slot fire again, with its retries reset:
@@ -65,15 +66,17 @@ func (s *Slot) FireAt() (int64, bool) {
 	return max(at, s.RetryAt), true
 }
 
-// Take starts a delivery: every pending message goes into flight.
+// Take starts a delivery: every pending message goes into flight. The
+// returned slice is valid until the delivery ends.
 func (s *Slot) Take() []string {
-	s.InFlight, s.Pending, s.Flying = s.Pending, nil, true
+	s.InFlight, s.Pending, s.Flying = s.Pending, s.spare[:0], true
+	s.spare = nil
 	return s.InFlight
 }
 
 // Succeeded ends the delivery in flight with a 2xx at now.
 func (s *Slot) Succeeded(now int64) {
-	s.InFlight, s.Flying = nil, false
+	s.spare, s.InFlight, s.Flying = s.InFlight[:0], nil, false
 	s.LastEnd, s.Retries, s.RetryAt = now, 0, 0
 }
 
@@ -122,17 +125,46 @@ type fireEntry struct {
 	gen uint64
 }
 
+// fireHeap is a min-heap on at, written out rather than through
+// container/heap so that pushing and popping do not box entries.
 type fireHeap []fireEntry
 
-func (h fireHeap) Len() int           { return len(h) }
-func (h fireHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h fireHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *fireHeap) Push(x any)        { *h = append(*h, x.(fireEntry)) }
-func (h *fireHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+func (h *fireHeap) push(e fireEntry) {
+	*h = append(*h, e)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p].at <= a[i].at {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *fireHeap) pop() fireEntry {
+	a := *h
+	top := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a[n] = fireEntry{}
+	a = a[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && a[l].at < a[m].at {
+			m = l
+		}
+		if r < n && a[r].at < a[m].at {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return top
 }
 
 // NewScheduler returns an empty scheduler.
@@ -166,19 +198,19 @@ func (s *Scheduler) Touch(id string) {
 		return
 	}
 	if at, ok := sl.FireAt(); ok {
-		heap.Push(&s.h, fireEntry{at: at, id: id, gen: s.gen[id]})
+		s.h.push(fireEntry{at: at, id: id, gen: s.gen[id]})
 	}
 }
 
 // Next returns the earliest fire time, and false when nothing is
 // scheduled.
 func (s *Scheduler) Next() (int64, bool) {
-	for s.h.Len() > 0 {
+	for len(s.h) > 0 {
 		e := s.h[0]
 		if e.gen == s.gen[e.id] && s.slots[e.id] != nil {
 			return e.at, true
 		}
-		heap.Pop(&s.h)
+		s.h.pop()
 	}
 	return 0, false
 }
@@ -187,8 +219,8 @@ func (s *Scheduler) Next() (int64, bool) {
 // order, and takes their pending messages into flight. Read each slot's
 // InFlight for the messages.
 func (s *Scheduler) Due(dst []string, now int64) []string {
-	for s.h.Len() > 0 && s.h[0].at <= now {
-		e := heap.Pop(&s.h).(fireEntry)
+	for len(s.h) > 0 && s.h[0].at <= now {
+		e := s.h.pop()
 		sl := s.slots[e.id]
 		if e.gen != s.gen[e.id] || sl == nil {
 			continue

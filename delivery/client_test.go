@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -58,6 +59,34 @@ func TestClientRefusesNonGlobal(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatalf("the receiver was reached %d times", hits.Load())
+	}
+}
+
+// TestClientRefusesPrivateRanges: for every non-global form, the client
+// refuses before dialling. The dial function is replaced so that, were
+// the guard wrong, nothing would leave the machine: the test would fail
+// instead.
+func TestClientRefusesPrivateRanges(t *testing.T) {
+	c := NewClient(ClientOptions{Timeout: time.Second})
+	var dialled []string
+	c.dialContext = func(_ context.Context, _, addr string) (net.Conn, error) {
+		dialled = append(dialled, addr)
+		return nil, errors.New("test: dialling is not allowed here")
+	}
+	for _, u := range []string{
+		"http://10.1.2.3/", "http://172.16.0.1/", "http://192.168.1.1/", // RFC 1918
+		"http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", // link-local
+		"http://[fd00::1]/", "http://[fc00::2]:8080/", // IPv6 ULA
+		"http://[::ffff:10.0.0.1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:169.254.169.254]/", // IPv4-mapped
+		"http://[64:ff9b::a00:1]/", "http://[2002:c0a8:101::1]/", // NAT64 and 6to4 of private addresses
+		"http://127.0.0.1/", "http://[::1]/", "http://0.0.0.0/", "http://100.64.0.1/",
+	} {
+		if _, err := c.Post(u, []byte("{}")); !errors.Is(err, ErrForbiddenAddress) {
+			t.Errorf("Post(%s): err = %v; want ErrForbiddenAddress", u, err)
+		}
+	}
+	if len(dialled) != 0 {
+		t.Fatalf("the client tried to dial %v", dialled)
 	}
 }
 

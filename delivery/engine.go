@@ -372,7 +372,9 @@ func (e *Engine) fireDue() {
 		}
 		e.hooks[id] = w
 		e.serial++
-		body := e.payload(sl.InFlight, now)
+		bp := payloadBufs.Get().(*[]byte)
+		*bp = e.AppendPayload((*bp)[:0], sl.InFlight, now)
+		body := *bp
 		since := e.since[id]
 		url := w.URL
 		var headers [][2]string
@@ -387,9 +389,11 @@ func (e *Engine) fireDue() {
 			defer e.inflight.Done()
 			start := time.Now()
 			st, ra, err := e.opts.Sender.Send(url, body, headers)
+			releasePayload(bp)
 			e.results <- result{id: id, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
 		})
 		if err != nil {
+			releasePayload(bp)
 			e.inflight.Done()
 			e.results <- result{id: id, err: err, ended: now}
 		}
@@ -402,9 +406,18 @@ func cancel(sl *core.Slot) {
 	sl.InFlight, sl.Flying = nil, false
 }
 
-// payload encodes {"messages":[...],"meta":{...}}.
-func (e *Engine) payload(msgs []string, now time.Time) []byte {
-	b := make([]byte, 0, 128)
+// payloadBufs holds notification bodies between encoding and sending.
+var payloadBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// releasePayload returns a body buffer; it must not be used afterwards.
+func releasePayload(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		payloadBufs.Put(bp)
+	}
+}
+
+// AppendPayload appends {"messages":[...],"meta":{...}} to b.
+func (e *Engine) AppendPayload(b []byte, msgs []string, now time.Time) []byte {
 	b = append(b, `{"messages":[`...)
 	for i, m := range msgs {
 		if i > 0 {
