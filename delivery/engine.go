@@ -173,7 +173,12 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 			e.dirtyPending[id] = true
 		}
 	}
-	o.Webhooks.OnChange(func(c webhooks.Change) { e.changes <- c })
+	o.Webhooks.OnChange(func(c webhooks.Change) {
+		select {
+		case e.changes <- c:
+		case <-e.done: // stopped: the change is on disk, read at the next start
+		}
+	})
 	return e, nil
 }
 
@@ -240,7 +245,7 @@ func (e *Engine) Run() {
 	defer flush.Stop()
 	e.dispatch() // markers left from before a restart
 	for {
-		e.fireDue()
+		e.safely(e.fireDue)
 		if at, ok := e.sched.Next(); ok {
 			timer.Reset(max(time.Duration(at-e.opts.Now().UnixNano()), 0))
 		} else {
@@ -251,16 +256,28 @@ func (e *Engine) Run() {
 			e.shutdown()
 			return
 		case <-e.opts.Queue.Updated():
-			e.dispatch()
+			e.safely(e.dispatch)
 		case r := <-e.results:
-			e.outcome(r)
+			e.safely(func() { e.outcome(r) })
 		case c := <-e.changes:
-			e.change(c)
+			e.safely(func() { e.change(c) })
 		case <-timer.C:
 		case <-flush.C:
-			e.flush()
+			e.safely(e.flush)
 		}
 	}
+}
+
+// safely runs one step of the loop; a panic is logged and counted, and
+// the loop goes on.
+func (e *Engine) safely(f func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			enginePanics.Inc()
+			e.opts.Logger.Error("delivery loop step panicked", "panic", fmt.Sprint(p))
+		}
+	}()
+	f()
 }
 
 // dispatch reads every new marker, adds its messages to the pending set

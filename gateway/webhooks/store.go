@@ -127,6 +127,14 @@ func (s *Store) put(w *core.Webhook) error {
 // Create stores w, refusing a URL the same access already uses and more
 // than maxPerAccess webhooks per access (0: no cap).
 func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
+	w, err := s.create(w, maxPerAccess)
+	if err == nil {
+		s.notify(Change{Webhook: w})
+	}
+	return err
+}
+
+func (s *Store) create(w *core.Webhook, maxPerAccess int) (*core.Webhook, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -135,23 +143,20 @@ func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
 			continue
 		}
 		if o.URL == w.URL {
-			return ErrDuplicateURL
+			return nil, ErrDuplicateURL
 		}
 		n++
 	}
 	if maxPerAccess > 0 && n >= maxPerAccess {
-		return ErrCapReached
+		return nil, ErrCapReached
 	}
 	w = w.Clone()
 	if err := s.put(w); err != nil {
-		return err
+		return nil, err
 	}
 	s.byID[w.ID] = w
 	s.byUser[w.User] = append(s.byUser[w.User], w)
-	s.mu.Unlock()
-	s.notify(Change{Webhook: w.Clone()})
-	s.mu.Lock()
-	return nil
+	return w.Clone(), nil
 }
 
 // Get returns a copy of user's webhook id.
@@ -182,6 +187,14 @@ func (s *Store) List(user, accessID string) []*core.Webhook {
 // Update applies fn to user's webhook id and stores the result; fn's
 // error aborts the update and is returned.
 func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
+	w, err := s.update(user, id, fn)
+	if err == nil {
+		s.notify(Change{Webhook: w.Clone()})
+	}
+	return w, err
+}
+
+func (s *Store) update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.byID[id]
@@ -197,26 +210,30 @@ func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.W
 	}
 	*cur = *w
 	delete(s.dirty, id)
-	out := w.Clone()
-	s.mu.Unlock()
-	s.notify(Change{Webhook: out.Clone()})
-	s.mu.Lock()
-	return out, nil
+	return w.Clone(), nil
 }
 
 // Delete removes user's webhook id.
 func (s *Store) Delete(user, id string) error {
+	w, err := s.delete(user, id)
+	if err == nil {
+		s.notify(Change{Webhook: w, Deleted: true})
+	}
+	return err
+}
+
+func (s *Store) delete(user, id string) (*core.Webhook, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.byID[id]
 	if cur == nil || cur.User != user {
-		return ErrNotFound
+		return nil, ErrNotFound
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(id)) }); err != nil {
-		return fmt.Errorf("cannot delete webhook: %w", err)
+		return nil, fmt.Errorf("cannot delete webhook: %w", err)
 	}
 	if err := s.db.Sync(); err != nil {
-		return err
+		return nil, err
 	}
 	delete(s.byID, id)
 	list := s.byUser[user]
@@ -230,10 +247,7 @@ func (s *Store) Delete(user, id string) error {
 		delete(s.byUser, user)
 	}
 	delete(s.dirty, id)
-	s.mu.Unlock()
-	s.notify(Change{Webhook: cur, Deleted: true})
-	s.mu.Lock()
-	return nil
+	return cur, nil
 }
 
 // Mutate applies fn to webhook id in memory and marks it for the next
