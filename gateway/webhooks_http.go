@@ -31,12 +31,12 @@ func (g *Gateway) serveWebhooks(ctx *fasthttp.RequestCtx, user, rel []byte) {
 	}
 	formAuth := ""
 	if g.mayOverride(ctx) {
-		v, _ := url.ParseQuery(string(body))
-		if m := v.Get("_method"); m != "" {
-			method = asciiUpper(m)
+		m, j := rules.FormOverride(body)
+		if m != "" {
+			method = m
 		}
-		formAuth = v.Get("_auth")
-		body = []byte(v.Get("_json"))
+		formAuth = formField(body, "_auth")
+		body = j
 	}
 	var segs [4][]byte
 	n := 0
@@ -94,16 +94,6 @@ func orEmptyObject(b []byte) []byte {
 		return []byte("{}")
 	}
 	return b
-}
-
-func asciiUpper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'a' && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }
 
 // metaField returns `,"meta":{...}` for an answer written now.

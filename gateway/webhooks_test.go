@@ -613,3 +613,18 @@ func TestBatchAccessDeletionMarked(t *testing.T) {
 		}
 	}
 }
+
+func TestWebhooksFormOverride(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	form := header("Content-Type", "application/x-www-form-urlencoded")
+	resp, b := do(t, "POST", gwURL(e.gw, "/alice/webhooks"), strings.NewReader("_auth=alice-app&_json=%7B%22url%22%3A%22https%3A%2F%2Fform.example%2F%22%7D"), form)
+	if resp.StatusCode != 201 {
+		t.Fatalf("form create: %d %s", resp.StatusCode, b)
+	}
+	var v struct{ Webhook struct{ ID string } }
+	mustJSON(t, b, &v)
+	resp, b = do(t, "POST", gwURL(e.gw, "/alice/webhooks/"+v.Webhook.ID), strings.NewReader("_method=put&_auth=alice-app&_json=%7B%22state%22%3A%22inactive%22%7D"), form)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"state":"inactive"`) {
+		t.Fatalf("form update: %d %s", resp.StatusCode, b)
+	}
+}
