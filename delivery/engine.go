@@ -295,13 +295,19 @@ func (e *Engine) dispatch() {
 		if len(recs) == 0 {
 			return
 		}
+		active := map[string][]*core.Webhook{} // per user, looked up once per batch
 		for _, r := range recs {
 			m, err := core.DecodeMarker(r.Data)
 			if err != nil {
 				e.opts.Logger.Error("skipping an unreadable change marker", "seq", r.Seq, "err", err)
 				continue
 			}
-			e.apply(m)
+			hooks, ok := active[m.User]
+			if !ok {
+				hooks = e.opts.Webhooks.Active(m.User)
+				active[m.User] = hooks
+			}
+			e.apply(m, hooks)
 		}
 		last := recs[len(recs)-1].Seq
 		if err := e.persistPending(); err != nil {
@@ -317,8 +323,8 @@ func (e *Engine) dispatch() {
 }
 
 // apply adds a marker's messages to its user's active webhooks.
-func (e *Engine) apply(m core.Marker) {
-	for _, w := range e.opts.Webhooks.Active(m.User) {
+func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
+	for _, w := range hooks {
 		sl := e.slotFor(w)
 		if len(sl.Pending) == 0 && !sl.Flying {
 			e.since[w.ID] = m.Time
@@ -484,6 +490,7 @@ func (e *Engine) outcome(r result) {
 	}
 	if deactivate {
 		sl.Inactive = true
+		delete(e.retire, r.id) // done with, whatever the reason
 		deactivations.Inc()
 	}
 	retries := sl.Retries
@@ -520,6 +527,10 @@ func (e *Engine) change(c webhooks.Change) {
 		e.slotFor(c.Webhook)
 		if wasInactive {
 			sl.Reactivate() // what was pending goes out now
+			// Reactivated on purpose (say, by a personal access after its
+			// app's access was deleted): it stays active.
+			delete(e.retire, id)
+			e.dirtyPending[id] = true
 		}
 		e.sched.Touch(id)
 	}

@@ -441,6 +441,16 @@ func TestAccessDeletionRetiresAfterDelivery(t *testing.T) {
 	if _, ok := r.hooks.Get("alice", mine.ID); !ok {
 		t.Fatal("the retired webhook was deleted; it must stay, inactive")
 	}
+	// Reactivated on purpose, it stays active after its next delivery.
+	if _, err := r.hooks.Update("alice", mine.ID, func(w *core.Webhook) error { w.State = core.StateActive; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	r.change("alice", core.MsgEventsChanged)
+	waitFor(t, "delivery after reactivation", 2*time.Second, func() bool { return len(rc.got()) >= 3 })
+	time.Sleep(100 * time.Millisecond)
+	if got, _ := r.hooks.Get("alice", mine.ID); got.State != core.StateActive {
+		t.Fatalf("reactivated webhook turned %s again", got.State)
+	}
 }
 
 // TestRetireSurvivesRestart: the access-deletion marker is acknowledged,
