@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 OPS       ?= 127.0.0.1:9090
 UPSTREAM  ?= 127.0.0.1:3000
 
-.PHONY: all build run test test-short fuzz bench vet fmt clean
+.PHONY: all build run test test-short fuzz bench vet fmt clean k6 loadtest-deps loadtest loadtest-quick
 
 all: build
 
@@ -42,6 +42,26 @@ BENCHCOUNT ?= 1
 ## bench: Go benchmarks: hot paths and end-to-end proxy paths with their baselines.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./core/... ./gateway/... ./bench/...
+
+K6_VERSION ?= v1.8.1
+K6 ?= $(shell $(GO) env GOPATH)/bin/k6
+
+## k6: install k6 $(K6_VERSION) from the Go module proxy (about 75 s the first time).
+k6:
+	@test -x $(K6) && $(K6) version 2>/dev/null | grep -q $(K6_VERSION:v%=%) || (cd /tmp && $(GO) install go.k6.io/k6@$(K6_VERSION))
+
+## loadtest-deps: k6, nginx and haproxy (from apt) for the comparison runs.
+loadtest-deps: k6
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy; }
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; }
+
+## loadtest: the full comparison (3 x 15 s per cell, about 20 minutes), one table at the end.
+loadtest: loadtest-deps
+	K6=$(K6) bash loadtest/run.sh full
+
+## loadtest-quick: the same scenarios once, 4 s each (about 2 minutes).
+loadtest-quick: loadtest-deps
+	K6=$(K6) bash loadtest/run.sh quick
 
 vet:
 	$(GO) vet ./...

@@ -44,6 +44,10 @@ type Options struct {
 	ServiceTime time.Duration
 	// Meta is reported on every answer. Default {1.9.3, "demo"}.
 	Meta core.Meta
+	// Trivial answers every request with the same small JSON (201 for a
+	// POST), doing no work: for benchmarks where the proxy's own cost must
+	// dominate.
+	Trivial bool
 }
 
 // Server is the demo API.
@@ -131,10 +135,20 @@ func (s *Server) FastServer() *fasthttp.Server {
 	return &fasthttp.Server{Handler: s.Handle, MaxRequestBodySize: 256 << 20, Name: "pryv-demo", ReadBufferSize: 16 << 10}
 }
 
+var trivialBody = []byte(`{"events":[],"meta":{"apiVersion":"1.9.3","serverTime":1795436682.278,"serial":"demo"}}`)
+
 // Handle serves one request.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	if s.opts.ServiceTime > 0 {
 		time.Sleep(s.opts.ServiceTime)
+	}
+	if s.opts.Trivial {
+		if ctx.IsPost() {
+			ctx.SetStatusCode(fasthttp.StatusCreated)
+		}
+		ctx.SetContentType("application/json; charset=utf-8")
+		ctx.Response.SetBodyRaw(trivialBody)
+		return
 	}
 	ctx.Response.Header.Set("API-Version", s.opts.Meta.APIVersion)
 	name, rest := s.route(ctx)

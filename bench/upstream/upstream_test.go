@@ -132,3 +132,15 @@ func TestBatchResults(t *testing.T) {
 		t.Fatalf("results %v", res)
 	}
 }
+
+func TestTrivial(t *testing.T) {
+	addr, stop, err := New(Options{Trivial: true}).Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	resp, v := call(t, "POST", "http://"+addr+"/anyone/anything", "{}")
+	if resp.StatusCode != 201 || v["events"] == nil {
+		t.Fatalf("trivial POST: %d %v", resp.StatusCode, v)
+	}
+}

@@ -18,9 +18,10 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:3000", "`address` to listen on, host:port")
 	serviceTime := flag.Duration("service-time", 0, "`duration` added to every answer, to play an API doing real work")
 	quiet := flag.Bool("quiet", false, "do not print the seeded users and tokens")
+	trivial := flag.Bool("trivial", false, "answer every request with the same small JSON, doing no work (benchmarks)")
 	flag.Parse()
 
-	s := upstream.New(upstream.Options{ServiceTime: *serviceTime})
+	s := upstream.New(upstream.Options{ServiceTime: *serviceTime, Trivial: *trivial})
 	addr, stop, err := s.Start(*listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo-upstream:", err)

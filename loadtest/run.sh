@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# The load test runner behind `make loadtest`. It starts the demo upstream,
+# hookgate, nginx and haproxy on 127.0.0.1, pins the servers to one CPU and
+# k6 to the other, runs the scenarios, and prints one summary table.
+#
+#   loadtest/run.sh [full|quick]   full: 3 repetitions of 15 s; quick: 1 of 4 s
+#
+# Environment: RATE (open-loop requests/s, default 2000), VUS (closed-loop
+# users, default 32), K6 (path to k6). Every process started here is
+# stopped on exit; all traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=${1:-full}
+case "$MODE" in
+full) DUR=${DUR:-15s} REPS=${REPS:-3} ;;
+quick) DUR=${DUR:-4s} REPS=${REPS:-1} ;;
+*) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
+esac
+RATE=${RATE:-2000}
+VUS=${VUS:-32}
+K6=${K6:-$(command -v k6 || echo "$HOME/go/bin/k6")}
+[ -x "$K6" ] || { echo "k6 not found: run make k6" >&2; exit 1; }
+for bin in nginx haproxy; do
+	command -v $bin >/dev/null || [ -x /usr/sbin/$bin ] || { echo "$bin not found: run make loadtest-deps" >&2; exit 1; }
+done
+export PATH="$PATH:/usr/sbin"
+
+WORK=$(mktemp -d)
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+pids=()
+cleanup() {
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+if [ "$(nproc)" -ge 2 ]; then LOAD_CPU=0 SERVER_CPU=1 PIN=1; else PIN=0; fi
+pin() { # cpu command...
+	local cpu=$1
+	shift
+	if [ "$PIN" = 1 ]; then taskset -c "$cpu" "$@"; else "$@"; fi
+}
+
+UP=127.0.0.1:18000 HG=127.0.0.1:18080 NGX=127.0.0.1:18081 HAP=127.0.0.1:18082
+
+wait_port() { # host:port
+	for _ in $(seq 1 100); do
+		if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	echo "nothing listens on $1" >&2
+	exit 1
+}
+
+# start NAME COMMAND...: a server on the server CPU, one Go thread; sets
+# LAST_PID to the server's own pid (taskset execs it).
+start() {
+	local name=$1
+	shift
+	if [ "$PIN" = 1 ]; then
+		GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
+	else
+		GOMAXPROCS=1 "$@" >"$WORK/$name.log" 2>&1 &
+	fi
+	LAST_PID=$!
+	pids+=("$LAST_PID")
+}
+
+stop_all() {
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	pids=()
+}
+
+write_nginx() {
+	mkdir -p "$WORK/nginx"
+	cat >"$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $WORK/nginx;
+	proxy_temp_path $WORK/nginx;
+	upstream api { server $UP; keepalive 256; }
+	server {
+		listen $NGX;
+		location / {
+			proxy_pass http://api;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header Host \$host;
+			proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+			proxy_buffering on;
+		}
+	}
+}
+CONF
+}
+
+write_haproxy() {
+	cat >"$WORK/haproxy.cfg" <<CONF
+global
+	nbthread 1
+	maxconn 8192
+defaults
+	mode http
+	timeout connect 3s
+	timeout client 60s
+	timeout server 60s
+	option http-keep-alive
+	option forwardfor
+frontend f
+	bind $HAP
+	default_backend b
+backend b
+	http-reuse always
+	server up $UP maxconn 1024
+CONF
+}
+
+ticks() {
+	if [ ! -r "/proc/$1/stat" ]; then
+		echo "a server died; its logs:" >&2
+		tail -n 20 "$WORK"/*.log >&2
+		exit 1
+	fi
+	awk '{print $14+$15}' "/proc/$1/stat"
+}
+machine() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t, $5+$6}' /proc/stat; }
+CLK=$(getconf CLK_TCK)
+
+# run SCENARIO UPSTREAM TARGETNAME URL PID SCRIPT LOOP REP
+run() {
+	local scen=$1 upk=$2 name=$3 url=$4 pid=$5 script=$6 loop=$7 rep=$8
+	local rate=0
+	[ "$loop" = open ] && rate=$RATE
+	local t0 t1 m0 m1
+	t0=$(ticks "$pid")
+	m0=$(machine)
+	pin "$LOAD_CPU" "$K6" run --quiet --no-color --summary-export="$WORK/s.json" \
+		-e TARGET="$url" -e RATE="$rate" -e VUS="$VUS" -e DURATION="$DUR" "$script" >"$WORK/k6.log" 2>&1 || {
+		echo "k6 failed for $scen/$upk/$name/$loop (thresholds or errors):" >&2
+		tail -20 "$WORK/k6.log" >&2
+		exit 1
+	}
+	t1=$(ticks "$pid")
+	m1=$(machine)
+	python3 - "$WORK/s.json" "$scen" "$upk" "$name" "$loop" "$rep" "$t0" "$t1" "$CLK" "$m0" "$m1" >>"$RESULTS" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["metrics"]
+scen, upk, name, loop, rep = sys.argv[2:7]
+t0, t1, clk = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
+m0, m1 = [list(map(int, x.split())) for x in sys.argv[10:12]]
+n = s["http_reqs"]["count"]
+d = s["http_req_duration"]
+cpu_us = (t1 - t0) * 1e6 / clk / max(n, 1)
+busy = 100.0 * (1 - (m1[1] - m0[1]) / max(m1[0] - m0[0], 1))
+print("\t".join(map(str, [scen, upk, name, loop, rep, n, round(s["http_reqs"]["rate"], 1),
+    round(d["med"], 3), round(d["p(95)"], 3), round(d["p(99)"], 3), round(cpu_us, 2), round(busy, 1),
+    round(s["http_req_failed"].get("value", s["http_req_failed"].get("rate", 0)), 4)])))
+PY
+}
+
+make_bins() { go build -o bin/ ./cmd/... ; }
+make_bins
+
+echo "hookgate load test: $MODE ($REPS x $DUR), k6 on CPU ${LOAD_CPU:-any}, servers on CPU ${SERVER_CPU:-any}, open-loop $RATE req/s, closed-loop $VUS users" >&2
+
+# Proxy reads, against a trivial upstream and one doing 1 ms of work.
+for upk in trivial work; do
+	upflags=(-trivial)
+	[ "$upk" = work ] && upflags=(-service-time 1ms)
+	start upstream bin/demo-upstream -quiet -listen $UP "${upflags[@]}"
+	UPID=$LAST_PID
+	wait_port $UP
+	start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-$upk" -log-level warn
+	HGPID=$LAST_PID
+	write_nginx
+	start nginx nginx -c "$WORK/nginx/nginx.conf"
+	NGPID=$LAST_PID
+	write_haproxy
+	start haproxy haproxy -db -f "$WORK/haproxy.cfg"
+	HAPID=$LAST_PID
+	wait_port $HG
+	wait_port $NGX
+	wait_port $HAP
+	for rep in $(seq 1 "$REPS"); do
+		for loop in closed open; do
+			run read "$upk" direct "http://$UP" "$UPID" loadtest/read.js "$loop" "$rep"
+			run read "$upk" hookgate "http://$HG" "$HGPID" loadtest/read.js "$loop" "$rep"
+			run read "$upk" nginx "http://$NGX" "$NGPID" loadtest/read.js "$loop" "$rep"
+			run read "$upk" haproxy "http://$HAP" "$HAPID" loadtest/read.js "$loop" "$rep"
+		done
+	done
+	stop_all
+done
+
+# Mutations: events.create direct, and through hookgate with fsynced markers.
+start upstream bin/demo-upstream -quiet -listen $UP -trivial
+UPID=$LAST_PID
+wait_port $UP
+start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-mut" -durability sync -log-level warn
+HGPID=$LAST_PID
+wait_port $HG
+for rep in $(seq 1 "$REPS"); do
+	run mutate trivial direct "http://$UP" "$UPID" loadtest/mutate.js closed "$rep"
+	run mutate trivial hookgate-sync "http://$HG" "$HGPID" loadtest/mutate.js closed "$rep"
+done
+stop_all
+
+python3 - "$RESULTS" <<'PY'
+import sys, statistics as st
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+groups = {}
+for r in rows:
+    key = (r[0], r[1], r[3], r[2])
+    groups.setdefault(key, []).append(r)
+def med(rs, i): return st.median(float(r[i]) for r in rs)
+def spread(rs, i):
+    v = [float(r[i]) for r in rs]
+    return (max(v) - min(v)) / max(st.median(v), 1e-9) * 100 if len(v) > 1 else 0.0
+print(f"{'scenario':8} {'upstream':8} {'loop':6} {'target':14} {'req/s':>9} {'±%':>5} {'x direct':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'CPU µs/req':>10} {'busy %':>6} {'fail':>6} reps")
+order = ["direct", "hookgate", "hookgate-sync", "nginx", "haproxy"]
+for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.index(k[3]) if k[3] in order else 9)):
+    rs = groups[key]
+    base = groups.get((key[0], key[1], key[2], "direct"))
+    ratio = med(rs, 6) / med(base, 6) if base else float("nan")
+    print(f"{key[0]:8} {key[1]:8} {key[2]:6} {key[3]:14} {med(rs,6):9.0f} {spread(rs,6):5.1f} {ratio:8.2f} {med(rs,7):7.2f} {med(rs,8):7.2f} {med(rs,9):7.2f} {med(rs,10):10.1f} {med(rs,11):6.1f} {med(rs,12):6.3f} {len(rs)}")
+print()
+print("req/s, latency, CPU and busy are medians over the repetitions; ±% is the req/s spread (max-min)/median;")
+print("CPU µs/req is the server process's own CPU time (utime+stime) per request; busy % is the whole machine during the run;")
+print("open-loop runs hold a fixed arrival rate, so their req/s equal the rate: compare their latency and CPU.")
+PY
