@@ -215,11 +215,12 @@ func (s *Scheduler) Next() (int64, bool) {
 	return 0, false
 }
 
-// Due appends to dst the ids whose fire time is not after now, in fire
-// order, and takes their pending messages into flight. Read each slot's
-// InFlight for the messages.
-func (s *Scheduler) Due(dst []string, now int64) []string {
-	for len(s.h) > 0 && s.h[0].at <= now {
+// Due appends to dst the ids whose fire time is not after now, at most
+// limit of them (no limit when limit < 0), in fire order, and takes their
+// pending messages into flight. Read each slot's InFlight for the
+// messages. Slots past the limit stay due for the next call.
+func (s *Scheduler) Due(dst []string, now int64, limit int) []string {
+	for len(s.h) > 0 && s.h[0].at <= now && limit != 0 {
 		e := s.h.pop()
 		sl := s.slots[e.id]
 		if e.gen != s.gen[e.id] || sl == nil {
@@ -231,6 +232,7 @@ func (s *Scheduler) Due(dst []string, now int64) []string {
 		sl.Take()
 		s.gen[e.id]++
 		dst = append(dst, e.id)
+		limit--
 	}
 	return dst
 }

@@ -111,7 +111,7 @@ func TestSchedulerOrderAndStaleEntries(t *testing.T) {
 	if at, ok := sc.Next(); !ok || at != 0 {
 		t.Fatalf("Next = %d, %v", at, ok)
 	}
-	if got := sc.Due(nil, 1600*ms); !reflect.DeepEqual(got, []string{"b", "c"}) {
+	if got := sc.Due(nil, 1600*ms, -1); !reflect.DeepEqual(got, []string{"b", "c"}) {
 		t.Fatalf("Due(1600ms) = %v; want [b c]", got)
 	}
 	// c's slot changes (a new message while in flight) and is touched:
@@ -119,7 +119,7 @@ func TestSchedulerOrderAndStaleEntries(t *testing.T) {
 	sc.Slot("c").Add("y")
 	sc.Touch("c")
 	sc.Remove("a")
-	if got := sc.Due(nil, 5000*ms); len(got) != 0 {
+	if got := sc.Due(nil, 5000*ms, -1); len(got) != 0 {
 		t.Fatalf("Due after removal = %v", got)
 	}
 	sc.Slot("c").Succeeded(1700 * ms)
@@ -127,7 +127,7 @@ func TestSchedulerOrderAndStaleEntries(t *testing.T) {
 	if at, _ := sc.Next(); at != 2700*ms {
 		t.Fatalf("c next at %d; want 2700ms", at)
 	}
-	if got := sc.Due(nil, 2700*ms); !reflect.DeepEqual(got, []string{"c"}) || !reflect.DeepEqual(sc.Slot("c").InFlight, []string{"y"}) {
+	if got := sc.Due(nil, 2700*ms, -1); !reflect.DeepEqual(got, []string{"c"}) || !reflect.DeepEqual(sc.Slot("c").InFlight, []string{"y"}) {
 		t.Fatalf("Due = %v, in flight %v", got, sc.Slot("c").InFlight)
 	}
 }
@@ -140,11 +140,32 @@ func TestSchedulerManySlots(t *testing.T) {
 		s.Add("m")
 		sc.Put(string(rune(i+0x1000)), s)
 	}
-	due := sc.Due(nil, int64(time.Second)+5000*ms)
+	due := sc.Due(nil, int64(time.Second)+5000*ms, -1)
 	if len(due) != 5001 {
 		t.Fatalf("%d due; want 5001", len(due))
 	}
-	if got := sc.Due(nil, int64(time.Second)+n*ms); len(got) != n-5001 {
+	if got := sc.Due(nil, int64(time.Second)+n*ms, -1); len(got) != n-5001 {
 		t.Fatalf("%d due later; want %d", len(got), n-5001)
+	}
+}
+
+func TestSchedulerDueLimit(t *testing.T) {
+	sc := NewScheduler()
+	for i := range 10 {
+		s := &Slot{Interval: time.Second, MaxRetries: 5}
+		s.Add("m")
+		sc.Put(string(rune('a'+i)), s)
+	}
+	if got := sc.Due(nil, 0, 3); len(got) != 3 {
+		t.Fatalf("Due with limit 3 gave %d", len(got))
+	}
+	if got := sc.Due(nil, 0, 0); len(got) != 0 {
+		t.Fatalf("Due with limit 0 gave %d", len(got))
+	}
+	if at, ok := sc.Next(); !ok || at != 0 {
+		t.Fatalf("the rest must stay due: Next = %d, %v", at, ok)
+	}
+	if got := sc.Due(nil, 0, -1); len(got) != 7 {
+		t.Fatalf("the rest: %d; want 7", len(got))
 	}
 }

@@ -27,7 +27,7 @@ func BenchmarkScheduler100k(b *testing.B) {
 		sl.Add(MsgEventsChanged)
 		sc.Touch(id)
 		now += int64(10 * time.Microsecond)
-		due = sc.Due(due[:0], now)
+		due = sc.Due(due[:0], now, -1)
 		for _, d := range due {
 			s := sc.Slot(d)
 			s.Succeeded(now)

@@ -85,6 +85,7 @@ type Engine struct {
 	done    chan struct{}
 
 	// Loop-owned state.
+	flying       int                      // deliveries submitted, outcome not yet handled
 	hooks        map[string]*core.Webhook // cached record of each slot
 	since        map[string]int64         // when each slot's oldest pending message was accepted
 	retire       map[string]bool          // deactivate after the next successful delivery
@@ -246,10 +247,10 @@ func (e *Engine) Run() {
 	e.dispatch() // markers left from before a restart
 	for {
 		e.safely(e.fireDue)
-		if at, ok := e.sched.Next(); ok {
+		if at, ok := e.sched.Next(); ok && e.flying < e.opts.Workers {
 			timer.Reset(max(time.Duration(at-e.opts.Now().UnixNano()), 0))
 		} else {
-			timer.Reset(time.Hour)
+			timer.Reset(time.Hour) // nothing due, or the pool is full: a result wakes the loop
 		}
 		select {
 		case <-e.stop:
@@ -378,9 +379,13 @@ func (e *Engine) persistPending() error {
 }
 
 // fireDue starts a delivery for every slot whose time has come.
+//
+// It never takes more than the pool has free workers: a worker then never
+// waits to hand over its result (the results channel holds Workers), and
+// the loop never waits for a worker.
 func (e *Engine) fireDue() {
 	now := e.opts.Now()
-	for _, id := range e.sched.Due(nil, now.UnixNano()) {
+	for _, id := range e.sched.Due(nil, now.UnixNano(), e.opts.Workers-e.flying) {
 		sl := e.sched.Slot(id)
 		w := e.opts.Webhooks.ByID(id)
 		if w == nil {
@@ -408,6 +413,7 @@ func (e *Engine) fireDue() {
 			}
 		}
 		e.inflight.Add(1)
+		e.flying++
 		err := e.pool.Submit(func() {
 			defer e.inflight.Done()
 			start := time.Now()
@@ -415,10 +421,12 @@ func (e *Engine) fireDue() {
 			releasePayload(bp)
 			e.results <- result{id: id, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
 		})
-		if err != nil {
+		if err != nil { // the pool is closed: only at shutdown
 			releasePayload(bp)
 			e.inflight.Done()
-			e.results <- result{id: id, err: err, ended: now}
+			e.flying--
+			cancel(sl)
+			e.sched.Touch(id)
 		}
 	}
 }
@@ -455,6 +463,7 @@ func (e *Engine) AppendPayload(b []byte, msgs []string, now time.Time) []byte {
 
 // outcome records a finished delivery (SPEC §3.5).
 func (e *Engine) outcome(r result) {
+	e.flying--
 	sl := e.sched.Slot(r.id)
 	if sl == nil || !sl.Flying {
 		return // deleted meanwhile

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -519,4 +520,22 @@ func TestPendingSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart the receiver got %s; want the pending eventsChanged with the boot message", body)
 	}
 	_ = w
+}
+
+// TestMoreDueThanWorkers: far more webhooks due at once than workers must
+// all be delivered, the pool never running more than its size (an engine
+// that blocked on a full pool while workers waited on it would hang here).
+func TestMoreDueThanWorkers(t *testing.T) {
+	r := newRig(t, t.TempDir(), EngineOptions{Workers: 4})
+	rc := newReceiver(t)
+	rc.delay.Store(int64(20 * time.Millisecond))
+	const n = 200
+	for i := range n {
+		r.hook("alice", "a", rc.url()+"&n="+strconv.Itoa(i), time.Second, 5)
+	}
+	r.start() // 200 boot messages due at once
+	waitFor(t, "every boot message", 20*time.Second, func() bool { return len(rc.got()) == n })
+	if m := rc.maxFly.Load(); m > 4 {
+		t.Fatalf("%d deliveries at once with 4 workers", m)
+	}
 }
