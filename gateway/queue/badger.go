@@ -32,7 +32,11 @@ type Badger struct {
 	closed  bool         // guarded by closeMu
 
 	next  atomic.Uint64 // next sequence number; written by the committer only
-	acked atomic.Uint64 // highest acknowledged sequence number
+	// reserved bounds (exclusive) the sequence numbers a reader may see:
+	// the committer raises it before writing a batch, since records are
+	// readable as soon as the transaction commits, before next moves.
+	reserved atomic.Uint64
+	acked    atomic.Uint64 // highest acknowledged sequence number
 	// inflight counts appends accepted but not yet committed, so MaxBacklog
 	// holds while they wait.
 	inflight atomic.Int64
@@ -107,6 +111,7 @@ func OpenBadger(db *badger.DB, o Options) (*Badger, error) {
 		return nil, fmt.Errorf("cannot open queue: %w", err)
 	}
 	q.next.Store(max(last, acked) + 1)
+	q.reserved.Store(q.next.Load())
 	q.acked.Store(acked)
 	go q.commitLoop()
 	return q, nil
@@ -204,6 +209,7 @@ func (q *Badger) commit(batch []*appendReq, keys []byte) []byte {
 		keys = recKey(keys, first+uint64(i))
 	}
 	kl := len(recPrefix) + 8
+	q.reserved.Store(first + uint64(len(batch)))
 	err := q.db.Update(func(txn *badger.Txn) error {
 		for i, r := range batch {
 			if err := txn.Set(keys[i*kl:(i+1)*kl:(i+1)*kl], r.data); err != nil {
@@ -213,8 +219,6 @@ func (q *Badger) commit(batch []*appendReq, keys []byte) []byte {
 		return nil
 	})
 	if err == nil {
-		// Readable from now on, so a reader may see and acknowledge them
-		// before the sync below ends.
 		q.next.Store(first + uint64(len(batch)))
 		if !q.opts.Async {
 			err = q.db.Sync()
@@ -273,7 +277,7 @@ func (q *Badger) Ack(upTo uint64) error {
 	if q.isClosed() {
 		return ErrClosed
 	}
-	if upTo >= q.next.Load() {
+	if upTo >= max(q.next.Load(), q.reserved.Load()) {
 		return ErrAckAhead
 	}
 	prev := q.acked.Load()
@@ -301,7 +305,11 @@ func (q *Badger) Ack(upTo uint64) error {
 
 // Len implements Queue.
 func (q *Badger) Len() uint64 {
-	return q.next.Load() - 1 - q.acked.Load()
+	last, acked := q.next.Load()-1, q.acked.Load()
+	if acked >= last { // a reader may acknowledge a batch before next moves
+		return 0
+	}
+	return last - acked
 }
 
 // Updated implements Queue.
