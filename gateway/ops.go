@@ -1,16 +1,24 @@
 package gateway
 
 import (
+	"strings"
+
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
 )
 
 // OpsHandler serves /metrics (Prometheus text), /healthz (the process is
-// up) and /readyz (the change queue takes markers and the upstream
-// answers). It is meant for a separate, internal listener: on the proxy's
-// own port these paths would shadow usernames.
+// up), /readyz (the change queue takes markers and the upstream answers)
+// and Go's profiles under /debug/pprof/. It is meant for a separate,
+// internal listener: on the proxy's own port these paths would shadow
+// usernames, and profiles are not for the public.
 func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
+			pprofhandler.PprofHandler(ctx)
+			return
+		}
 		switch string(ctx.Path()) {
 		case "/metrics":
 			ctx.SetContentType("text/plain; version=0.0.4")

@@ -72,3 +72,24 @@ func FuzzSplitUser(f *testing.F) {
 		}
 	})
 }
+
+func TestOpsHandler(t *testing.T) {
+	g := &Gateway{}
+	h := g.OpsHandler()
+	f := func(path string, want int, contains string) {
+		t.Helper()
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(path)
+		h(&ctx)
+		if ctx.Response.StatusCode() != want || !bytes.Contains(ctx.Response.Body(), []byte(contains)) {
+			t.Errorf("%s: %d %q; want %d with %q", path, ctx.Response.StatusCode(), ctx.Response.Body(), want, contains)
+		}
+	}
+	f("/healthz", 200, "ok")
+	f("/readyz", 200, "queue: ok")
+	f("/metrics", 200, "hookgate_markers_written_total")
+	f("/debug/pprof/", 200, "goroutine")
+	f("/nope", 404, "not found")
+	g.lastMarkFail.Store(2)
+	f("/readyz", 503, "queue: failing")
+}
