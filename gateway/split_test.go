@@ -88,7 +88,7 @@ func TestOpsHandler(t *testing.T) {
 	f("/healthz", 200, "ok")
 	f("/readyz", 200, "queue: ok")
 	f("/metrics", 200, "hookgate_markers_written_total")
-	f("/debug/pprof/", 200, "goroutine")
+	f("/debug/pprof/goroutine?debug=1", 200, "goroutine")
 	f("/nope", 404, "not found")
 	g.lastMarkFail.Store(2)
 	f("/readyz", 503, "queue: failing")

@@ -31,7 +31,7 @@ type Badger struct {
 	closeMu sync.RWMutex // held for reading while sending on reqs; see Close
 	closed  bool         // guarded by closeMu
 
-	next  atomic.Uint64 // next sequence number; written by the committer only
+	next atomic.Uint64 // next sequence number; written by the committer only
 	// reserved bounds (exclusive) the sequence numbers a reader may see:
 	// the committer raises it before writing a batch, since records are
 	// readable as soon as the transaction commits, before next moves.
