@@ -523,6 +523,7 @@ func (e *Engine) change(c webhooks.Change) {
 		e.sched.Remove(id)
 		delete(e.hooks, id)
 		delete(e.retire, id)
+		delete(e.since, id)
 		e.dirtyPending[id] = true
 	case c.Webhook.State == core.StateInactive:
 		if sl != nil {
