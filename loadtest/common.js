@@ -1,0 +1,21 @@
+// Options shared by the load scripts: open-loop at RATE requests/s
+// (constant-arrival-rate) or, with RATE=0, closed-loop with VUS users, for
+// DURATION; thresholds fail a run with failed requests or checks.
+export const target = __ENV.TARGET || 'http://127.0.0.1:8080';
+
+export function loadOptions() {
+  const rate = parseInt(__ENV.RATE || '0', 10);
+  const vus = parseInt(__ENV.VUS || '32', 10);
+  const duration = __ENV.DURATION || '10s';
+  return {
+    discardResponseBodies: true,
+    summaryTrendStats: ['avg', 'min', 'med', 'p(95)', 'p(99)', 'max'],
+    scenarios: rate > 0
+      ? { open: { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration, preAllocatedVUs: vus, maxVUs: vus * 4 } }
+      : { closed: { executor: 'constant-vus', vus, duration } },
+    thresholds: {
+      http_req_failed: ['rate<0.01'],
+      checks: ['rate>0.99'],
+    },
+  };
+}
