@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 OPS       ?= 127.0.0.1:9090
 UPSTREAM  ?= 127.0.0.1:3000
 
-.PHONY: all build run test test-short fuzz bench vet fmt clean k6 loadtest-deps loadtest loadtest-quick
+.PHONY: all build run test test-short fuzz bench vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke
 
 all: build
 
@@ -58,6 +58,10 @@ loadtest-deps: k6
 ## loadtest: the full comparison (3 x 15 s per cell, about 20 minutes), one table at the end.
 loadtest: loadtest-deps
 	K6=$(K6) bash loadtest/run.sh full
+
+## loadtest-smoke: the whole path under light load for 20 s; fails if a request fails or no notification arrives.
+loadtest-smoke: k6
+	K6=$(K6) bash loadtest/smoke.sh
 
 ## loadtest-quick: the same scenarios once, 4 s each (about 2 minutes).
 loadtest-quick: loadtest-deps

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	json "github.com/goccy/go-json"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/valyala/fasthttp"
 )
@@ -53,8 +54,9 @@ type Server struct {
 	count    atomic.Int64
 	addr     atomic.Value // string, once started
 
-	mu  sync.Mutex // guards got
-	got []Notification
+	mu       sync.Mutex // guards got and messages
+	got      []Notification
+	messages map[string]int64
 }
 
 // New returns a receiver. It fails only for a malformed Secret.
@@ -73,9 +75,32 @@ func New(o Options) *Server {
 	return s
 }
 
-// Handle serves one notification.
+// Handle serves one notification, or GET /_stats: {"count": N,
+// "messages": {"eventsChanged": n, ...}} counted over every notification
+// so far, for load tests to check that notifications arrived.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	if ctx.IsGet() && string(ctx.Path()) == "/_stats" {
+		s.mu.Lock()
+		b, _ := json.Marshal(map[string]any{"count": s.count.Load(), "messages": s.messages})
+		s.mu.Unlock()
+		ctx.SetContentType("application/json")
+		ctx.SetBody(b)
+		return
+	}
 	s.count.Add(1)
+	var p struct {
+		Messages []string `json:"messages"`
+	}
+	if json.Unmarshal(ctx.PostBody(), &p) == nil {
+		s.mu.Lock()
+		if s.messages == nil {
+			s.messages = map[string]int64{}
+		}
+		for _, m := range p.Messages {
+			s.messages[m]++
+		}
+		s.mu.Unlock()
+	}
 	status := s.opts.Status
 	var verified bool
 	var verr string

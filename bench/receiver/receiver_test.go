@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,6 +30,15 @@ func TestReceiver(t *testing.T) {
 	got := s.Notifications()
 	if s.Count() != 1 || len(got) != 1 || got[0].Path != "/hook?x=1" || string(got[0].Body) != `{"messages":["test"]}` {
 		t.Fatalf("count %d, got %+v", s.Count(), got)
+	}
+	resp, err = http.Get("http://" + addr + "/_stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != `{"count":1,"messages":{"test":1}}` {
+		t.Fatalf("stats %s", b)
 	}
 }
 
