@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 OPS       ?= 127.0.0.1:9090
 UPSTREAM  ?= 127.0.0.1:3000
 
-.PHONY: all build run test test-short fuzz bench vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke
+.PHONY: all build run test test-short fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke
 
 all: build
 
@@ -42,6 +42,22 @@ BENCHCOUNT ?= 1
 ## bench: Go benchmarks: hot paths and end-to-end proxy paths with their baselines.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./core/... ./gateway/... ./bench/...
+
+BENCH_PKGS := ./core/... ./gateway/... ./delivery/... ./bench/...
+BENCHSTAT_VERSION ?= v0.0.0-20260908200009-22c9c6c9d4da
+BENCHSTAT ?= $(shell $(GO) env GOPATH)/bin/benchstat
+
+benchstat:
+	@test -x $(BENCHSTAT) || (cd /tmp && $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION))
+
+## bench-baseline: record bench/baseline.txt (6 samples of every benchmark, about 4 minutes).
+bench-baseline:
+	$(GO) test -run '^$$' -bench . -benchtime 500ms -count 6 $(BENCH_PKGS) | tee bench/baseline.txt
+
+## bench-compare: run the benchmarks the same way and compare with the committed baseline.
+bench-compare: benchstat
+	$(GO) test -run '^$$' -bench . -benchtime 500ms -count 6 $(BENCH_PKGS) > bench/latest.txt
+	$(BENCHSTAT) bench/baseline.txt bench/latest.txt
 
 K6_VERSION ?= v1.8.1
 K6 ?= $(shell $(GO) env GOPATH)/bin/k6
