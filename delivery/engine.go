@@ -311,7 +311,7 @@ func (e *Engine) dispatch() {
 			e.apply(m, hooks)
 		}
 		last := recs[len(recs)-1].Seq
-		if err := e.persistPending(); err != nil {
+		if err := e.persistPending(false); err != nil {
 			e.opts.Logger.Error("cannot store pending notifications; markers stay queued", "err", err)
 			return // retried on the next update
 		}
@@ -342,8 +342,17 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 }
 
 // persistPending writes the pending (and in-flight) messages of every
-// changed slot in one transaction and syncs.
-func (e *Engine) persistPending() error {
+// changed slot in one transaction, and syncs when asked.
+//
+// The dispatch path does not sync: the markers it read were synced before
+// their clients were answered, and the pending sets, then the
+// acknowledgement, go to the same ordered write-ahead log. Badger's replay
+// stops at the first damaged entry, so an acknowledgement that survives a
+// crash implies the pending sets written before it survive too; a lost
+// acknowledgement only means the markers are read again (at-least-once).
+// A kill -9 loses nothing written. The periodic flush syncs, to bound
+// what a machine crash can undo.
+func (e *Engine) persistPending(sync bool) error {
 	if len(e.dirtyPending) == 0 {
 		return nil
 	}
@@ -368,7 +377,7 @@ func (e *Engine) persistPending() error {
 		}
 		return nil
 	})
-	if err == nil {
+	if err == nil && sync {
 		err = e.opts.DB.Sync()
 	}
 	if err != nil {
@@ -551,7 +560,7 @@ func (e *Engine) flush() {
 	if err := e.opts.Webhooks.Flush(); err != nil {
 		e.opts.Logger.Error("cannot store webhook runs", "err", err)
 	}
-	if err := e.persistPending(); err != nil {
+	if err := e.persistPending(true); err != nil {
 		e.opts.Logger.Error("cannot store pending notifications", "err", err)
 	}
 }

@@ -54,9 +54,10 @@ type Server struct {
 	count    atomic.Int64
 	addr     atomic.Value // string, once started
 
-	mu       sync.Mutex // guards got and messages
-	got      []Notification
-	messages map[string]int64
+	mu          sync.Mutex // guards got, messages, first and last
+	got         []Notification
+	messages    map[string]int64
+	first, last time.Time // arrivals of the first and latest notification
 }
 
 // New returns a receiver. It fails only for a malformed Secret.
@@ -81,7 +82,8 @@ func New(o Options) *Server {
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	if ctx.IsGet() && string(ctx.Path()) == "/_stats" {
 		s.mu.Lock()
-		b, _ := json.Marshal(map[string]any{"count": s.count.Load(), "messages": s.messages})
+		b, _ := json.Marshal(map[string]any{"count": s.count.Load(), "messages": s.messages,
+			"firstMs": s.first.UnixMilli(), "lastMs": s.last.UnixMilli()})
 		s.mu.Unlock()
 		ctx.SetContentType("application/json")
 		ctx.SetBody(b)
@@ -95,7 +97,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.mu.Lock()
 		if s.messages == nil {
 			s.messages = map[string]int64{}
+			s.first = time.Now()
 		}
+		s.last = time.Now()
 		for _, m := range p.Messages {
 			s.messages[m]++
 		}

@@ -48,6 +48,9 @@ type Options struct {
 	// POST), doing no work: for benchmarks where the proxy's own cost must
 	// dominate.
 	Trivial bool
+	// Users adds that many users, user00001 to userNNNNN, seeded like
+	// alice and carol: for load tests with many webhooks.
+	Users int
 }
 
 // Server is the demo API.
@@ -58,6 +61,7 @@ type Server struct {
 	mu     sync.Mutex // guards users and tokens
 	users  map[string]*user
 	tokens map[string]*Access
+	names  []string // seeded usernames, in order
 }
 
 type user struct {
@@ -80,7 +84,12 @@ func New(o Options) *Server {
 	}
 	s := &Server{opts: o, users: map[string]*user{}, tokens: map[string]*Access{}}
 	now := nowSeconds()
-	for _, name := range seedUsers {
+	names := append([]string(nil), seedUsers...)
+	for i := 1; i <= o.Users; i++ {
+		names = append(names, fmt.Sprintf("user%05d", i))
+	}
+	s.names = names
+	for _, name := range names {
 		u := &user{name: name, events: map[string]map[string]any{}, streams: map[string]map[string]any{},
 			accesses: map[string]*Access{}, account: map[string]any{"username": name, "email": name + "@example.com", "language": "en"}}
 		u.streams["diary"] = map[string]any{"id": "diary", "name": "Diary", "parentId": nil, "created": now, "createdBy": "system"}
@@ -114,8 +123,8 @@ func (s *Server) Accesses(username string) []Access {
 	return out
 }
 
-// Users returns the usernames the server knows.
-func (s *Server) Users() []string { return append([]string(nil), seedUsers...) }
+// Users returns the seeded usernames: alice, carol, then user00001 on.
+func (s *Server) Users() []string { return append([]string(nil), s.names...) }
 
 // Start serves on addr ("127.0.0.1:0" for any port) and returns the
 // address it listens on and a function that stops it.

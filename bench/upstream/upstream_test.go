@@ -144,3 +144,18 @@ func TestTrivial(t *testing.T) {
 		t.Fatalf("trivial POST: %d %v", resp.StatusCode, v)
 	}
 }
+
+func TestManyUsers(t *testing.T) {
+	srv := New(Options{Users: 1000})
+	if u := srv.Users(); len(u) != 1002 || u[2] != "user00001" || u[1001] != "user01000" {
+		t.Fatalf("users %d: %v ... %v", len(u), u[:3], u[len(u)-1])
+	}
+	addr, stop, err := srv.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if resp, v := call(t, "GET", "http://"+addr+"/user00777/access-info", "", "Authorization", "user00777-app"); resp.StatusCode != 200 || v["id"] != "user00777-app-id" {
+		t.Fatalf("seeded user: %d %v", resp.StatusCode, v)
+	}
+}

@@ -17,10 +17,14 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:4000", "`address` to listen on, host:port")
 	status := flag.Int("status", 200, "HTTP `status` to answer")
 	delay := flag.Duration("delay", 0, "`duration` to wait before answering")
+	quiet := flag.Bool("quiet", false, "count notifications (GET /_stats) without printing them")
 	secret := flag.String("secret", "", "whsec_ signing `secret`: verify each notification's Standard Webhooks signature and answer 401 when it fails")
 	flag.Parse()
 	s := receiver.New(receiver.Options{Status: *status, Delay: *delay, CountOnly: true, Secret: *secret,
 		OnNotification: func(n receiver.Notification) {
+			if *quiet {
+				return
+			}
 			sig := ""
 			if *secret != "" {
 				sig = " [signature ok]"
