@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 
 MODE=${1:-full}
 case "$MODE" in
-full) DUR=${DUR:-15s} REPS=${REPS:-3} ;;
-quick) DUR=${DUR:-4s} REPS=${REPS:-1} ;;
+full) DUR=${DUR:-15s} REPS=${REPS:-3} DELIVER_USERS=${DELIVER_USERS:-"1000 10000"} ;;
+quick) DUR=${DUR:-4s} REPS=${REPS:-1} DELIVER_USERS=${DELIVER_USERS:-1000} ;;
 *) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
 esac
 RATE=${RATE:-2000}
@@ -44,7 +44,7 @@ pin() { # cpu command...
 	if [ "$PIN" = 1 ]; then taskset -c "$cpu" "$@"; else "$@"; fi
 }
 
-UP=127.0.0.1:18000 HG=127.0.0.1:18080 NGX=127.0.0.1:18081 HAP=127.0.0.1:18082
+UP=127.0.0.1:18000 HG=127.0.0.1:18080 NGX=127.0.0.1:18081 HAP=127.0.0.1:18082 RCV=127.0.0.1:18040
 
 wait_port() { # host:port
 	for _ in $(seq 1 100); do
@@ -215,6 +215,49 @@ for rep in $(seq 1 "$REPS"); do
 done
 stop_all
 
+# Deliveries: USERS users with one webhook each, one change per user, so
+# nothing coalesces and every change is one delivery; next to k6 posting
+# the same number of notifications straight to the same receiver.
+DELIVERIES="$WORK/deliveries.tsv"
+: >"$DELIVERIES"
+for n in $DELIVER_USERS; do
+	for rep in $(seq 1 "$REPS"); do
+		start upstream bin/demo-upstream -quiet -users "$n" -listen $UP
+		start receiver bin/demo-receiver -quiet -listen $RCV
+		RCVPID=$LAST_PID
+		wait_port $UP
+		wait_port $RCV
+		start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-del-$n-$rep" \
+			-allow-cidrs 127.0.0.1/32 -log-level warn
+		HGPID=$LAST_PID
+		wait_port $HG
+		t0=$(ticks "$HGPID")
+		pin "$LOAD_CPU" "$K6" run --quiet --no-color --summary-export="$WORK/d.json" \
+			-e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/deliver.js >"$WORK/k6.log" 2>&1 || {
+			echo "k6 failed for deliveries/$n:" >&2
+			tail -20 "$WORK/k6.log" >&2
+			exit 1
+		}
+		t1=$(ticks "$HGPID")
+		pin "$LOAD_CPU" "$K6" run --quiet --no-color --summary-export="$WORK/r.json" \
+			-e RECEIVER="http://$RCV" -e USERS="$n" loadtest/raw.js >"$WORK/k6.log" 2>&1 || {
+			echo "k6 failed for raw/$n:" >&2
+			tail -20 "$WORK/k6.log" >&2
+			exit 1
+		}
+		python3 - "$WORK/d.json" "$WORK/r.json" "$n" "$rep" "$t0" "$t1" "$CLK" >>"$DELIVERIES" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))["metrics"]
+r = json.load(open(sys.argv[2]))["metrics"]
+n, rep, t0, t1, clk = int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+per_s = d.get("deliveries_per_s", {}).get("avg", 0)
+print("\t".join(map(str, [n, rep, d["delivered"]["count"], round(per_s), round(r["http_reqs"]["rate"]),
+    round((t1 - t0) * 1e6 / clk / n, 1)])))
+PY
+		stop_all
+	done
+done
+
 python3 - "$RESULTS" <<'PY'
 import sys, statistics as st
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
@@ -237,4 +280,23 @@ print()
 print("req/s, latency, CPU and busy are medians over the repetitions; ±% is the req/s spread (max-min)/median;")
 print("CPU µs/req is the server process's own CPU time (utime+stime) per request; busy % is the whole machine during the run;")
 print("open-loop runs hold a fixed arrival rate, so their req/s equal the rate: compare their latency and CPU.")
+PY
+
+python3 - "$DELIVERIES" <<'PY'
+import sys, statistics as st
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+if rows:
+    print()
+    print(f"{'webhooks':>8} {'delivered':>9} {'deliveries/s':>12} {'raw POST/s':>10} {'x raw':>6} {'hookgate CPU µs/delivery':>24} reps")
+    by = {}
+    for r in rows:
+        by.setdefault(int(r[0]), []).append(r)
+    for n in sorted(by):
+        rs = by[n]
+        med = lambda i: st.median(float(r[i]) for r in rs)
+        print(f"{n:8d} {int(min(float(r[2]) for r in rs)):9d} {med(3):12.0f} {med(4):10.0f} {med(3)/max(med(4),1):6.2f} {med(5):24.1f} {len(rs)}")
+    print()
+    print("deliveries/s: notifications per second at the receiver, first to last arrival, one change per user (no coalescing);")
+    print("raw POST/s: k6 posting the same count straight to the receiver; CPU per delivery includes proxying the change")
+    print("and creating the webhooks in setup.")
 PY
