@@ -81,3 +81,50 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestFlushNeverOverwritesAPIWrites: an API write made while a flush of
+// run records is between its copy and its write must not be undone on
+// disk by that older copy.
+func TestFlushNeverOverwritesAPIWrites(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*badger.DB, *Store) {
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := OpenStore(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, st
+	}
+	db, st := open()
+	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "https://x.example/", State: core.StateActive, Runs: []core.Run{}}
+	if err := st.Create(w, 0); err != nil {
+		t.Fatal(err)
+	}
+	st.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 200, Timestamp: 1}, 50) })
+	apiDone := make(chan error, 1)
+	st.afterCopy = func() {
+		// The API turns the webhook inactive while the copy (still active)
+		// waits to be written.
+		go func() {
+			_, err := st.Update("alice", w.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
+			apiDone <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-apiDone; err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, st = open()
+	defer db.Close()
+	got, _ := st.Get("alice", w.ID)
+	if got.State != core.StateInactive || got.RunCount != 1 {
+		t.Fatalf("on disk: state %s, runCount %d; want inactive (the API's write) and 1", got.State, got.RunCount)
+	}
+}

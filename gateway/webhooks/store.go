@@ -37,6 +37,13 @@ type Store struct {
 	// onChange, if set, hears of every change the API makes (not those of
 	// Mutate), after it is stored. Set once, before use.
 	onChange func(Change)
+
+	// flushMu orders disk writes: Flush holds it while it writes records
+	// copied earlier, and the API's writers hold it too, so a stale copy
+	// never lands after a newer API write. Lock order: flushMu, then mu.
+	flushMu sync.Mutex
+
+	afterCopy func() // test hook: runs between Flush's copy and its write
 }
 
 // Change tells the delivery engine what the API did to a webhook.
@@ -135,6 +142,8 @@ func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
 }
 
 func (s *Store) create(w *core.Webhook, maxPerAccess int) (*core.Webhook, error) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -195,6 +204,8 @@ func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.W
 }
 
 func (s *Store) update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.byID[id]
@@ -223,6 +234,8 @@ func (s *Store) Delete(user, id string) error {
 }
 
 func (s *Store) delete(user, id string) (*core.Webhook, error) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.byID[id]
@@ -266,24 +279,35 @@ func (s *Store) Mutate(id string, fn func(w *core.Webhook)) bool {
 }
 
 // Flush writes every webhook changed by Mutate in one transaction and one
-// sync.
+// sync. The records are copied under the lock and written outside it, so
+// readers (the delivery engine's lookups) never wait for the disk.
 func (s *Store) Flush() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if len(s.dirty) == 0 {
+		s.mu.Unlock()
 		return nil
 	}
+	batch := make([]stored, 0, len(s.dirty))
+	for id := range s.dirty {
+		if w := s.byID[id]; w != nil {
+			batch = append(batch, stored{User: w.User, Webhook: w.Clone(), Secret: w.Secret})
+		}
+	}
+	clear(s.dirty)
+	s.mu.Unlock()
+	if s.afterCopy != nil {
+		s.afterCopy()
+	}
+
 	err := s.db.Update(func(txn *badger.Txn) error {
-		for id := range s.dirty {
-			w := s.byID[id]
-			if w == nil {
-				continue
-			}
-			v, err := json.Marshal(stored{User: w.User, Webhook: w, Secret: w.Secret})
+		for _, st := range batch {
+			v, err := json.Marshal(st)
 			if err != nil {
 				return err
 			}
-			if err := txn.Set(key(id), v); err != nil {
+			if err := txn.Set(key(st.Webhook.ID), v); err != nil {
 				return err
 			}
 		}
@@ -293,9 +317,15 @@ func (s *Store) Flush() error {
 		err = s.db.Sync()
 	}
 	if err != nil {
+		s.mu.Lock()
+		for _, st := range batch { // written again by the next flush
+			if s.byID[st.Webhook.ID] != nil {
+				s.dirty[st.Webhook.ID] = true
+			}
+		}
+		s.mu.Unlock()
 		return fmt.Errorf("cannot store webhook runs: %w", err)
 	}
-	clear(s.dirty)
 	return nil
 }
 
