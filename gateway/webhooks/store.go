@@ -119,9 +119,28 @@ func sortByCreation(ws []*core.Webhook) {
 	}
 }
 
+// lockWrite takes the locks an API write needs, in the lock order
+// (flushMu, then mu), and returns the function that releases them.
+func (s *Store) lockWrite() (unlock func()) {
+	s.flushMu.Lock()
+	s.mu.Lock()
+	return func() { s.mu.Unlock(); s.flushMu.Unlock() }
+}
+
+// owned returns user's webhook id. Must be called with mu held.
+func (s *Store) owned(user, id string) (*core.Webhook, bool) {
+	w := s.byID[id]
+	return w, w != nil && w.User == user
+}
+
+// encode is a record's on-disk form.
+func encode(w *core.Webhook) ([]byte, error) {
+	return json.Marshal(stored{User: w.User, Webhook: w, Secret: w.Secret})
+}
+
 // put writes w durably. Must be called with mu held.
 func (s *Store) put(w *core.Webhook) error {
-	v, err := json.Marshal(stored{User: w.User, Webhook: w, Secret: w.Secret})
+	v, err := encode(w)
 	if err != nil {
 		return err
 	}
@@ -142,10 +161,7 @@ func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
 }
 
 func (s *Store) create(w *core.Webhook, maxPerAccess int) (*core.Webhook, error) {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lockWrite()()
 	n := 0
 	for _, o := range s.byUser[w.User] {
 		if o.AccessID != w.AccessID {
@@ -172,8 +188,8 @@ func (s *Store) create(w *core.Webhook, maxPerAccess int) (*core.Webhook, error)
 func (s *Store) Get(user, id string) (*core.Webhook, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	w := s.byID[id]
-	if w == nil || w.User != user {
+	w, ok := s.owned(user, id)
+	if !ok {
 		return nil, false
 	}
 	return w.Clone(), true
@@ -204,12 +220,9 @@ func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.W
 }
 
 func (s *Store) update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.byID[id]
-	if cur == nil || cur.User != user {
+	defer s.lockWrite()()
+	cur, ok := s.owned(user, id)
+	if !ok {
 		return nil, ErrNotFound
 	}
 	w := cur.Clone()
@@ -234,12 +247,9 @@ func (s *Store) Delete(user, id string) error {
 }
 
 func (s *Store) delete(user, id string) (*core.Webhook, error) {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.byID[id]
-	if cur == nil || cur.User != user {
+	defer s.lockWrite()()
+	cur, ok := s.owned(user, id)
+	if !ok {
 		return nil, ErrNotFound
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(id)) }); err != nil {
@@ -289,10 +299,10 @@ func (s *Store) Flush() error {
 		s.mu.Unlock()
 		return nil
 	}
-	batch := make([]stored, 0, len(s.dirty))
+	batch := make([]*core.Webhook, 0, len(s.dirty))
 	for id := range s.dirty {
 		if w := s.byID[id]; w != nil {
-			batch = append(batch, stored{User: w.User, Webhook: w.Clone(), Secret: w.Secret})
+			batch = append(batch, w.Clone())
 		}
 	}
 	clear(s.dirty)
@@ -302,12 +312,12 @@ func (s *Store) Flush() error {
 	}
 
 	err := s.db.Update(func(txn *badger.Txn) error {
-		for _, st := range batch {
-			v, err := json.Marshal(st)
+		for _, w := range batch {
+			v, err := encode(w)
 			if err != nil {
 				return err
 			}
-			if err := txn.Set(key(st.Webhook.ID), v); err != nil {
+			if err := txn.Set(key(w.ID), v); err != nil {
 				return err
 			}
 		}
@@ -318,9 +328,9 @@ func (s *Store) Flush() error {
 	}
 	if err != nil {
 		s.mu.Lock()
-		for _, st := range batch { // written again by the next flush
-			if s.byID[st.Webhook.ID] != nil {
-				s.dirty[st.Webhook.ID] = true
+		for _, w := range batch { // written again by the next flush
+			if s.byID[w.ID] != nil {
+				s.dirty[w.ID] = true
 			}
 		}
 		s.mu.Unlock()
