@@ -19,23 +19,14 @@ quick) DUR=${DUR:-4s} REPS=${REPS:-1} DELIVER_USERS=${DELIVER_USERS:-1000} ;;
 esac
 RATE=${RATE:-2000}
 VUS=${VUS:-32}
-K6=${K6:-$(command -v k6 || echo "$HOME/go/bin/k6")}
-[ -x "$K6" ] || { echo "k6 not found: run make k6" >&2; exit 1; }
 for bin in nginx haproxy; do
 	command -v $bin >/dev/null || [ -x /usr/sbin/$bin ] || { echo "$bin not found: run make loadtest-deps" >&2; exit 1; }
 done
 export PATH="$PATH:/usr/sbin"
 
-WORK=$(mktemp -d)
+source loadtest/lib.sh
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
-pids=()
-cleanup() {
-	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
 
 if [ "$(nproc)" -ge 2 ]; then LOAD_CPU=0 SERVER_CPU=1 PIN=1; else PIN=0; fi
 pin() { # cpu command...
@@ -45,15 +36,6 @@ pin() { # cpu command...
 }
 
 UP=127.0.0.1:18000 HG=127.0.0.1:18080 NGX=127.0.0.1:18081 HAP=127.0.0.1:18082 RCV=127.0.0.1:18040
-
-wait_port() { # host:port
-	for _ in $(seq 1 100); do
-		if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
-		sleep 0.05
-	done
-	echo "nothing listens on $1" >&2
-	exit 1
-}
 
 # start NAME COMMAND...: a server on the server CPU, one Go thread; sets
 # LAST_PID to the server's own pid (taskset execs it).
@@ -67,12 +49,6 @@ start() {
 	fi
 	LAST_PID=$!
 	pids+=("$LAST_PID")
-}
-
-stop_all() {
-	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	pids=()
 }
 
 write_nginx() {
@@ -144,12 +120,8 @@ run() {
 	local t0 t1 m0 m1
 	t0=$(ticks "$pid")
 	m0=$(machine)
-	pin "$LOAD_CPU" "$K6" run --quiet --no-color --summary-export="$WORK/s.json" \
-		-e TARGET="$url" -e RATE="$rate" -e VUS="$VUS" -e DURATION="$DUR" "$script" >"$WORK/k6.log" 2>&1 || {
-		echo "k6 failed for $scen/$upk/$name/$loop (thresholds or errors):" >&2
-		tail -20 "$WORK/k6.log" >&2
-		exit 1
-	}
+	k6run "$scen/$upk/$name/$loop" --summary-export="$WORK/s.json" \
+		-e TARGET="$url" -e RATE="$rate" -e VUS="$VUS" -e DURATION="$DUR" "$script"
 	t1=$(ticks "$pid")
 	m1=$(machine)
 	python3 - "$WORK/s.json" "$scen" "$upk" "$name" "$loop" "$rep" "$t0" "$t1" "$CLK" "$m0" "$m1" >>"$RESULTS" <<'PY'
@@ -166,6 +138,18 @@ print("\t".join(map(str, [scen, upk, name, loop, rep, n, round(s["http_reqs"]["r
     round(d["med"], 3), round(d["p(95)"], 3), round(d["p(99)"], 3), round(cpu_us, 2), round(busy, 1),
     round(s["http_req_failed"].get("value", s["http_req_failed"].get("rate", 0)), 4)])))
 PY
+}
+
+# k6run NAME ARGS...: k6 on the load CPU; on failure (thresholds or errors)
+# show its output and stop.
+k6run() {
+	local name=$1
+	shift
+	pin "$LOAD_CPU" "$K6" run --quiet --no-color "$@" >"$WORK/k6.log" 2>&1 || {
+		echo "k6 failed for $name (thresholds or errors):" >&2
+		tail -20 "$WORK/k6.log" >&2
+		exit 1
+	}
 }
 
 make_bins() { go build -o bin/ ./cmd/... ; }
@@ -232,19 +216,10 @@ for n in $DELIVER_USERS; do
 		HGPID=$LAST_PID
 		wait_port $HG
 		t0=$(ticks "$HGPID")
-		pin "$LOAD_CPU" "$K6" run --quiet --no-color --summary-export="$WORK/d.json" \
-			-e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/deliver.js >"$WORK/k6.log" 2>&1 || {
-			echo "k6 failed for deliveries/$n:" >&2
-			tail -20 "$WORK/k6.log" >&2
-			exit 1
-		}
+		k6run "deliveries/$n" --summary-export="$WORK/d.json" \
+			-e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/deliver.js
 		t1=$(ticks "$HGPID")
-		pin "$LOAD_CPU" "$K6" run --quiet --no-color --summary-export="$WORK/r.json" \
-			-e RECEIVER="http://$RCV" -e USERS="$n" loadtest/raw.js >"$WORK/k6.log" 2>&1 || {
-			echo "k6 failed for raw/$n:" >&2
-			tail -20 "$WORK/k6.log" >&2
-			exit 1
-		}
+		k6run "raw/$n" --summary-export="$WORK/r.json" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/raw.js
 		python3 - "$WORK/d.json" "$WORK/r.json" "$n" "$rep" "$t0" "$t1" "$CLK" >>"$DELIVERIES" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))["metrics"]

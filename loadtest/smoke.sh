@@ -5,26 +5,8 @@
 # it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-K6=${K6:-$(command -v k6 || echo "$HOME/go/bin/k6")}
-[ -x "$K6" ] || { echo "k6 not found: run make k6" >&2; exit 1; }
-WORK=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+source loadtest/lib.sh
 UP=127.0.0.1:18100 HG=127.0.0.1:18180 RCV=127.0.0.1:18140
-wait_port() {
-	for _ in $(seq 1 100); do
-		if (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; then return 0; fi
-		sleep 0.05
-	done
-	echo "nothing listens on $1; logs:" >&2
-	tail -n 20 "$WORK"/*.log >&2
-	exit 1
-}
 go build -o bin/ ./cmd/...
 bin/demo-upstream -quiet -listen $UP >"$WORK/upstream.log" 2>&1 &
 pids+=($!)
