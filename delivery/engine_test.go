@@ -168,6 +168,32 @@ func (r *rig) change(user string, msgs ...string) {
 	}
 }
 
+// deadAddr returns a loopback address where nothing listens (for now).
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// listenAgain serves h on addr, a receiver coming back up, until the test
+// ends; it skips the test if the port has been taken meanwhile.
+func listenAgain(t *testing.T, addr string, h fasthttp.RequestHandler) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	srv := &fasthttp.Server{Handler: h}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Shutdown(); ln.Close(); <-done })
+}
+
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -270,9 +296,7 @@ func TestOneInFlightAndIsolation(t *testing.T) {
 	for range 5 {
 		r.hook("alice", "a", hung.url()+"&h="+core.NewID(), 50*time.Millisecond, 5)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := "http://" + ln.Addr().String() + "/"
-	ln.Close()
+	dead := "http://" + deadAddr(t) + "/"
 	for range 5 {
 		r.hook("alice", "a", dead+core.NewID(), 50*time.Millisecond, 5)
 	}
@@ -459,9 +483,7 @@ func TestAccessDeletionRetiresAfterDelivery(t *testing.T) {
 // the notification goes out and then the webhook retires.
 func TestRetireSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := deadAddr(t)
 	r := newRig(t, dir, EngineOptions{})
 	w := r.hook("alice", "doomed", "http://"+addr+"/hook", 100*time.Millisecond, 50)
 	r.start()
@@ -473,13 +495,7 @@ func TestRetireSurvivesRestart(t *testing.T) {
 	r.close()
 
 	var bodies atomic.Int32
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { bodies.Add(1) }}
-	ln2, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("cannot listen on %s again: %v", addr, err)
-	}
-	go srv.Serve(ln2)
-	defer srv.Shutdown()
+	listenAgain(t, addr, func(ctx *fasthttp.RequestCtx) { bodies.Add(1) })
 	r2 := newRig(t, dir, EngineOptions{})
 	r2.start()
 	waitFor(t, "retired after the restart's delivery", 3*time.Second, func() bool {
@@ -493,9 +509,7 @@ func TestRetireSurvivesRestart(t *testing.T) {
 // down) delivers it after a restart on the same database.
 func TestPendingSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := deadAddr(t)
 	r := newRig(t, dir, EngineOptions{})
 	w := r.hook("alice", "a", "http://"+addr+"/hook", 100*time.Millisecond, 50)
 	r.start()
@@ -505,13 +519,7 @@ func TestPendingSurvivesRestart(t *testing.T) {
 
 	// The receiver comes up on the same address; the engine restarts.
 	var got atomic.Value
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { got.Store(string(ctx.PostBody())) }}
-	ln2, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("cannot listen on %s again: %v", addr, err)
-	}
-	go srv.Serve(ln2)
-	defer srv.Shutdown()
+	listenAgain(t, addr, func(ctx *fasthttp.RequestCtx) { got.Store(string(ctx.PostBody())) })
 	r2 := newRig(t, dir, EngineOptions{})
 	r2.start()
 	waitFor(t, "delivery after restart", 3*time.Second, func() bool { s, _ := got.Load().(string); return s != "" })
