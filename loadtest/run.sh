@@ -6,18 +6,22 @@
 #   loadtest/run.sh [full|quick]   full: 3 repetitions of 15 s; quick: 1 of 4 s
 #
 # Environment: RATE (open-loop requests/s, default 2000), VUS (closed-loop
-# users, default 32), K6 (path to k6). Every process started here is
+# users, default 32), DELIVER_USERS (webhook counts of the delivery runs),
+# LAT_USERS (idle webhooks of the latency runs), CHANGES (changes of the
+# coalescing run), SCENARIOS (a subset of "reads mutations deliveries
+# latency coalescing", all by default), K6 (path to k6). Every process started here is
 # stopped on exit; all traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-full}
 case "$MODE" in
-full) DUR=${DUR:-15s} REPS=${REPS:-3} DELIVER_USERS=${DELIVER_USERS:-"1000 10000"} ;;
-quick) DUR=${DUR:-4s} REPS=${REPS:-1} DELIVER_USERS=${DELIVER_USERS:-1000} ;;
+full) DUR=${DUR:-15s} REPS=${REPS:-3} DELIVER_USERS=${DELIVER_USERS:-"1000 10000"} LAT_USERS=${LAT_USERS:-1000} CHANGES=${CHANGES:-100000} ;;
+quick) DUR=${DUR:-4s} REPS=${REPS:-1} DELIVER_USERS=${DELIVER_USERS:-1000} LAT_USERS=${LAT_USERS:-300} CHANGES=${CHANGES:-10000} ;;
 *) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
 esac
 RATE=${RATE:-2000}
+SCENARIOS=${SCENARIOS:-"reads mutations deliveries latency coalescing"}
 VUS=${VUS:-32}
 for bin in nginx haproxy; do
 	command -v $bin >/dev/null || [ -x /usr/sbin/$bin ] || { echo "$bin not found: run make loadtest-deps" >&2; exit 1; }
@@ -112,6 +116,23 @@ ticks() {
 machine() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t, $5+$6}' /proc/stat; }
 CLK=$(getconf CLK_TCK)
 
+# report ARGS... <<PY: runs the Python on stdin with the receiver's
+# /_report as r, the ARGS as args (the 3rd and 4th are machine() samples
+# taken around the run) and busy, the machine's busy % between them.
+report() {
+	{
+		cat <<PRE
+import json, sys, urllib.request
+args = sys.argv[1:]
+r = json.load(urllib.request.urlopen("http://$RCV/_report"))
+m0, m1 = [list(map(int, x.split())) for x in args[2:4]]
+busy = round(100.0 * (1 - (m1[1] - m0[1]) / max(m1[0] - m0[0], 1)), 1)
+PRE
+		cat
+	} >"$WORK/report.py"
+	python3 "$WORK/report.py" "$@"
+}
+
 # run SCENARIO UPSTREAM TARGETNAME URL PID SCRIPT LOOP REP
 run() {
 	local scen=$1 upk=$2 name=$3 url=$4 pid=$5 script=$6 loop=$7 rep=$8
@@ -157,83 +178,156 @@ make_bins
 
 echo "hookgate load test: $MODE ($REPS x $DUR), k6 on CPU ${LOAD_CPU:-any}, servers on CPU ${SERVER_CPU:-any}, open-loop $RATE req/s, closed-loop $VUS users" >&2
 
+DELIVERIES="$WORK/deliveries.tsv" LATENCY="$WORK/latency.tsv" COALESCE="$WORK/coalesce.tsv"
+: >"$DELIVERIES"; : >"$LATENCY"; : >"$COALESCE"
+
 # Proxy reads, against a trivial upstream and one doing 1 ms of work.
-for upk in trivial work; do
-	upflags=(-trivial)
-	[ "$upk" = work ] && upflags=(-service-time 1ms)
-	start upstream bin/demo-upstream -quiet -listen $UP "${upflags[@]}"
-	UPID=$LAST_PID
-	wait_port $UP
-	start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-$upk" -log-level warn
-	HGPID=$LAST_PID
-	write_nginx
-	start nginx nginx -c "$WORK/nginx/nginx.conf"
-	NGPID=$LAST_PID
-	write_haproxy
-	start haproxy haproxy -db -f "$WORK/haproxy.cfg"
-	HAPID=$LAST_PID
-	wait_port $HG
-	wait_port $NGX
-	wait_port $HAP
-	for rep in $(seq 1 "$REPS"); do
-		for loop in closed open; do
-			run read "$upk" direct "http://$UP" "$UPID" loadtest/read.js "$loop" "$rep"
-			run read "$upk" hookgate "http://$HG" "$HGPID" loadtest/read.js "$loop" "$rep"
-			run read "$upk" nginx "http://$NGX" "$NGPID" loadtest/read.js "$loop" "$rep"
-			run read "$upk" haproxy "http://$HAP" "$HAPID" loadtest/read.js "$loop" "$rep"
+scenario_reads() {
+	for upk in trivial work; do
+		upflags=(-trivial)
+		[ "$upk" = work ] && upflags=(-service-time 1ms)
+		start upstream bin/demo-upstream -quiet -listen $UP "${upflags[@]}"
+		UPID=$LAST_PID
+		wait_port $UP
+		start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-$upk" -log-level warn
+		HGPID=$LAST_PID
+		write_nginx
+		start nginx nginx -c "$WORK/nginx/nginx.conf"
+		NGPID=$LAST_PID
+		write_haproxy
+		start haproxy haproxy -db -f "$WORK/haproxy.cfg"
+		HAPID=$LAST_PID
+		wait_port $HG
+		wait_port $NGX
+		wait_port $HAP
+		for rep in $(seq 1 "$REPS"); do
+			for loop in closed open; do
+				run read "$upk" direct "http://$UP" "$UPID" loadtest/read.js "$loop" "$rep"
+				run read "$upk" hookgate "http://$HG" "$HGPID" loadtest/read.js "$loop" "$rep"
+				run read "$upk" nginx "http://$NGX" "$NGPID" loadtest/read.js "$loop" "$rep"
+				run read "$upk" haproxy "http://$HAP" "$HAPID" loadtest/read.js "$loop" "$rep"
+			done
 		done
+		stop_all
 	done
-	stop_all
-done
+}
 
 # Mutations: events.create direct, and through hookgate with fsynced markers.
-start upstream bin/demo-upstream -quiet -listen $UP -trivial
-UPID=$LAST_PID
-wait_port $UP
-start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-mut" -durability sync -log-level warn
-HGPID=$LAST_PID
-wait_port $HG
-for rep in $(seq 1 "$REPS"); do
-	run mutate trivial direct "http://$UP" "$UPID" loadtest/mutate.js closed "$rep"
-	run mutate trivial hookgate-sync "http://$HG" "$HGPID" loadtest/mutate.js closed "$rep"
-done
-stop_all
+scenario_mutations() {
+	start upstream bin/demo-upstream -quiet -listen $UP -trivial
+	UPID=$LAST_PID
+	wait_port $UP
+	start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-mut" -durability sync -log-level warn
+	HGPID=$LAST_PID
+	wait_port $HG
+	for rep in $(seq 1 "$REPS"); do
+		run mutate trivial direct "http://$UP" "$UPID" loadtest/mutate.js closed "$rep"
+		run mutate trivial hookgate-sync "http://$HG" "$HGPID" loadtest/mutate.js closed "$rep"
+	done
+	stop_all
+}
 
 # Deliveries: USERS users with one webhook each, one change per user, so
 # nothing coalesces and every change is one delivery; next to k6 posting
 # the same number of notifications straight to the same receiver.
-DELIVERIES="$WORK/deliveries.tsv"
-: >"$DELIVERIES"
-for n in $DELIVER_USERS; do
+scenario_deliveries() {
+	for n in $DELIVER_USERS; do
+		for rep in $(seq 1 "$REPS"); do
+			start upstream bin/demo-upstream -quiet -users "$n" -listen $UP
+			start receiver bin/demo-receiver -quiet -listen $RCV
+			RCVPID=$LAST_PID
+			wait_port $UP
+			wait_port $RCV
+			start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-del-$n-$rep" \
+				-allow-cidrs 127.0.0.1/32 -log-level warn
+			HGPID=$LAST_PID
+			wait_port $HG
+			t0=$(ticks "$HGPID")
+			k6run "deliveries/$n" --summary-export="$WORK/d.json" \
+				-e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/deliver.js
+			t1=$(ticks "$HGPID")
+			k6run "raw/$n" --summary-export="$WORK/r.json" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/raw.js
+			python3 - "$WORK/d.json" "$WORK/r.json" "$n" "$rep" "$t0" "$t1" "$CLK" >>"$DELIVERIES" <<-'PY'
+	import json, sys
+	d = json.load(open(sys.argv[1]))["metrics"]
+	r = json.load(open(sys.argv[2]))["metrics"]
+	n, rep, t0, t1, clk = int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+	per_s = d.get("deliveries_per_s", {}).get("avg", 0)
+	print("\t".join(map(str, [n, rep, d["delivered"]["count"], round(per_s), round(r["http_reqs"]["rate"]),
+	    round((t1 - t0) * 1e6 / clk / n, 1)])))
+	PY
+			stop_all
+		done
+	done
+}
+
+# Change -> notification latency for LAT_USERS idle webhooks at 100
+# changes/s, all healthy, then next to 10 webhooks that time out
+# (-delivery-timeout 2s, the receiver answers after 3 s) and 10 that
+# answer 500, all changed once a second.
+scenario_latency() {
 	for rep in $(seq 1 "$REPS"); do
-		start upstream bin/demo-upstream -quiet -users "$n" -listen $UP
+		for kind in healthy isolation; do
+			bad=0
+			[ "$kind" = isolation ] && bad=10
+			start upstream bin/demo-upstream -quiet -users $((LAT_USERS + 20)) -listen $UP
+			start receiver bin/demo-receiver -quiet -listen $RCV
+			wait_port $UP
+			wait_port $RCV
+			start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-lat-$kind-$rep" \
+				-allow-cidrs 127.0.0.1/32 -delivery-timeout 2s -log-level warn
+			wait_port $HG
+			m0=$(machine)
+			k6run "latency/$kind" -e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$LAT_USERS" \
+				-e SLOW=$bad -e FAILING=$bad loadtest/latency.js
+			m1=$(machine)
+			report "$kind" "$rep" "$m0" "$m1" >>"$LATENCY" <<-'PY'
+	import statistics as st
+	lat = r["latencyMs"]
+	q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+	print("\t".join(map(str, [args[0], args[1], r["answered"], r["notified"], round(q(0.5), 3), round(q(0.95), 3),
+	    round(q(0.99), 3), round(lat[-1] if lat else float("nan"), 3), busy])))
+	PY
+			stop_all
+		done
+	done
+}
+
+# Coalescing: CHANGES changes on one user, 10 webhooks with a 1 s window.
+scenario_coalescing() {
+	for rep in $(seq 1 "$REPS"); do
+		start upstream bin/demo-upstream -quiet -users 1 -listen $UP
 		start receiver bin/demo-receiver -quiet -listen $RCV
-		RCVPID=$LAST_PID
 		wait_port $UP
 		wait_port $RCV
-		start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-del-$n-$rep" \
+		start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-coal-$rep" \
 			-allow-cidrs 127.0.0.1/32 -log-level warn
 		HGPID=$LAST_PID
 		wait_port $HG
 		t0=$(ticks "$HGPID")
-		k6run "deliveries/$n" --summary-export="$WORK/d.json" \
-			-e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/deliver.js
+		m0=$(machine)
+		k6run coalesce --summary-export="$WORK/c.json" -e TARGET="http://$HG" -e RECEIVER="http://$RCV" \
+			-e CHANGES="$CHANGES" -e HOOKS=10 -e WINDOW_MS=1000 loadtest/coalesce.js
+		m1=$(machine)
 		t1=$(ticks "$HGPID")
-		k6run "raw/$n" --summary-export="$WORK/r.json" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/raw.js
-		python3 - "$WORK/d.json" "$WORK/r.json" "$n" "$rep" "$t0" "$t1" "$CLK" >>"$DELIVERIES" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))["metrics"]
-r = json.load(open(sys.argv[2]))["metrics"]
-n, rep, t0, t1, clk = int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-per_s = d.get("deliveries_per_s", {}).get("avg", 0)
-print("\t".join(map(str, [n, rep, d["delivered"]["count"], round(per_s), round(r["http_reqs"]["rate"]),
-    round((t1 - t0) * 1e6 / clk / n, 1)])))
-PY
+		report coalesce "$rep" "$m0" "$m1" "$WORK/c.json" "$t0" "$t1" "$CLK" >>"$COALESCE" <<-'PY'
+	c = json.load(open(args[4]))["metrics"]
+	n = c["iterations"]["count"]
+	print("\t".join(map(str, [args[1], n, round(c["iterations"]["rate"]), r["keys"], r["minCount"], r["maxCount"],
+	    round((r["maxCount"] - 1) / max(r["spanMs"] / 1000, 1e-9), 3), round(r["minGapMs"], 1),
+	    round(min(r["lateMs"]) if r["lateMs"] else float("nan"), 1), r["answered"] - sum(1 for x in r["lateMs"] if x >= -5),
+	    round((int(args[6]) - int(args[5])) * 1e6 / int(args[7]) / n, 1), busy])))
+	PY
 		stop_all
 	done
-done
+}
 
-python3 - "$RESULTS" <<'PY'
+for s in $SCENARIOS; do
+	type "scenario_$s" >/dev/null 2>&1 || { echo "unknown scenario $s (reads mutations deliveries latency coalescing)" >&2; exit 2; }
+done
+for s in $SCENARIOS; do "scenario_$s"; done
+
+[ -s "$RESULTS" ] && python3 - "$RESULTS" <<'PY'
 import sys, statistics as st
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 groups = {}
@@ -274,4 +368,39 @@ if rows:
     print("deliveries/s: notifications per second at the receiver, first to last arrival, one change per user (no coalescing);")
     print("raw POST/s: k6 posting the same count straight to the receiver; CPU per delivery includes proxying the change")
     print("and creating the webhooks in setup.")
+PY
+
+python3 - "$LATENCY" "$COALESCE" <<'PY'
+import sys, statistics as st
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+if rows:
+    print()
+    print(f"{'latency':10} {'changes':>7} {'notified':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 ±%':>6} {'busy %':>6} reps")
+    by = {}
+    for r in rows:
+        by.setdefault(r[0], []).append(r)
+    for k in ("healthy", "isolation"):
+        rs = by.get(k, [])
+        if not rs:
+            continue
+        med = lambda i: st.median(float(r[i]) for r in rs)
+        p99 = [float(r[6]) for r in rs]
+        spread = (max(p99) - min(p99)) / max(st.median(p99), 1e-9) * 100 if len(p99) > 1 else 0.0
+        print(f"{k:10} {int(min(float(r[2]) for r in rs)):7d} {int(min(float(r[3]) for r in rs)):8d} {med(4):7.3f} {med(5):7.3f} {med(6):7.3f} {med(7):7.3f} {spread:6.1f} {med(8):6.1f} {len(rs)}")
+    print()
+    print("latency: from the change's answer (as k6 saw it) to the notification's arrival at the receiver, per webhook,")
+    print("1 change per idle webhook at 100 changes/s; isolation adds 10 webhooks timing out and 10 answering 500, changed")
+    print("every second. changes and notified are the minimum over the repetitions (notified < changes fails the run).")
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
+if rows:
+    print()
+    print(f"{'coalescing':10} {'changes':>7} {'changes/s':>9} {'webhooks':>8} {'POSTs min-max':>13} {'POSTs/webhook/s':>15} {'min gap ms':>10} {'last after ms':>13} {'missing':>7} {'CPU µs/change':>13} {'busy %':>6} reps")
+    med = lambda i: st.median(float(r[i]) for r in rows)
+    print(f"{'1 user':10} {int(med(1)):7d} {med(2):9.0f} {int(med(3)):8d} {int(min(float(r[4]) for r in rows)):>6d}-{int(max(float(r[5]) for r in rows)):<6d} {max(float(r[6]) for r in rows):15.3f} {min(float(r[7]) for r in rows):10.1f} {min(float(r[8]) for r in rows):13.1f} {int(max(float(r[9]) for r in rows)):7d} {med(10):13.1f} {med(11):6.1f} {len(rows)}")
+    print()
+    print("coalescing: 10 webhooks with minIntervalMs 1000 on one user, every change answered 2xx; POSTs/webhook/s is the")
+    print("highest rate any webhook saw (notifications after the first, over the first-to-last span); min gap is the")
+    print("shortest time between two notifications to one webhook; last after is, over the webhooks, the least time")
+    print("from the last change's answer to that webhook's last notification (negative would mean a change left")
+    print("unnotified); missing counts webhooks without one.")
 PY

@@ -83,3 +83,62 @@ func TestReceiverVerifiesSignatures(t *testing.T) {
 		t.Fatalf("verification flags %+v", got)
 	}
 }
+
+func TestReceiverReport(t *testing.T) {
+	s := New(Options{CountOnly: true})
+	addr, stop, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	post := func(uri, body string) int {
+		resp, err := http.Post("http://"+addr+uri, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	answered := time.Now().Add(-20 * time.Millisecond).UnixMicro()
+	if st := post("/_answered?u=a&u=b&u=c&t="+strconv.FormatInt(answered, 10), ""); st != 200 {
+		t.Fatalf("_answered: %d", st)
+	}
+	if st := post("/_answered?u=a&t=nope", ""); st != 400 {
+		t.Fatalf("_answered with a bad time: %d", st)
+	}
+	post("/h?u=a", `{"messages":["test"]}`) // not a change: latency counts from the first change
+	time.Sleep(5 * time.Millisecond)
+	post("/h?u=a", `{"messages":["eventsChanged"]}`)
+	time.Sleep(5 * time.Millisecond)
+	post("/h?u=a", `{"messages":["streamsChanged"]}`)
+	post("/h?u=b", `{"messages":["eventsChanged"]}`)
+	if st := post("/h?u=d&_status=500", `{"messages":["eventsChanged"]}`); st != 500 {
+		t.Fatalf("_status=500 answered %d", st)
+	}
+	start := time.Now()
+	if st := post("/h?u=d&_delayMs=50", `{"messages":["eventsChanged"]}`); st != 200 || time.Since(start) < 50*time.Millisecond {
+		t.Fatalf("_delayMs=50: %d after %s", st, time.Since(start))
+	}
+	resp, err := http.Get("http://" + addr + "/_report")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	// a, b and c were marked; c got nothing; d was never marked.
+	if r.Keys != 3 || r.Answered != 3 || r.Notified != 2 || r.Missing != 1 || len(r.LatencyMs) != 2 || len(r.LateMs) != 2 {
+		t.Fatalf("report %s", b)
+	}
+	if r.MinCount != 1 || r.MaxCount != 3 || r.MinGapMs <= 0 || r.MinGapMs > r.SpanMs || r.SpanMs < 10 {
+		t.Fatalf("per-key figures %s", b)
+	}
+	// Latency counts from the answer (20 ms ago) to the first change: a's
+	// eventsChanged came 5 ms after its test message.
+	if r.LatencyMs[0] < 20 || r.LatencyMs[1] > 1000 || r.LateMs[1] < r.LatencyMs[1] {
+		t.Fatalf("latencies %v, late %v", r.LatencyMs, r.LateMs)
+	}
+}
