@@ -39,11 +39,11 @@ fuzz:
 
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
+BENCH_PKGS := ./core/... ./gateway/... ./delivery/... ./bench/...
 ## bench: Go benchmarks: hot paths and end-to-end proxy paths with their baselines.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./core/... ./gateway/... ./bench/...
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCH_PKGS)
 
-BENCH_PKGS := ./core/... ./gateway/... ./delivery/... ./bench/...
 BENCHSTAT_VERSION ?= v0.0.0-20260908200009-22c9c6c9d4da
 BENCHSTAT ?= $(shell $(GO) env GOPATH)/bin/benchstat
 

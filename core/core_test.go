@@ -70,16 +70,6 @@ func TestMarkerRoundTrip(t *testing.T) {
 	}
 }
 
-func TestAppendMarkerAllocs(t *testing.T) {
-	var v Vocabulary
-	ev, _ := v.Add(MsgEventsChanged)
-	buf := make([]byte, 0, 128)
-	user := []byte("alice")
-	if n := testing.AllocsPerRun(100, func() { buf = AppendMarker(buf[:0], 1, user, &v, ev) }); n != 0 {
-		t.Fatalf("AppendMarker allocates %v times; want 0", n)
-	}
-}
-
 func TestValidUsername(t *testing.T) {
 	f := func(u string, want bool) {
 		t.Helper()

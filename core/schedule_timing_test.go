@@ -6,11 +6,17 @@ import (
 	"time"
 )
 
-// BenchmarkScheduler100k: 100,000 webhooks with staggered windows; each
-// op adds a change to one webhook, reschedules it, and takes and settles
-// whatever is due, as the engine's loop does.
-func BenchmarkScheduler100k(b *testing.B) {
-	const n = 100_000
+// BenchmarkScheduler: 1,000 to 100,000 webhooks with staggered windows;
+// each op adds a change to one webhook, reschedules it, and takes and
+// settles whatever is due, as the engine's loop does. The scheduler is
+// owned by the engine's one loop, so there is no parallel variant.
+func BenchmarkScheduler(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run("webhooks="+strconv.Itoa(n), func(b *testing.B) { benchScheduler(b, n) })
+	}
+}
+
+func benchScheduler(b *testing.B, n int) {
 	sc := NewScheduler()
 	ids := make([]string, n)
 	for i := range ids {

@@ -1,7 +1,13 @@
 package rules
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
+// BenchmarkMatch: the per-request lookup of what a method and path
+// change, serially and from every CPU at once.
 func BenchmarkMatch(b *testing.B) {
 	tb, err := Compile(Pryv(true))
 	if err != nil {
@@ -20,18 +26,52 @@ func BenchmarkMatch(b *testing.B) {
 				tb.Match(m, p)
 			}
 		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					tb.Match(m, p)
+				}
+			})
+		})
 	}
 }
 
+// BenchmarkBatchCalls: reading a batch call's methods and then its
+// answer's result slots, for 1, 10 and 100 calls.
 func BenchmarkBatchCalls(b *testing.B) {
 	tb, _ := Compile(Pryv(false))
-	body := []byte(`[{"method":"events.create","params":{"streamIds":["diary"],"type":"note/txt","content":"hello"}},
-		{"method":"events.get","params":{"limit":10}},{"method":"streams.update","params":{"id":"diary","update":{"name":"D"}}}]`)
-	answer := []byte(`{"results":[{"event":{"id":"c1"}},{"events":[]},{"error":{"id":"unknown-resource"}}]}`)
-	b.SetBytes(int64(len(body) + len(answer)))
-	b.ReportAllocs()
-	for b.Loop() {
-		calls, _ := tb.BatchCalls(body)
-		BatchResults(calls, answer)
+	for _, n := range []int{1, 10, 100} {
+		calls := []string{
+			`{"method":"events.create","params":{"streamIds":["diary"],"type":"note/txt","content":"hello"}}`,
+			`{"method":"events.get","params":{"limit":10}}`,
+			`{"method":"streams.update","params":{"id":"diary","update":{"name":"D"}}}`,
+		}
+		results := []string{`{"event":{"id":"c1"}}`, `{"events":[]}`, `{"error":{"id":"unknown-resource"}}`}
+		var cs, rs []string
+		for i := range n {
+			cs = append(cs, calls[i%3])
+			rs = append(rs, results[i%3])
+		}
+		body := []byte("[" + strings.Join(cs, ",") + "]")
+		answer := []byte(`{"results":[` + strings.Join(rs, ",") + `]}`)
+		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
+			b.SetBytes(int64(len(body) + len(answer)))
+			b.ReportAllocs()
+			for b.Loop() {
+				calls, _ := tb.BatchCalls(body)
+				BatchResults(calls, answer)
+			}
+		})
+		b.Run(fmt.Sprintf("calls=%d/parallel", n), func(b *testing.B) {
+			b.SetBytes(int64(len(body) + len(answer)))
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					calls, _ := tb.BatchCalls(body)
+					BatchResults(calls, answer)
+				}
+			})
+		})
 	}
 }
