@@ -23,6 +23,8 @@ type ClientOptions struct {
 	// DialTimeout bounds resolving and connecting. Default 3s.
 	DialTimeout time.Duration
 	// MaxConnsPerHost caps connections to one receiver host. Default 64.
+	// Past it a delivery waits for a free connection (within Timeout)
+	// rather than failing.
 	MaxConnsPerHost int
 	// Guard says which addresses may be reached.
 	Guard Guard
@@ -65,6 +67,7 @@ func NewClient(o ClientOptions) *Client {
 	cl.c = &fasthttp.Client{
 		Name:                          o.UserAgent,
 		MaxConnsPerHost:               o.MaxConnsPerHost,
+		MaxConnWaitTimeout:            o.Timeout,
 		MaxIdleConnDuration:           30 * time.Second,
 		ReadTimeout:                   o.Timeout,
 		WriteTimeout:                  o.Timeout,
@@ -104,6 +107,10 @@ func (cl *Client) dial(addr string) (net.Conn, error) {
 	return nil, lastErr
 }
 
+// ErrBadAnswer is returned by Send for an answer whose status is not an
+// HTTP status (100 to 599); the attempt counts as failed with status 0.
+var ErrBadAnswer = errors.New("delivery: receiver answered with an invalid status")
+
 // Post sends body to url as application/json and returns the answer's
 // status; it implements webhooks.Tester.
 func (cl *Client) Post(url string, body []byte) (int, error) {
@@ -131,6 +138,10 @@ func (cl *Client) Send(url string, body []byte, headers [][2]string) (int, time.
 		return 0, 0, err
 	}
 	status := resp.StatusCode()
+	if status < 100 || status > 599 {
+		_ = resp.CloseBodyStream()
+		return 0, 0, fmt.Errorf("%w: status %d", ErrBadAnswer, status)
+	}
 	ra := retryAfter(resp.Header.Peek(fasthttp.HeaderRetryAfter), time.Now())
 	_ = resp.CloseBodyStream() // the body is ignored
 	return status, ra, nil

@@ -117,3 +117,36 @@ func TestClientNoRedirectAndTimeout(t *testing.T) {
 		t.Fatalf("timeout took %s", d)
 	}
 }
+
+// TestClientWaitsForAConnection: more deliveries at once to one host than
+// MaxConnsPerHost wait for a free connection instead of failing (a
+// failure would cost the webhook a retry window).
+func TestClientWaitsForAConnection(t *testing.T) {
+	var inFlight, most atomic.Int64
+	addr := receiver(t, func(ctx *fasthttp.RequestCtx) {
+		n := inFlight.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(50 * time.Millisecond)
+		inFlight.Add(-1)
+	})
+	c := NewClient(ClientOptions{Guard: loopback, MaxConnsPerHost: 2, Timeout: 5 * time.Second})
+	errs := make(chan error, 12)
+	for range 12 {
+		go func() {
+			st, err := c.Post("http://"+addr+"/hook", []byte(`{}`))
+			if err == nil && st != 200 {
+				err = errors.New("status " + time.Duration(st).String())
+			}
+			errs <- err
+		}()
+	}
+	for range 12 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a delivery past MaxConnsPerHost failed: %v", err)
+		}
+	}
+	if m := most.Load(); m > 2 {
+		t.Fatalf("%d requests at once reached the receiver; MaxConnsPerHost is 2", m)
+	}
+}
