@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 OPS       ?= 127.0.0.1:9090
 UPSTREAM  ?= 127.0.0.1:3000
 
-.PHONY: all build run test test-short fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke
+.PHONY: all build run test test-long test-short fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke
 
 all: build
 
@@ -23,6 +23,11 @@ test: vet
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
+## test-long: the same with 10 kill -9 cycles, and each fuzz target for 2 minutes.
+test-long: vet
+	HOOKGATE_CRASH_CYCLES=10 $(GO) test -race -count=1 -timeout 40m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=2m
+
 test-short: vet
 	$(GO) test -count=1 ./...
 
@@ -34,6 +39,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBatchAndAccessInfo$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzCreateUpdate$$' -fuzztime $(FUZZTIME) ./gateway/webhooks
 	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./delivery
+	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $(FUZZTIME) ./delivery
+	$(GO) test -run '^$$' -fuzz '^FuzzReceiverResponse$$' -fuzztime $(FUZZTIME) ./delivery
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMarker$$' -fuzztime $(FUZZTIME) ./core
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $(FUZZTIME) ./core
 

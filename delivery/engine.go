@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -38,7 +39,11 @@ type EngineOptions struct {
 	Queue    Source
 	DB       *badger.DB
 	Webhooks *webhooks.Store
-	Sender   Sender
+	// Space, if set, is checked before the engine writes: while the disk
+	// is below its reserve, pending sets stay in memory and markers stay
+	// queued, and both are written once there is room.
+	Space  *store.Space
+	Sender Sender
 	// Workers is the size of the delivery pool: deliveries in flight at
 	// most, across all webhooks. Default 256.
 	Workers int
@@ -66,9 +71,12 @@ var (
 	deliveriesGone    = metrics.NewCounter(`hookgate_deliveries_total{outcome="gone"}`)
 	deactivations     = metrics.NewCounter(`hookgate_webhook_deactivations_total`)
 	markersDispatched = metrics.NewCounter(`hookgate_markers_dispatched_total`)
-	notifyLatency     = metrics.NewHistogram(`hookgate_notification_latency_seconds`)
-	deliveryDuration  = metrics.NewHistogram(`hookgate_delivery_duration_seconds`)
-	enginePanics      = metrics.NewCounter(`hookgate_engine_panics_total`)
+	// webhookChanges counts changes per active webhook they reach; over
+	// deliveries it is the coalescing ratio.
+	webhookChanges   = metrics.NewCounter(`hookgate_webhook_changes_total`)
+	notifyLatency    = metrics.NewPrometheusHistogramExt(`hookgate_notification_latency_seconds`, core.LatencyBuckets)
+	deliveryDuration = metrics.NewPrometheusHistogramExt(`hookgate_delivery_duration_seconds`, core.LatencyBuckets)
+	enginePanics     = metrics.NewCounter(`hookgate_engine_panics_total`)
 )
 
 // Engine reads change markers, keeps each webhook's pending messages
@@ -91,6 +99,10 @@ type Engine struct {
 	retire       map[string]bool          // deactivate after the next successful delivery
 	dirtyPending map[string]bool
 	cursor       uint64
+	redispatch   bool      // a write error stopped dispatch: markers from cursor+1 wait
+	unacked      uint64    // markers dispatched whose acknowledgement failed, up to this one
+	lastErrLog   time.Time // when logThrottled last logged
+	quietErrs    int       // errors logThrottled did not log since
 	inflight     sync.WaitGroup
 	serial       uint64
 }
@@ -312,19 +324,25 @@ func (e *Engine) dispatch() {
 		}
 		last := recs[len(recs)-1].Seq
 		if err := e.persistPending(false); err != nil {
-			e.opts.Logger.Error("cannot store pending notifications; markers stay queued", "err", err)
-			return // retried on the next update
+			e.logThrottled("cannot store pending notifications; markers stay queued", err)
+			e.redispatch = true // on the next flush tick, or the next update
+			return
 		}
-		if err := e.opts.Queue.Ack(last); err != nil {
-			e.opts.Logger.Error("cannot acknowledge change markers", "err", err)
-		}
+		e.redispatch = false
 		e.cursor = last
+		if err := e.opts.Queue.Ack(last); err != nil {
+			e.logThrottled("cannot acknowledge change markers", err)
+			e.unacked = last // retried on the flush tick
+		} else {
+			e.unacked = 0
+		}
 		markersDispatched.Add(len(recs))
 	}
 }
 
 // apply adds a marker's messages to its user's active webhooks.
 func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
+	webhookChanges.Add(len(hooks))
 	for _, w := range hooks {
 		sl := e.slotFor(w)
 		if len(sl.Pending) == 0 && !sl.Flying {
@@ -355,6 +373,9 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 func (e *Engine) persistPending(sync bool) error {
 	if len(e.dirtyPending) == 0 {
 		return nil
+	}
+	if err := e.opts.Space.Check(); err != nil {
+		return err
 	}
 	err := e.opts.DB.Update(func(txn *badger.Txn) error {
 		for id := range e.dirtyPending {
@@ -555,14 +576,35 @@ func (e *Engine) change(c webhooks.Change) {
 	}
 }
 
-// flush writes run records and pending sets changed since the last flush.
+// flush writes run records and pending sets changed since the last
+// flush, and retries what a write error left undone.
 func (e *Engine) flush() {
 	if err := e.opts.Webhooks.Flush(); err != nil {
-		e.opts.Logger.Error("cannot store webhook runs", "err", err)
+		e.logThrottled("cannot store webhook runs", err)
 	}
 	if err := e.persistPending(true); err != nil {
-		e.opts.Logger.Error("cannot store pending notifications", "err", err)
+		e.logThrottled("cannot store pending notifications", err)
 	}
+	if e.redispatch {
+		e.dispatch()
+	}
+	if e.unacked > 0 {
+		if err := e.opts.Queue.Ack(e.unacked); err == nil {
+			e.unacked = 0
+		}
+	}
+}
+
+// logThrottled logs a write error at most once every 10 s, with how
+// many were not logged in between.
+func (e *Engine) logThrottled(msg string, err error) {
+	now := e.opts.Now()
+	if now.Sub(e.lastErrLog) < 10*time.Second {
+		e.quietErrs++
+		return
+	}
+	e.opts.Logger.Error(msg, "err", err, "suppressed", e.quietErrs)
+	e.lastErrLog, e.quietErrs = now, 0
 }
 
 // Stop ends Run: no new delivery starts, those in flight finish (each is
@@ -613,16 +655,24 @@ func (e *Engine) Pending(id string) []string {
 	return append(append([]string(nil), sl.InFlight...), sl.Pending...)
 }
 
-// retryAfter parses a Retry-After header: seconds, or an HTTP date.
+// MaxRetryAfter caps the wait a receiver's Retry-After can ask for, so
+// that a receiver cannot park its webhook for years by mistake.
+const MaxRetryAfter = time.Hour
+
+// retryAfter parses a Retry-After header: seconds, or an HTTP date; 0 for
+// none or an unreadable one, at most MaxRetryAfter.
 func retryAfter(v []byte, now time.Time) time.Duration {
 	if len(v) == 0 {
 		return 0
 	}
-	if n, err := strconv.Atoi(string(v)); err == nil && n >= 0 {
+	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 {
+		if n >= int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
 		return time.Duration(n) * time.Second
 	}
-	if t, err := time.Parse(time.RFC1123, string(v)); err == nil && t.After(now) {
-		return t.Sub(now)
+	if t, err := http.ParseTime(string(v)); err == nil && t.After(now) {
+		return min(t.Sub(now), MaxRetryAfter)
 	}
 	return 0
 }

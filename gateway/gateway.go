@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,9 @@ func New(o Options) (*Gateway, error) {
 		ReadTimeout:                  o.ReadTimeout,
 		WriteTimeout:                 o.WriteTimeout,
 		IdleTimeout:                  o.IdleTimeout,
+		Concurrency:                  o.MaxConns,
+		MaxConnsPerIP:                o.MaxConnsPerIP,
+		ErrorHandler:                 g.serverError,
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
 		Logger:                       fasthttpLogger{o.Logger.With("component", "server")},
@@ -143,12 +147,25 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		class = classChange
 	}
 
+	if limit := g.opts.MaxBodySize; limit > 0 {
+		switch cl := ctx.Request.Header.ContentLength(); {
+		case int64(cl) > limit:
+			g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
+				"The request body is larger than hookgate accepts ("+strconv.FormatInt(limit, 10)+" bytes).")
+			ctx.SetConnectionClose() // the unread body stays on the connection
+			return
+		case cl < 0 && ctx.Request.IsBodyStream():
+			ctx.Request.SetBodyStream(&limitReader{r: ctx.Request.BodyStream(), left: limit}, -1)
+		}
+	}
 	clientClose := g.prepareRequest(ctx)
 	start := time.Now()
 	err := g.upstream.DoTimeout(&ctx.Request, &ctx.Response, g.opts.UpstreamTimeout)
 	upstreamDuration.UpdateDuration(start)
 	if err != nil {
-		g.lastUpFail.Store(time.Now().UnixNano())
+		if !errors.Is(err, errBodyTooLarge) {
+			g.lastUpFail.Store(time.Now().UnixNano())
+		}
 		g.upstreamError(ctx, err)
 		if clientClose {
 			ctx.SetConnectionClose()

@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/VictoriaMetrics/metrics"
+import (
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/hookgate/hookgate/core"
+)
 
 // Request classes, for hookgate_proxy_requests_total.
 const (
@@ -26,7 +30,7 @@ var proxyRequests = func() (c [numClasses][6]*metrics.Counter) {
 var (
 	upstreamUnavailable = metrics.NewCounter(`hookgate_upstream_errors_total{reason="unavailable"}`)
 	upstreamTimeout     = metrics.NewCounter(`hookgate_upstream_errors_total{reason="timeout"}`)
-	upstreamDuration    = metrics.NewHistogram(`hookgate_upstream_duration_seconds`)
+	upstreamDuration    = metrics.NewPrometheusHistogramExt(`hookgate_upstream_duration_seconds`, core.LatencyBuckets)
 	markersWritten      = metrics.NewCounter(`hookgate_markers_written_total`)
 	markerErrors        = metrics.NewCounter(`hookgate_marker_errors_total`)
 	tooLarge            = metrics.NewCounter(`hookgate_classify_body_too_large_total`)

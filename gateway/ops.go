@@ -29,10 +29,16 @@ func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 		case "/readyz":
 			ctx.SetContentType("text/plain")
 			queueOK, upstreamOK := g.Ready(), g.UpstreamReachable()
-			if !queueOK || !upstreamOK {
+			diskErr := g.opts.Space.Check()
+			if !queueOK || !upstreamOK || diskErr != nil {
 				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			}
 			ctx.WriteString("queue: " + okWord(queueOK) + "\nupstream: " + okWord(upstreamOK) + "\n")
+			if diskErr != nil {
+				ctx.WriteString("disk: failing: " + diskErr.Error() + "\n")
+			} else if g.opts.Space != nil {
+				ctx.WriteString("disk: ok\n")
+			}
 		default:
 			ctx.Error("not found", fasthttp.StatusNotFound)
 		}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"github.com/hookgate/hookgate/gateway/store"
 	"log/slog"
 	"time"
 
@@ -76,8 +77,19 @@ type Options struct {
 	// IdleTimeout closes idle client keep-alive connections. Default 60s.
 	IdleTimeout time.Duration
 	// MaxHeaderSize is the largest request or response head, in bytes.
-	// Default 16 KiB.
+	// Default 16 KiB. A larger request head gets 431.
 	MaxHeaderSize int
+	// MaxBodySize is the largest request body forwarded, in bytes; a
+	// larger one gets 413 (at once when its Content-Length says so, else
+	// when the streamed body passes it). 0 means no limit. Default 0 here;
+	// the binary's -max-body sets 1 GiB.
+	MaxBodySize int64
+	// MaxConns caps concurrent client connections; past it new ones get
+	// 503 and are closed. Default 10,000.
+	MaxConns int
+	// MaxConnsPerIP caps concurrent connections from one client address;
+	// 0 means no cap.
+	MaxConnsPerIP int
 	// BufferBodySize is the largest request body read into memory before
 	// the request is forwarded; larger bodies are streamed. Default 64 KiB.
 	BufferBodySize int
@@ -85,6 +97,9 @@ type Options struct {
 	// (request or answer) the gateway reads to learn what changed; larger
 	// requests of those kinds get 413. Default 16 MiB.
 	MaxClassifyBody int
+	// Space, if set, is the data disk's reserve: /readyz fails while the
+	// disk is below it.
+	Space *store.Space
 
 	// Webhooks serves /{username}/webhooks and webhooks.* batch calls.
 	// Without it those requests are proxied like any other.
@@ -118,6 +133,7 @@ func (o *Options) setDefaults() {
 	def(&o.IdleTimeout, 60*time.Second)
 	defInt(&o.MaxConnsPerUpstream, 1024)
 	defInt(&o.MaxHeaderSize, 16<<10)
+	defInt(&o.MaxConns, 10_000)
 	defInt(&o.BufferBodySize, 64<<10)
 	defInt(&o.MaxClassifyBody, 16<<20)
 	def(&o.AccessCacheTTL, 5*time.Second)

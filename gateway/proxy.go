@@ -3,9 +3,11 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -111,6 +113,10 @@ func cleanResponse(h *fasthttp.ResponseHeader) { dropHopHeaders(h) }
 func (g *Gateway) upstreamError(ctx *fasthttp.RequestCtx, err error) {
 	var nerr net.Error
 	switch {
+	case errors.Is(err, errBodyTooLarge):
+		g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
+			"The request body is larger than hookgate accepts ("+strconv.FormatInt(g.opts.MaxBodySize, 10)+" bytes).")
+		ctx.SetConnectionClose()
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.As(err, &nerr) && nerr.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
 		upstreamTimeout.Inc()
@@ -125,6 +131,60 @@ func (g *Gateway) upstreamError(ctx *fasthttp.RequestCtx, err error) {
 		g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable",
 			"The API cannot be reached.")
 	}
+}
+
+// errBodyTooLarge ends a streamed request body past Options.MaxBodySize.
+var errBodyTooLarge = errors.New("request body too large")
+
+// limitReader passes on at most left bytes of r, then fails.
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One more byte would pass the limit; a body that ends exactly
+		// at it is fine.
+		var one [1]byte
+		if n, err := l.r.Read(one[:]); n == 0 {
+			return 0, err
+		}
+		return 0, errBodyTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// serverError answers, in the Pryv error shape, a request the server
+// could not read: a head over MaxHeaderSize (431), a body over the server's
+// limit (413), a client too slow for ReadTimeout (408), or a malformed
+// request (400). The connection is closed.
+func (g *Gateway) serverError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		g.writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "invalid-request-structure",
+			"The request head is larger than hookgate accepts ("+strconv.Itoa(g.opts.MaxHeaderSize)+" bytes).")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
+			"The request body is larger than hookgate accepts.")
+	case isTimeout(err):
+		g.writeError(ctx, fasthttp.StatusRequestTimeout, "invalid-request-structure",
+			"The request was not received in time.")
+	default:
+		g.writeError(ctx, fasthttp.StatusBadRequest, "invalid-request-structure", "The request cannot be read as HTTP.")
+	}
+	ctx.SetConnectionClose()
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // writeError answers with a Pryv-shaped error.

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ import (
 
 type config struct {
 	listen, opsListen, upstreams, dataDir, usernameMode, durability, rulesFile string
+	secretsKeyFile                                                             string
 	apiVersion, serial, logLevel, logFormat                                    string
 	upstreamTimeout, dialTimeout, readTimeout, writeTimeout, idleTimeout       time.Duration
 	shutdownTimeout                                                            time.Duration
@@ -41,6 +43,9 @@ type config struct {
 	maxRetries, maxRetriesCeiling, maxPerAccess, accessCacheSize   int
 	allowCIDRs                                                     string
 	workers                                                        int
+	minFreeDisk                                                    uint64
+	maxBody                                                        int64
+	maxHeader, maxClientConns, maxConnsPerIP                       int
 }
 
 func main() {
@@ -61,7 +66,13 @@ func main() {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "`duration` an idle client keep-alive connection is kept")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "`duration` allowed on SIGINT/SIGTERM for in-flight requests to finish before exit")
 	fs.IntVar(&c.maxConns, "max-upstream-conns", 1024, "`connections` at most to each upstream address")
+	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest request body in `bytes` forwarded; larger ones get 413; 0 for no limit")
+	fs.IntVar(&c.maxHeader, "max-header", 16<<10, "largest request head (request line and headers) in `bytes`; larger ones get 431")
+	fs.IntVar(&c.maxClientConns, "max-client-conns", 10_000, "client `connections` served at once; past it new ones get 503 and are closed")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "client `connections` at once from one IP address; 0 for no cap (clients behind one NAT share an address)")
 	fs.IntVar(&c.bufferBody, "buffer-body", 64<<10, "request bodies up to this many `bytes` are read before forwarding; larger ones are streamed")
+	fs.StringVar(&c.secretsKeyFile, "secrets-key-file", "", "`file` holding the key (64 hex digits) that encrypts webhook signing secrets in the database; created with a random key if missing; default secrets.key in -data-dir (keep it elsewhere, e.g. a secrets mount, so that a copy of the data directory alone does not reveal the secrets)")
+	fs.Uint64Var(&c.minFreeDisk, "min-free-disk", 256<<20, "`bytes` kept free on the data directory's disk: below it hookgate stops writing (changes are still answered, their markers counted as failed, readiness fails) and resumes once there is room; 0 disables the check")
 	fs.IntVar(&c.maxClassifyBody, "max-classify-body", 16<<20, "largest batch-call or form-override body in `bytes` read to learn what changed; larger ones get 413")
 	fs.IntVar(&c.maxBacklog, "max-backlog", 0, "unacknowledged change markers at most (`count`); 0 means the disk is the limit")
 	fs.IntVar(&c.maxPending, "max-pending", 16384, "change markers at most waiting for the disk (`count`); past it a change is counted as lost and readiness fails")
@@ -152,7 +163,10 @@ func run(c config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
+	space := store.NewSpace(c.dataDir, c.minFreeDisk)
+	metrics.NewGauge(`hookgate_disk_free_bytes`, func() float64 { _ = space.Check(); return float64(space.Free()) })
 	q, err := queue.OpenBadger(db, queue.Options{
+		Space:      space,
 		Async:      c.durability == "async",
 		MaxBacklog: uint64(c.maxBacklog),
 		MaxPending: c.maxPending,
@@ -169,10 +183,23 @@ func run(c config, log *slog.Logger) error {
 		return err
 	}
 	meta := core.Meta{APIVersion: c.apiVersion, Serial: c.serial}
-	hooks, err := webhooks.OpenStore(db)
+	keyFile := c.secretsKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(c.dataDir, "secrets.key")
+	}
+	secretsKey, err := webhooks.LoadOrCreateKey(keyFile)
 	if err != nil {
 		return err
 	}
+	sealer, err := webhooks.NewSealer(secretsKey)
+	if err != nil {
+		return err
+	}
+	hooks, err := webhooks.OpenSealedStore(db, sealer)
+	if err != nil {
+		return fmt.Errorf("%w (-secrets-key-file %s)", err, keyFile)
+	}
+	hooks.SetSpace(space)
 	outbound := delivery.NewClient(delivery.ClientOptions{Timeout: c.deliveryTimeout, Guard: delivery.Guard{Allow: allow}})
 	api := webhooks.NewAPI(hooks, webhooks.Options{
 		MinIntervalMs:      c.minInterval.Milliseconds(),
@@ -196,18 +223,23 @@ func run(c config, log *slog.Logger) error {
 		UpstreamTimeout:     c.upstreamTimeout,
 		DialTimeout:         c.dialTimeout,
 		MaxConnsPerUpstream: c.maxConns,
+		MaxBodySize:         c.maxBody,
+		MaxHeaderSize:       c.maxHeader,
+		MaxConns:            c.maxClientConns,
+		MaxConnsPerIP:       c.maxConnsPerIP,
 		ReadTimeout:         c.readTimeout,
 		WriteTimeout:        c.writeTimeout,
 		IdleTimeout:         c.idleTimeout,
 		BufferBodySize:      c.bufferBody,
 		MaxClassifyBody:     c.maxClassifyBody,
+		Space:               space,
 		Logger:              log,
 	})
 	if err != nil {
 		return err
 	}
 	engine, err := delivery.NewEngine(delivery.EngineOptions{
-		Queue: q, DB: db, Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
+		Queue: q, DB: db, Space: space, Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -274,7 +306,7 @@ func run(c config, log *slog.Logger) error {
 }
 
 var (
-	commitRecords = metrics.NewHistogram(`hookgate_queue_commit_records`)
+	commitRecords = metrics.NewPrometheusHistogramExt(`hookgate_queue_commit_records`, core.CountBuckets)
 	commitErrors  = metrics.NewCounter(`hookgate_queue_commit_errors_total`)
 )
 

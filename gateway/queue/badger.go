@@ -209,15 +209,18 @@ func (q *Badger) commit(batch []*appendReq, keys []byte) []byte {
 		keys = recKey(keys, first+uint64(i))
 	}
 	kl := len(recPrefix) + 8
-	q.reserved.Store(first + uint64(len(batch)))
-	err := q.db.Update(func(txn *badger.Txn) error {
-		for i, r := range batch {
-			if err := txn.Set(keys[i*kl:(i+1)*kl:(i+1)*kl], r.data); err != nil {
-				return err
+	err := q.opts.Space.Check()
+	if err == nil {
+		q.reserved.Store(first + uint64(len(batch)))
+		err = q.db.Update(func(txn *badger.Txn) error {
+			for i, r := range batch {
+				if err := txn.Set(keys[i*kl:(i+1)*kl:(i+1)*kl], r.data); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err == nil {
 		q.next.Store(first + uint64(len(batch)))
 		if !q.opts.Async {
@@ -283,6 +286,9 @@ func (q *Badger) Ack(upTo uint64) error {
 	prev := q.acked.Load()
 	if upTo <= prev {
 		return nil
+	}
+	if err := q.opts.Space.Check(); err != nil {
+		return fmt.Errorf("cannot acknowledge change markers: %w", err)
 	}
 	wb := q.db.NewWriteBatch()
 	defer wb.Cancel()

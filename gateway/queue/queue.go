@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"github.com/hookgate/hookgate/gateway/store"
 	"time"
 )
 
@@ -70,6 +71,10 @@ type Options struct {
 	// the number of records it wrote and the error, if any. It must not
 	// block.
 	OnCommit func(records int, err error)
+	// Space, if set, is checked before every write (Badger only): while
+	// the disk is below its reserve, appends fail with an error wrapping
+	// store.ErrNoSpace and acknowledgements wait.
+	Space *store.Space
 }
 
 // Interface guards

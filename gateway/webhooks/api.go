@@ -3,6 +3,7 @@ package webhooks
 import (
 	"errors"
 	"fmt"
+	"github.com/hookgate/hookgate/gateway/store"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -189,12 +190,21 @@ func (a *API) create(acc Access, user string, params []byte) (Result, *Error) {
 	case errors.Is(err, ErrCapReached):
 		return Result{}, errorf(400, "invalid-operation", "This access already has %d webhooks, the most hookgate allows per access.", maxPer)
 	case err != nil:
-		return Result{}, errorf(500, "unexpected-error", "The webhook could not be stored.")
+		return Result{}, storeError(err, "stored")
 	}
 	if w.Signed {
 		return Result{201, "webhook", withSecret{w, w.Secret}}, nil // the only time it is shown
 	}
 	return Result{201, "webhook", w}, nil
+}
+
+// storeError is the API's answer to a store that could not write: 503
+// while the disk is below its reserve (try again later), else 500.
+func storeError(err error, what string) *Error {
+	if errors.Is(err, store.ErrNoSpace) {
+		return errorf(503, "api-unavailable", "The webhook could not be %s: hookgate's disk is nearly full. Try again later.", what)
+	}
+	return errorf(500, "unexpected-error", "The webhook could not be %s.", what)
 }
 
 // withSecret is a created webhook with its signing secret, shown once.
@@ -244,7 +254,7 @@ func (a *API) update(acc Access, user string, params []byte) (Result, *Error) {
 	case errors.Is(err, ErrNotFound): // deleted meanwhile
 		return Result{}, errorf(404, "unknown-resource", "Unknown webhook %q", id)
 	case err != nil:
-		return Result{}, errorf(500, "unexpected-error", "The webhook could not be stored.")
+		return Result{}, storeError(err, "stored")
 	}
 	return Result{200, "webhook", w}, nil
 }
@@ -254,7 +264,7 @@ func (a *API) delete(user string, w *core.Webhook) (Result, *Error) {
 	case errors.Is(err, ErrNotFound):
 		return Result{}, errorf(404, "unknown-resource", "Unknown webhook %q", w.ID)
 	case err != nil:
-		return Result{}, errorf(500, "unexpected-error", "The webhook could not be deleted.")
+		return Result{}, storeError(err, "deleted")
 	}
 	return Result{200, "webhookDeletion", deletion{ID: w.ID, Deleted: seconds(a.opts.Now())}}, nil
 }

@@ -27,7 +27,9 @@ var (
 // index in memory. Every change is written and synced before it is
 // visible in the index, so what a caller was told is on disk.
 type Store struct {
-	db *badger.DB
+	db     *badger.DB
+	space  *store.Space // nil: no check; set once, before use
+	sealer *Sealer      // nil: signing secrets stored as they are
 
 	mu     sync.RWMutex // guards byID, byUser, the records they hold, dirty
 	byID   map[string]*core.Webhook
@@ -45,6 +47,11 @@ type Store struct {
 
 	afterCopy func() // test hook: runs between Flush's copy and its write
 }
+
+// SetSpace makes every write check sp first: while the disk is below its
+// reserve, API writes fail with an error wrapping store.ErrNoSpace and run
+// records wait in memory. Call it once, before use.
+func (s *Store) SetSpace(sp *store.Space) { s.space = sp }
 
 // Change tells the delivery engine what the API did to a webhook.
 type Change struct {
@@ -67,16 +74,23 @@ func (s *Store) notify(c Change) {
 type stored struct {
 	User    string        `json:"user"`
 	Webhook *core.Webhook `json:"webhook"`
-	// Secret is kept as is: signing needs the key itself (see README,
-	// "Signing").
+	// Secret is the signing secret, sealed when the store has a Sealer
+	// (signing needs the secret itself; see README, "Signing").
 	Secret string `json:"secret,omitempty"`
 }
 
 func key(id string) []byte { return []byte(store.PrefixWebhooks + "\x00" + id) }
 
-// OpenStore loads every webhook of db into memory.
-func OpenStore(db *badger.DB) (*Store, error) {
-	s := &Store{db: db, byID: map[string]*core.Webhook{}, byUser: map[string][]*core.Webhook{}, dirty: map[string]bool{}}
+// OpenStore loads every webhook of db into memory, with signing secrets
+// stored as they are.
+func OpenStore(db *badger.DB) (*Store, error) { return OpenSealedStore(db, nil) }
+
+// OpenSealedStore loads every webhook of db into memory; signing secrets
+// are written sealed by sealer, and read whether sealed or not (a store
+// that had no key is sealed as each webhook is next written). A sealed
+// secret that sealer cannot open fails the load with ErrSecretKey.
+func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
+	s := &Store{db: db, sealer: sealer, byID: map[string]*core.Webhook{}, byUser: map[string][]*core.Webhook{}, dirty: map[string]bool{}}
 	var all []*core.Webhook
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(store.PrefixWebhooks + "\x00"), PrefetchValues: true})
@@ -87,7 +101,11 @@ func OpenStore(db *badger.DB) (*Store, error) {
 				if err := json.Unmarshal(v, &st); err != nil || st.Webhook == nil {
 					return fmt.Errorf("webhook record %q: %v", it.Item().Key(), err)
 				}
-				st.Webhook.User, st.Webhook.Secret = st.User, st.Secret
+				secret, err := sealer.Open(st.Webhook.ID, st.Secret)
+				if err != nil {
+					return fmt.Errorf("webhook %s: %w", st.Webhook.ID, err)
+				}
+				st.Webhook.User, st.Webhook.Secret = st.User, secret
 				if st.Webhook.Runs == nil {
 					st.Webhook.Runs = []core.Run{}
 				}
@@ -134,15 +152,22 @@ func (s *Store) owned(user, id string) (*core.Webhook, bool) {
 }
 
 // encode is a record's on-disk form.
-func encode(w *core.Webhook) ([]byte, error) {
-	return json.Marshal(stored{User: w.User, Webhook: w, Secret: w.Secret})
+func (s *Store) encode(w *core.Webhook) ([]byte, error) {
+	secret := w.Secret
+	if secret != "" && s.sealer != nil {
+		secret = s.sealer.Seal(w.ID, secret)
+	}
+	return json.Marshal(stored{User: w.User, Webhook: w, Secret: secret})
 }
 
 // put writes w durably. Must be called with mu held.
 func (s *Store) put(w *core.Webhook) error {
-	v, err := encode(w)
+	v, err := s.encode(w)
 	if err != nil {
 		return err
+	}
+	if err := s.space.Check(); err != nil {
+		return fmt.Errorf("cannot store webhook: %w", err)
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(key(w.ID), v) }); err != nil {
 		return fmt.Errorf("cannot store webhook: %w", err)
@@ -252,6 +277,9 @@ func (s *Store) delete(user, id string) (*core.Webhook, error) {
 	if !ok {
 		return nil, ErrNotFound
 	}
+	if err := s.space.Check(); err != nil {
+		return nil, fmt.Errorf("cannot delete webhook: %w", err)
+	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(id)) }); err != nil {
 		return nil, fmt.Errorf("cannot delete webhook: %w", err)
 	}
@@ -311,18 +339,21 @@ func (s *Store) Flush() error {
 		s.afterCopy()
 	}
 
-	err := s.db.Update(func(txn *badger.Txn) error {
-		for _, w := range batch {
-			v, err := encode(w)
-			if err != nil {
-				return err
+	err := s.space.Check()
+	if err == nil {
+		err = s.db.Update(func(txn *badger.Txn) error {
+			for _, w := range batch {
+				v, err := s.encode(w)
+				if err != nil {
+					return err
+				}
+				if err := txn.Set(key(w.ID), v); err != nil {
+					return err
+				}
 			}
-			if err := txn.Set(key(w.ID), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err == nil {
 		err = s.db.Sync()
 	}
