@@ -9,6 +9,7 @@ import http from 'k6/http';
 import exec from 'k6/execution';
 import { check, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
+import { edge, answeredAt } from './common.js';
 
 const target = __ENV.TARGET || 'http://127.0.0.1:8080';
 const receiver = __ENV.RECEIVER || 'http://127.0.0.1:4000';
@@ -51,12 +52,6 @@ export function setup() {
   }
 }
 
-function edge() {
-  const t0 = Date.now();
-  let t = t0;
-  while (t === t0) t = Date.now();
-  return t;
-}
 
 const event = JSON.stringify({ streamIds: ['diary'], type: 'note/txt' });
 
@@ -66,8 +61,7 @@ export default function () {
   const r = http.post(`${target}/user00001/events`, event, Object.assign({ tags: { kind: 'change' } }, auth));
   check(r, { 'event created': (x) => x.status === 201 });
   if (last) {
-    const t = r.timings;
-    const answered = Math.round((start + t.blocked + t.connecting + t.tls_handshaking + t.sending + t.waiting + t.receiving) * 1000);
+    const answered = answeredAt(start, r);
     http.post(`${receiver}/_answered?${keys}&t=${answered}`, null, { tags: { kind: 'mark' } });
   }
 }

@@ -19,3 +19,20 @@ export function loadOptions() {
     },
   };
 }
+
+// edge waits for Date.now(), which counts whole milliseconds, to turn
+// over, and returns the new millisecond: a request sent right after
+// starts on a known edge.
+export function edge() {
+  const t0 = Date.now();
+  let t = t0;
+  while (t === t0) t = Date.now();
+  return t;
+}
+
+// answeredAt returns, in Unix µs, when the answer r to a request started
+// at the millisecond edge start had arrived, from k6's own timings.
+export function answeredAt(start, r) {
+  const t = r.timings;
+  return Math.round((start + t.blocked + t.connecting + t.tls_handshaking + t.sending + t.waiting + t.receiving) * 1000);
+}

@@ -19,6 +19,7 @@ import http from 'k6/http';
 import exec from 'k6/execution';
 import { check, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
+import { edge, answeredAt } from './common.js';
 
 const target = __ENV.TARGET || 'http://127.0.0.1:8080';
 const receiver = __ENV.RECEIVER || 'http://127.0.0.1:4000';
@@ -56,6 +57,9 @@ export const options = {
     checks: ['rate>0.99'],
     missing: ['count<1'],
     notified: ['count>0'],
+    // Loose, for noisy machines: a path that works answers in about a
+    // millisecond.
+    notification_ms: ['p(95)<1000'],
   },
 };
 
@@ -81,13 +85,6 @@ export function setup() {
   }
 }
 
-// edge waits for Date.now() to turn over and returns the new millisecond.
-function edge() {
-  const t0 = Date.now();
-  let t = t0;
-  while (t === t0) t = Date.now();
-  return t;
-}
 
 const event = JSON.stringify({ streamIds: ['diary'], type: 'note/txt' });
 
@@ -97,8 +94,7 @@ export function change() {
   const start = edge();
   const r = http.post(`${target}/${name(i)}/events`, event,
     { headers: { Authorization: `${name(i)}-app`, 'Content-Type': 'application/json' }, tags: { kind: 'change' } });
-  const t = r.timings;
-  const answered = Math.round((start + t.blocked + t.connecting + t.tls_handshaking + t.sending + t.waiting + t.receiving) * 1000);
+  const answered = answeredAt(start, r);
   if (!check(r, { 'event created': (x) => x.status === 201 })) return;
   http.post(`${receiver}/_answered?u=${i}&t=${answered}`, null, { tags: { kind: 'mark' } });
 }

@@ -51,22 +51,9 @@ func TestCrashDelivery(t *testing.T) {
 	seed := crashSeed()
 	rng := rand.New(rand.NewPCG(seed, 0))
 	t.Logf("kill moments seeded with HOOKGATE_CRASH_SEED=%d", seed)
-	up, stopUp, err := upstream.New(upstream.Options{}).Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopUp()
+	up := startUpstream(t, upstream.Options{})
 	const hooks = 3
-	var recvs []*receiver.Server
-	for range hooks {
-		r := receiver.New(receiver.Options{})
-		_, stop, err := r.Start("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer stop()
-		recvs = append(recvs, r)
-	}
+	recvs := startReceivers(t, hooks)
 	dir := t.TempDir()
 	listen, ops := freeAddr(t), freeAddr(t)
 	start := func() *exec.Cmd {

@@ -127,7 +127,6 @@ func mutators(addr string, n int, stop chan struct{}) func() []outcome {
 	var mu sync.Mutex
 	var all []outcome
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 10 * time.Second}
 	for range n {
 		wg.Go(func() {
 			for {
@@ -136,22 +135,13 @@ func mutators(addr string, n int, stop chan struct{}) func() []outcome {
 					return
 				default:
 				}
-				req, _ := http.NewRequest("POST", "http://"+addr+"/alice/events",
-					strings.NewReader(`{"streamIds":["diary"],"type":"note/txt","content":"x"}`))
-				req.Header.Set("Authorization", "alice-app")
-				req.Header.Set("Content-Type", "application/json")
 				start := time.Now()
-				resp, err := client.Do(req)
-				o := outcome{took: time.Since(start)}
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					o.status = resp.StatusCode
-				}
+				st, _ := postEvent(addr)
+				o := outcome{status: st, took: time.Since(start)}
 				mu.Lock()
 				all = append(all, o)
 				mu.Unlock()
-				if err != nil {
+				if st == 0 {
 					time.Sleep(10 * time.Millisecond)
 				}
 			}
@@ -290,17 +280,34 @@ func TestUpstreamFaults(t *testing.T) {
 // postEvent sends one events.create for alice and returns the status
 // (0 on a transport error) and body.
 func postEvent(addr string) (int, string) {
-	req, _ := http.NewRequest("POST", "http://"+addr+"/alice/events",
-		strings.NewReader(`{"streamIds":["diary"],"type":"note/txt","content":"x"}`))
-	req.Header.Set("Authorization", "alice-app")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	return call(addr, "POST", "/alice/events", `{"streamIds":["diary"],"type":"note/txt","content":"x"}`)
+}
+
+// startUpstream starts the demo upstream on loopback until the test ends.
+func startUpstream(t *testing.T, o upstream.Options) string {
+	t.Helper()
+	up, stop, err := upstream.New(o).Start("127.0.0.1:0")
 	if err != nil {
-		return 0, err.Error()
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	t.Cleanup(stop)
+	return up
+}
+
+// startReceivers starts n demo receivers on loopback until the test ends.
+func startReceivers(t *testing.T, n int) []*receiver.Server {
+	t.Helper()
+	var recvs []*receiver.Server
+	for range n {
+		r := receiver.New(receiver.Options{})
+		_, stop, err := r.Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		recvs = append(recvs, r)
+	}
+	return recvs
 }
 
 // createWebhook creates alice's webhook to url and fails the test
@@ -352,17 +359,9 @@ func TestDiskFull(t *testing.T) {
 	}
 	defer syscall.Unmount(mnt, syscall.MNT_DETACH)
 
-	up, stopUp, err := upstream.New(upstream.Options{}).Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopUp()
-	recv := receiver.New(receiver.Options{})
-	raddr, stopRecv, err := recv.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopRecv()
+	up := startUpstream(t, upstream.Options{})
+	recv := startReceivers(t, 1)[0]
+	raddr := recv.Addr()
 
 	const reserve = 16 << 20
 	g := startGateway(t, "-upstream", up, "-data-dir", filepath.Join(mnt, "data"), "-min-free-disk", strconv.Itoa(reserve),
@@ -448,22 +447,8 @@ func freeBytes(t *testing.T, dir string) uint64 {
 // followed, after a restart, by a notification to every webhook, and
 // clients get either an answer or a refused connection, never a hang.
 func TestSIGTERMUnderLoad(t *testing.T) {
-	up, stopUp, err := upstream.New(upstream.Options{ServiceTime: 20 * time.Millisecond}).Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopUp()
-	const hooks = 3
-	var recvs []*receiver.Server
-	for range hooks {
-		r := receiver.New(receiver.Options{})
-		_, stop, err := r.Start("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer stop()
-		recvs = append(recvs, r)
-	}
+	up := startUpstream(t, upstream.Options{ServiceTime: 20 * time.Millisecond})
+	recvs := startReceivers(t, 3)
 	dir := t.TempDir()
 	args := []string{"-upstream", up, "-data-dir", dir, "-allow-cidrs", "127.0.0.0/8", "-min-interval", "5s",
 		"-shutdown-timeout", "5s", "-log-level", "warn"}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookgate/hookgate/bench/receiver"
 	"github.com/hookgate/hookgate/bench/upstream"
 )
 
@@ -21,17 +20,9 @@ import (
 // is on /metrics, and that every route and method of the OpenAPI document
 // answers as documented.
 func TestOperationsDocuments(t *testing.T) {
-	up, stopUp, err := upstream.New(upstream.Options{}).Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopUp()
-	recv := receiver.New(receiver.Options{})
-	raddr, stopRecv, err := recv.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopRecv()
+	up := startUpstream(t, upstream.Options{})
+	recv := startReceivers(t, 1)[0]
+	raddr := recv.Addr()
 	g := startGateway(t, "-upstream", up, "-data-dir", t.TempDir(), "-allow-cidrs", "127.0.0.0/8", "-min-interval", "1s")
 	createWebhook(t, g.listen, "http://"+raddr+"/ops")
 	if st, b := postEvent(g.listen); st != 201 {
