@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,81 +65,25 @@ func TestCrashDelivery(t *testing.T) {
 		waitFor(t, "http://"+ops+"/healthz")
 		return cmd
 	}
-	post := func(path, token, body string) (int, []byte) {
-		req, _ := http.NewRequest("POST", "http://"+listen+path, strings.NewReader(body))
-		req.Header.Set("Authorization", token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-		if err != nil {
-			return 0, nil
-		}
-		defer resp.Body.Close()
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		for {
-			n, err := resp.Body.Read(buf)
-			b.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		return resp.StatusCode, []byte(b.String())
-	}
-
 	cmd := start()
 	for i, r := range recvs {
-		url := fmt.Sprintf("http://%s/hook%d", r.Addr(), i)
-		if st, b := post("/alice/webhooks", "alice-app", `{"url":"`+url+`"}`); st != 201 {
-			t.Fatalf("create webhook: %d %s", st, b)
-		}
+		createWebhook(t, listen, fmt.Sprintf("http://%s/hook%d", r.Addr(), i))
 	}
 
 	totalAcked, totalDup, totalPost := 0, 0, 0
 	for cycle := range crashCycles() {
-		var mu sync.Mutex
-		var lastAck time.Time
-		acked := 0
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					st, _ := post("/alice/events", "alice-app", `{"streamIds":["diary"],"type":"note/txt","content":"x"}`)
-					if st == 0 {
-						return // the gateway is gone
-					}
-					if st == 201 {
-						mu.Lock()
-						acked++
-						lastAck = time.Now()
-						mu.Unlock()
-					}
-				}
-			})
-		}
+		changes := startChanges(listen, 4, true)
 		time.Sleep(time.Duration(150+rng.IntN(600)) * time.Millisecond)
 		if cycle%2 == 1 {
 			// Odd cycles: the stream stops first and the engine acknowledges
 			// every marker, so the last changes live only in the webhooks'
 			// durable pending sets, waiting for their rate window.
-			close(stop)
-			wg.Wait()
+			changes.stop()
 			waitQueueEmpty(t, ops)
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		if cycle%2 == 0 {
-			close(stop)
-			wg.Wait()
-		}
-		mu.Lock()
-		last, n := lastAck, acked
-		mu.Unlock()
+		n, last := changes.stop()
 		if n == 0 {
 			t.Fatalf("cycle %d: no change was answered before the kill", cycle)
 		}

@@ -155,6 +155,61 @@ func mutators(addr string, n int, stop chan struct{}) func() []outcome {
 	}
 }
 
+// changeStream posts alice's changes from several goroutines and keeps
+// count of those answered 2xx and of when the latest was answered.
+type changeStream struct {
+	mu    sync.Mutex
+	acked int
+	last  time.Time
+	quit  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// startChanges starts n posting goroutines against addr. With
+// untilRefused, a goroutine ends at the first refused connection (the
+// gateway is gone); otherwise it waits a little and goes on.
+func startChanges(addr string, n int, untilRefused bool) *changeStream {
+	s := &changeStream{quit: make(chan struct{})}
+	for range n {
+		s.wg.Go(func() {
+			for {
+				select {
+				case <-s.quit:
+					return
+				default:
+				}
+				st, _ := postEvent(addr)
+				switch {
+				case st == 201:
+					s.mu.Lock()
+					s.acked++
+					s.last = time.Now()
+					s.mu.Unlock()
+				case st == 0 && untilRefused:
+					return
+				case st == 0:
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		})
+	}
+	return s
+}
+
+// stop ends the stream and returns how many changes were answered 2xx and
+// when the latest was.
+func (s *changeStream) stop() (acked int, last time.Time) {
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked, s.last
+}
+
 // TestUpstreamFaults runs the binary in front of an upstream that goes
 // down, comes back, turns slow past -upstream-timeout, then flaps every
 // 150 ms, while clients keep posting changes. Every client gets an answer
@@ -457,45 +512,16 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		createWebhook(t, g.listen, fmt.Sprintf("http://%s/term%d", r.Addr(), i))
 	}
 
-	var mu sync.Mutex
-	var lastAck time.Time
-	acked := 0
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, _ := postEvent(g.listen)
-				if st == 201 {
-					mu.Lock()
-					acked++
-					lastAck = time.Now()
-					mu.Unlock()
-				}
-				if st == 0 {
-					time.Sleep(5 * time.Millisecond)
-				}
-			}
-		})
-	}
+	changes := startChanges(g.listen, 8, false)
 	time.Sleep(700 * time.Millisecond)
 	exit, took := g.stop(t, syscall.SIGTERM, 10*time.Second)
-	close(stop)
-	wg.Wait()
+	n, last := changes.stop()
 	if exit != 0 {
 		t.Fatalf("exit %d after SIGTERM; logs:\n%s", exit, g.stderr())
 	}
 	if took > 5*time.Second+2*time.Second {
 		t.Errorf("the drain took %s; -shutdown-timeout is 5s", took)
 	}
-	mu.Lock()
-	last, n := lastAck, acked
-	mu.Unlock()
 	if n == 0 {
 		t.Fatal("no change was answered before SIGTERM")
 	}
