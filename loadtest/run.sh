@@ -181,6 +181,22 @@ echo "hookgate load test: $MODE ($REPS x $DUR), k6 on CPU ${LOAD_CPU:-any}, serv
 DELIVERIES="$WORK/deliveries.tsv" LATENCY="$WORK/latency.tsv" COALESCE="$WORK/coalesce.tsv"
 : >"$DELIVERIES"; : >"$LATENCY"; : >"$COALESCE"
 
+# start_delivery USERS DATADIR HOOKGATE_FLAGS...: the demo upstream with
+# USERS users, the demo receiver, and hookgate allowed to reach it; sets
+# HGPID.
+start_delivery() {
+	local users=$1 data=$2
+	shift 2
+	start upstream bin/demo-upstream -quiet -users "$users" -listen $UP
+	start receiver bin/demo-receiver -quiet -listen $RCV
+	wait_port $UP
+	wait_port $RCV
+	start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$data" \
+		-allow-cidrs 127.0.0.1/32 -log-level warn "$@"
+	HGPID=$LAST_PID
+	wait_port $HG
+}
+
 # Proxy reads, against a trivial upstream and one doing 1 ms of work.
 scenario_reads() {
 	for upk in trivial work; do
@@ -233,15 +249,7 @@ scenario_mutations() {
 scenario_deliveries() {
 	for n in $DELIVER_USERS; do
 		for rep in $(seq 1 "$REPS"); do
-			start upstream bin/demo-upstream -quiet -users "$n" -listen $UP
-			start receiver bin/demo-receiver -quiet -listen $RCV
-			RCVPID=$LAST_PID
-			wait_port $UP
-			wait_port $RCV
-			start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-del-$n-$rep" \
-				-allow-cidrs 127.0.0.1/32 -log-level warn
-			HGPID=$LAST_PID
-			wait_port $HG
+			start_delivery "$n" "$WORK/hg-del-$n-$rep"
 			t0=$(ticks "$HGPID")
 			k6run "deliveries/$n" --summary-export="$WORK/d.json" \
 				-e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/deliver.js
@@ -270,13 +278,7 @@ scenario_latency() {
 		for kind in healthy isolation; do
 			bad=0
 			[ "$kind" = isolation ] && bad=10
-			start upstream bin/demo-upstream -quiet -users $((LAT_USERS + 20)) -listen $UP
-			start receiver bin/demo-receiver -quiet -listen $RCV
-			wait_port $UP
-			wait_port $RCV
-			start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-lat-$kind-$rep" \
-				-allow-cidrs 127.0.0.1/32 -delivery-timeout 2s -log-level warn
-			wait_port $HG
+			start_delivery $((LAT_USERS + 20)) "$WORK/hg-lat-$kind-$rep" -delivery-timeout 2s
 			m0=$(machine)
 			k6run "latency/$kind" -e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$LAT_USERS" \
 				-e SLOW=$bad -e FAILING=$bad loadtest/latency.js
@@ -296,14 +298,7 @@ scenario_latency() {
 # Coalescing: CHANGES changes on one user, 10 webhooks with a 1 s window.
 scenario_coalescing() {
 	for rep in $(seq 1 "$REPS"); do
-		start upstream bin/demo-upstream -quiet -users 1 -listen $UP
-		start receiver bin/demo-receiver -quiet -listen $RCV
-		wait_port $UP
-		wait_port $RCV
-		start hookgate bin/hookgate -listen $HG -ops-listen "" -upstream $UP -data-dir "$WORK/hg-coal-$rep" \
-			-allow-cidrs 127.0.0.1/32 -log-level warn
-		HGPID=$LAST_PID
-		wait_port $HG
+		start_delivery 1 "$WORK/hg-coal-$rep"
 		t0=$(ticks "$HGPID")
 		m0=$(machine)
 		k6run coalesce --summary-export="$WORK/c.json" -e TARGET="http://$HG" -e RECEIVER="http://$RCV" \
