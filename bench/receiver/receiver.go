@@ -198,6 +198,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			s.opts.OnNotification(n)
 		}
 	}
+	if v := ctx.QueryArgs().Peek("_retryAfter"); len(v) > 0 {
+		ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, v)
+	}
 	if delay > 0 {
 		time.Sleep(delay)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -536,4 +537,151 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d changes answered under load; SIGTERM drained in %s; after restart every webhook was notified", n, took)
 	g.stop(t, syscall.SIGTERM, 10*time.Second)
+}
+
+// TestReceiverFaults runs the binary with six webhooks on one user: a
+// healthy receiver, one slower than -delivery-timeout, one answering 500,
+// one answering 429 with Retry-After: 2, one answering 410 and one whose
+// port is closed; changes keep coming every 250 ms. SPEC §3.5: 410 turns
+// its webhook inactive at once; every other failure is retried after
+// minIntervalMs × currentRetries (a longer Retry-After wins) and turns the
+// webhook inactive past maxRetries; the healthy webhook is notified on
+// time throughout, at most once a window.
+func TestReceiverFaults(t *testing.T) {
+	up := startUpstream(t, upstream.Options{})
+	recv := startReceivers(t, 1)[0]
+	g := startGateway(t, "-upstream", up, "-data-dir", t.TempDir(), "-allow-cidrs", "127.0.0.0/8",
+		"-min-interval", "1s", "-max-retries", "2", "-delivery-timeout", "500ms", "-log-level", "warn")
+	base := "http://" + recv.Addr() + "/r?u="
+	urls := map[string]string{
+		"healthy":  base + "healthy",
+		"slow":     base + "slow&_delayMs=1500",
+		"failing":  base + "failing&_status=500",
+		"throttle": base + "throttle&_status=429&_retryAfter=2",
+		"gone":     base + "gone&_status=410",
+		"down":     "http://" + freeAddr(t) + "/r",
+	}
+	ids := map[string]string{}
+	for name, url := range urls {
+		st, body := call(g.listen, "POST", "/alice/webhooks", `{"url":"`+url+`"}`)
+		if st != 201 {
+			t.Fatalf("creating %s: %d %s", name, st, body)
+		}
+		var c struct{ Webhook struct{ ID string } }
+		if err := json.Unmarshal([]byte(body), &c); err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = c.Webhook.ID
+	}
+	type run struct {
+		Status    int
+		Timestamp float64
+	}
+	get := func(name string) (state string, runs []run) {
+		st, body := call(g.listen, "GET", "/alice/webhooks/"+ids[name], "")
+		if st != 200 {
+			t.Fatalf("reading %s: %d %s", name, st, body)
+		}
+		var w struct {
+			Webhook struct {
+				State string
+				Runs  []run
+			}
+		}
+		json.Unmarshal([]byte(body), &w)
+		return w.Webhook.State, w.Webhook.Runs
+	}
+
+	start := time.Now()
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			postEvent(g.listen)
+			select {
+			case <-quit:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	if !eventually(time.Second, func() bool { return len(recv.Notifications()) > 0 }) {
+		t.Fatal("the healthy webhook was not notified within 1 s")
+	}
+	failing := []string{"slow", "failing", "throttle", "gone", "down"}
+	allInactive := func() bool {
+		for _, name := range failing {
+			if state, _ := get(name); state != "inactive" {
+				return false
+			}
+		}
+		return true
+	}
+	ok := eventually(12*time.Second, allInactive)
+	close(quit)
+	<-done
+	if !ok {
+		for _, name := range failing {
+			state, runs := get(name)
+			t.Logf("%s: %s %v", name, state, runs)
+		}
+		t.Fatalf("not every failing webhook turned inactive within 12 s")
+	}
+	elapsed := time.Since(start)
+
+	for _, name := range failing {
+		state, runs := get(name)
+		want := 3 // the first attempt and maxRetries (2) retries
+		if name == "gone" {
+			want = 1
+		}
+		if len(runs) != want {
+			t.Errorf("%s: %d runs %v; want %d", name, len(runs), runs, want)
+			continue
+		}
+		// Runs are newest first.
+		for i, r := range runs {
+			wantStatus := map[string]int{"slow": 0, "failing": 500, "throttle": 429, "gone": 410, "down": 0}[name]
+			if r.Status != wantStatus {
+				t.Errorf("%s: run %d status %d; want %d", name, i, r.Status, wantStatus)
+			}
+		}
+		if name == "gone" {
+			continue
+		}
+		first := runs[len(runs)-1].Timestamp - runs[len(runs)-2].Timestamp
+		second := runs[len(runs)-2].Timestamp - runs[len(runs)-3].Timestamp
+		// Pryv's rule: minIntervalMs × currentRetries, plus a little
+		// jitter; Retry-After: 2 stretches the first wait to 2 s.
+		wantFirst := 1.0
+		if name == "throttle" {
+			wantFirst = 2.0
+		}
+		if -first < wantFirst-0.05 || -second < 2.0-0.05 {
+			t.Errorf("%s: %s waited %.2f s then %.2f s between attempts; want at least %.1f s then 2 s", name, state, -first, -second, wantFirst)
+		}
+	}
+	// The healthy webhook kept its pace next to all that.
+	var arrivals []time.Time
+	for _, n := range recv.Notifications() {
+		if strings.Contains(n.Path, "u=healthy") {
+			arrivals = append(arrivals, n.At)
+		}
+	}
+	if need := int(elapsed.Seconds()) - 1; len(arrivals) < need {
+		t.Errorf("the healthy webhook got %d notifications in %s of changes; want at least %d", len(arrivals), elapsed.Round(time.Millisecond), need)
+	}
+	for i := 1; i < len(arrivals); i++ {
+		if gap := arrivals[i].Sub(arrivals[i-1]); gap < 950*time.Millisecond {
+			t.Errorf("the healthy webhook got two notifications %s apart; its window is 1 s", gap)
+		}
+	}
+	if got := g.metric(t, `hookgate_deliveries_total{outcome="gone"}`); got != 1 {
+		t.Errorf(`hookgate_deliveries_total{outcome="gone"} = %v; want 1`, got)
+	}
+	if got := g.metric(t, "hookgate_webhook_deactivations_total"); got != 5 {
+		t.Errorf("hookgate_webhook_deactivations_total = %v; want 5", got)
+	}
+	t.Logf("%d notifications to the healthy webhook in %s while 5 others failed and turned inactive", len(arrivals), elapsed.Round(time.Millisecond))
 }
