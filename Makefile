@@ -78,11 +78,11 @@ loadtest-deps: k6
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy; }
 	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; }
 
-## loadtest: the full comparison (3 x 15 s per cell, about 20 minutes), one table at the end.
+## loadtest: every scenario 3 times (reads, changes, deliveries, latency, isolation, coalescing; about 16 minutes), tables at the end.
 loadtest: loadtest-deps
 	K6=$(K6) bash loadtest/run.sh full
 
-## loadtest-smoke: the whole path under light load for 20 s; fails if a request fails or no notification arrives.
+## loadtest-smoke: the whole path under light load (about 25 s); fails if a request fails or a change is never notified.
 loadtest-smoke: k6
 	K6=$(K6) bash loadtest/smoke.sh
 
