@@ -307,6 +307,7 @@ func TestGroupCommit(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	q.Close() // callers are woken before OnCommit runs: wait for the last one
 	mu.Lock()
 	defer mu.Unlock()
 	if records != writers*each {
