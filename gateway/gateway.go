@@ -147,15 +147,18 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		class = classChange
 	}
 
+	var limited *limitReader
 	if limit := g.opts.MaxBodySize; limit > 0 {
 		switch cl := ctx.Request.Header.ContentLength(); {
 		case int64(cl) > limit:
 			g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
 				"The request body is larger than hookgate accepts ("+strconv.FormatInt(limit, 10)+" bytes).")
-			ctx.SetConnectionClose() // the unread body stays on the connection
+			drainSome(ctx, ctx.Request.BodyStream())
+			ctx.SetConnectionClose() // the rest of the body stays unread
 			return
 		case cl < 0 && ctx.Request.IsBodyStream():
-			ctx.Request.SetBodyStream(&limitReader{r: ctx.Request.BodyStream(), left: limit}, -1)
+			limited = &limitReader{r: ctx.Request.BodyStream(), left: limit}
+			ctx.Request.SetBodyStream(limited, -1)
 		}
 	}
 	clientClose := g.prepareRequest(ctx)
@@ -163,7 +166,9 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	err := g.upstream.DoTimeout(&ctx.Request, &ctx.Response, g.opts.UpstreamTimeout)
 	upstreamDuration.UpdateDuration(start)
 	if err != nil {
-		if !errors.Is(err, errBodyTooLarge) {
+		if errors.Is(err, errBodyTooLarge) {
+			drainSome(ctx, limited.r)
+		} else {
 			g.lastUpFail.Store(time.Now().UnixNano())
 		}
 		g.upstreamError(ctx, err)

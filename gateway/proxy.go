@@ -160,6 +160,19 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// drainSome reads and drops up to 4 MiB of a refused request body, for
+// at most a second, before its connection is closed: closing a socket
+// with unread data makes the kernel reset the connection, and the reset
+// can reach a client that is still sending before it has read the error
+// answer. A client sending more or slower may still see the reset.
+func drainSome(ctx *fasthttp.RequestCtx, r io.Reader) {
+	if r == nil {
+		return
+	}
+	_ = ctx.Conn().SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, r, 4<<20)
+}
+
 // serverError answers, in the Pryv error shape, a request the server
 // could not read: a head over MaxHeaderSize (431), a body over the server's
 // limit (413), a client too slow for ReadTimeout (408), or a malformed

@@ -251,18 +251,22 @@ scenario_deliveries() {
 		for rep in $(seq 1 "$REPS"); do
 			start_delivery "$n" "$WORK/hg-del-$n-$rep"
 			t0=$(ticks "$HGPID")
+			m0=$(machine)
 			k6run "deliveries/$n" --summary-export="$WORK/d.json" \
 				-e TARGET="http://$HG" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/deliver.js
+			m1=$(machine)
 			t1=$(ticks "$HGPID")
 			k6run "raw/$n" --summary-export="$WORK/r.json" -e RECEIVER="http://$RCV" -e USERS="$n" loadtest/raw.js
-			python3 - "$WORK/d.json" "$WORK/r.json" "$n" "$rep" "$t0" "$t1" "$CLK" >>"$DELIVERIES" <<-'PY'
+			python3 - "$WORK/d.json" "$WORK/r.json" "$n" "$rep" "$t0" "$t1" "$CLK" "$m0" "$m1" >>"$DELIVERIES" <<-'PY'
 	import json, sys
 	d = json.load(open(sys.argv[1]))["metrics"]
 	r = json.load(open(sys.argv[2]))["metrics"]
 	n, rep, t0, t1, clk = int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+	m0, m1 = [list(map(int, x.split())) for x in sys.argv[8:10]]
+	busy = 100.0 * (1 - (m1[1] - m0[1]) / max(m1[0] - m0[0], 1))
 	per_s = d.get("deliveries_per_s", {}).get("avg", 0)
 	print("\t".join(map(str, [n, rep, d["delivered"]["count"], round(per_s), round(r["http_reqs"]["rate"]),
-	    round((t1 - t0) * 1e6 / clk / n, 1)])))
+	    round((t1 - t0) * 1e6 / clk / n, 1), round(busy, 1)])))
 	PY
 			stop_all
 		done
@@ -351,18 +355,20 @@ import sys, statistics as st
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 if rows:
     print()
-    print(f"{'webhooks':>8} {'delivered':>9} {'deliveries/s':>12} {'raw POST/s':>10} {'x raw':>6} {'hookgate CPU µs/delivery':>24} reps")
+    print(f"{'webhooks':>8} {'delivered':>9} {'deliveries/s':>12} {'±%':>5} {'raw POST/s':>10} {'x raw':>6} {'hookgate CPU µs/delivery':>24} {'busy %':>6} reps")
     by = {}
     for r in rows:
         by.setdefault(int(r[0]), []).append(r)
     for n in sorted(by):
         rs = by[n]
         med = lambda i: st.median(float(r[i]) for r in rs)
-        print(f"{n:8d} {int(min(float(r[2]) for r in rs)):9d} {med(3):12.0f} {med(4):10.0f} {med(3)/max(med(4),1):6.2f} {med(5):24.1f} {len(rs)}")
+        v = [float(r[3]) for r in rs]
+        spread = (max(v) - min(v)) / max(st.median(v), 1e-9) * 100 if len(v) > 1 else 0.0
+        print(f"{n:8d} {int(min(float(r[2]) for r in rs)):9d} {med(3):12.0f} {spread:5.1f} {med(4):10.0f} {med(3)/max(med(4),1):6.2f} {med(5):24.1f} {med(6):6.1f} {len(rs)}")
     print()
     print("deliveries/s: notifications per second at the receiver, first to last arrival, one change per user (no coalescing);")
-    print("raw POST/s: k6 posting the same count straight to the receiver; CPU per delivery includes proxying the change")
-    print("and creating the webhooks in setup.")
+    print("±% is its spread over the repetitions; raw POST/s: k6 posting the same count straight to the receiver;")
+    print("CPU per delivery includes proxying the change and creating the webhooks in setup; busy % is the whole machine.")
 PY
 
 python3 - "$LATENCY" "$COALESCE" <<'PY'
@@ -389,9 +395,11 @@ if rows:
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
 if rows:
     print()
-    print(f"{'coalescing':10} {'changes':>7} {'changes/s':>9} {'webhooks':>8} {'POSTs min-max':>13} {'POSTs/webhook/s':>15} {'min gap ms':>10} {'last after ms':>13} {'missing':>7} {'CPU µs/change':>13} {'busy %':>6} reps")
+    cps = [float(r[2]) for r in rows]
+    cspread = (max(cps) - min(cps)) / max(st.median(cps), 1e-9) * 100 if len(cps) > 1 else 0.0
+    print(f"{'coalescing':10} {'changes':>7} {'changes/s':>9} {'±%':>5} {'webhooks':>8} {'POSTs min-max':>13} {'POSTs/webhook/s':>15} {'min gap ms':>10} {'last after ms':>13} {'missing':>7} {'CPU µs/change':>13} {'busy %':>6} reps")
     med = lambda i: st.median(float(r[i]) for r in rows)
-    print(f"{'1 user':10} {int(med(1)):7d} {med(2):9.0f} {int(med(3)):8d} {int(min(float(r[4]) for r in rows)):>6d}-{int(max(float(r[5]) for r in rows)):<6d} {max(float(r[6]) for r in rows):15.3f} {min(float(r[7]) for r in rows):10.1f} {min(float(r[8]) for r in rows):13.1f} {int(max(float(r[9]) for r in rows)):7d} {med(10):13.1f} {med(11):6.1f} {len(rows)}")
+    print(f"{'1 user':10} {int(med(1)):7d} {med(2):9.0f} {cspread:5.1f} {int(med(3)):8d} {int(min(float(r[4]) for r in rows)):>6d}-{int(max(float(r[5]) for r in rows)):<6d} {max(float(r[6]) for r in rows):15.3f} {min(float(r[7]) for r in rows):10.1f} {min(float(r[8]) for r in rows):13.1f} {int(max(float(r[9]) for r in rows)):7d} {med(10):13.1f} {med(11):6.1f} {len(rows)}")
     print()
     print("coalescing: 10 webhooks with minIntervalMs 1000 on one user, every change answered 2xx; POSTs/webhook/s is the")
     print("highest rate any webhook saw (notifications after the first, over the first-to-last span); min gap is the")
