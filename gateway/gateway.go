@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,10 +150,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	if limit := g.opts.MaxBodySize; limit > 0 {
 		switch cl := ctx.Request.Header.ContentLength(); {
 		case int64(cl) > limit:
-			g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
-				"The request body is larger than hookgate accepts ("+strconv.FormatInt(limit, 10)+" bytes).")
-			drainSome(ctx, ctx.Request.BodyStream())
-			ctx.SetConnectionClose() // the rest of the body stays unread
+			g.refuseBody(ctx, ctx.Request.BodyStream())
 			return
 		case cl < 0 && ctx.Request.IsBodyStream():
 			limited = &limitReader{r: ctx.Request.BodyStream(), left: limit}
@@ -167,10 +163,10 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	upstreamDuration.UpdateDuration(start)
 	if err != nil {
 		if errors.Is(err, errBodyTooLarge) {
-			drainSome(ctx, limited.r)
-		} else {
-			g.lastUpFail.Store(time.Now().UnixNano())
+			g.refuseBody(ctx, limited.r)
+			return
 		}
+		g.lastUpFail.Store(time.Now().UnixNano())
 		g.upstreamError(ctx, err)
 		if clientClose {
 			ctx.SetConnectionClose()

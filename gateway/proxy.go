@@ -113,10 +113,6 @@ func cleanResponse(h *fasthttp.ResponseHeader) { dropHopHeaders(h) }
 func (g *Gateway) upstreamError(ctx *fasthttp.RequestCtx, err error) {
 	var nerr net.Error
 	switch {
-	case errors.Is(err, errBodyTooLarge):
-		g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
-			"The request body is larger than hookgate accepts ("+strconv.FormatInt(g.opts.MaxBodySize, 10)+" bytes).")
-		ctx.SetConnectionClose()
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.As(err, &nerr) && nerr.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
 		upstreamTimeout.Inc()
@@ -160,17 +156,20 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// drainSome reads and drops up to 4 MiB of a refused request body, for
-// at most a second, before its connection is closed: closing a socket
-// with unread data makes the kernel reset the connection, and the reset
-// can reach a client that is still sending before it has read the error
-// answer. A client sending more or slower may still see the reset.
-func drainSome(ctx *fasthttp.RequestCtx, r io.Reader) {
-	if r == nil {
-		return
+// refuseBody answers 413 to a request body over MaxBodySize and closes
+// the connection. It first reads and drops up to 4 MiB of what is left of
+// the body (rest), for at most a second: closing a socket with unread
+// data makes the kernel reset the connection, and the reset can reach a
+// client that is still sending before it has read the answer. A client
+// sending more or slower may still see the reset.
+func (g *Gateway) refuseBody(ctx *fasthttp.RequestCtx, rest io.Reader) {
+	g.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "invalid-request-structure",
+		"The request body is larger than hookgate accepts ("+strconv.FormatInt(g.opts.MaxBodySize, 10)+" bytes).")
+	if rest != nil {
+		_ = ctx.Conn().SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.CopyN(io.Discard, rest, 4<<20)
 	}
-	_ = ctx.Conn().SetReadDeadline(time.Now().Add(time.Second))
-	_, _ = io.CopyN(io.Discard, r, 4<<20)
+	ctx.SetConnectionClose()
 }
 
 // serverError answers, in the Pryv error shape, a request the server
