@@ -34,15 +34,11 @@ test-short: vet
 FUZZTIME ?= 30s
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./gateway/rules
-	$(GO) test -run '^$$' -fuzz '^FuzzSplitUser$$' -fuzztime $(FUZZTIME) ./gateway
-	$(GO) test -run '^$$' -fuzz '^FuzzBatchAndAccessInfo$$' -fuzztime $(FUZZTIME) ./gateway
-	$(GO) test -run '^$$' -fuzz '^FuzzCreateUpdate$$' -fuzztime $(FUZZTIME) ./gateway/webhooks
-	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./delivery
-	$(GO) test -run '^$$' -fuzz '^FuzzRetryAfter$$' -fuzztime $(FUZZTIME) ./delivery
-	$(GO) test -run '^$$' -fuzz '^FuzzReceiverResponse$$' -fuzztime $(FUZZTIME) ./delivery
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMarker$$' -fuzztime $(FUZZTIME) ./core
-	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime $(FUZZTIME) ./core
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/rules FuzzClassify
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway FuzzSplitUser FuzzBatchAndAccessInfo
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate
+	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
+	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
 
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
