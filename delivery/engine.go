@@ -99,10 +99,9 @@ type Engine struct {
 	retire       map[string]bool          // deactivate after the next successful delivery
 	dirtyPending map[string]bool
 	cursor       uint64
-	redispatch   bool      // a write error stopped dispatch: markers from cursor+1 wait
-	unacked      uint64    // markers dispatched whose acknowledgement failed, up to this one
-	lastErrLog   time.Time // when logThrottled last logged
-	quietErrs    int       // errors logThrottled did not log since
+	redispatch   bool   // a write error stopped dispatch: markers from cursor+1 wait
+	unacked      uint64 // markers dispatched whose acknowledgement failed, up to this one
+	errLog       core.Throttle
 	inflight     sync.WaitGroup
 	serial       uint64
 }
@@ -166,6 +165,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 		return nil, err
 	}
 	e.retire = retire
+	e.errLog.Every = 10 * time.Second
 	now := o.Now().UnixNano()
 	for _, w := range o.Webhooks.AllActive() {
 		sl := e.slotFor(w)
@@ -598,13 +598,9 @@ func (e *Engine) flush() {
 // logThrottled logs a write error at most once every 10 s, with how
 // many were not logged in between.
 func (e *Engine) logThrottled(msg string, err error) {
-	now := e.opts.Now()
-	if now.Sub(e.lastErrLog) < 10*time.Second {
-		e.quietErrs++
-		return
+	if e.errLog.Allow() {
+		e.opts.Logger.Error(msg, "err", err, "suppressed", e.errLog.Suppressed())
 	}
-	e.opts.Logger.Error(msg, "err", err, "suppressed", e.quietErrs)
-	e.lastErrLog, e.quietErrs = now, 0
 }
 
 // Stop ends Run: no new delivery starts, those in flight finish (each is

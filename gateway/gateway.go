@@ -32,7 +32,7 @@ type Gateway struct {
 	// of the last failure; answers are stamped only after a failure, so
 	// the hot path only reads.
 	lastUpOK, lastUpFail atomic.Int64
-	markLog              throttle
+	markLog              core.Throttle
 }
 
 type upstreamDoer interface {
@@ -50,7 +50,7 @@ func New(o Options) (*Gateway, error) {
 	o.setDefaults()
 	g := &Gateway{opts: o, voc: o.Rules.Vocabulary()}
 	g.access = accessCache{ttl: o.AccessCacheTTL, max: o.AccessCacheSize}
-	g.markLog.every = 10 * time.Second
+	g.markLog.Every = 10 * time.Second
 	var hosts []fasthttp.BalancingClient
 	for _, addr := range o.Upstreams {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -447,8 +447,8 @@ func (g *Gateway) mark(user []byte, set core.MessageSet, deletedAccesses []strin
 	if err != nil {
 		markerErrors.Inc()
 		g.lastMarkFail.Store(done)
-		if g.markLog.allow() {
-			g.opts.Logger.Error("cannot record a change; its notification may be missing", "err", err, "suppressed", g.markLog.suppressed())
+		if g.markLog.Allow() {
+			g.opts.Logger.Error("cannot record a change; its notification may be missing", "err", err, "suppressed", g.markLog.Suppressed())
 		}
 		return
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -206,26 +205,6 @@ func (g *Gateway) writeError(ctx *fasthttp.RequestCtx, status int, id, message s
 	ctx.Response.Header.SetContentType("application/json; charset=utf-8")
 	ctx.Response.SetBodyRaw(g.opts.Meta.AppendError(nil, time.Now().UnixNano(), id, message))
 }
-
-// throttle lets one log line through per period and counts the rest.
-type throttle struct {
-	every time.Duration
-	last  atomic.Int64
-	count atomic.Int64
-}
-
-func (t *throttle) allow() bool {
-	now := time.Now().UnixNano()
-	last := t.last.Load()
-	if now-last < int64(t.every) || !t.last.CompareAndSwap(last, now) {
-		t.count.Add(1)
-		return false
-	}
-	return true
-}
-
-// suppressed returns and resets the number of lines held back.
-func (t *throttle) suppressed() int64 { return t.count.Swap(0) }
 
 // fasthttpLogger sends fasthttp's messages to slog.
 type fasthttpLogger struct{ l *slog.Logger }
