@@ -107,6 +107,10 @@ func (cl *Client) dial(addr string) (net.Conn, error) {
 	return nil, lastErr
 }
 
+// CloseIdleConnections closes the pooled connections no delivery is
+// using; a later Send dials again.
+func (cl *Client) CloseIdleConnections() { cl.c.CloseIdleConnections() }
+
 // ErrBadAnswer is returned by Send for an answer whose status is not an
 // HTTP status (100 to 599); the attempt counts as failed with status 0.
 var ErrBadAnswer = errors.New("delivery: receiver answered with an invalid status")

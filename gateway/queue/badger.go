@@ -40,6 +40,7 @@ type Badger struct {
 	// inflight counts appends accepted but not yet committed, so MaxBacklog
 	// holds while they wait.
 	inflight atomic.Int64
+	reqPool  sync.Pool // of *appendReq
 }
 
 type appendReq struct {
@@ -49,7 +50,10 @@ type appendReq struct {
 	done chan struct{}
 }
 
-var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan struct{}, 1)} }}
+// newReq makes a request for the pool. Each queue has a pool of its own,
+// so that a request's channel never serves two queues (nor a test's
+// synctest bubble and the world outside it).
+func newReq() any { return &appendReq{done: make(chan struct{}, 1)} }
 
 // Keys: prefix + 0x00 + big-endian seq for records, prefix + 0x01 for the
 // acknowledged cursor.
@@ -81,6 +85,7 @@ func OpenBadger(db *badger.DB, o Options) (*Badger, error) {
 		updated: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	q.reqPool.New = newReq
 	var acked, last uint64
 	err := db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(ackKey)
@@ -124,12 +129,12 @@ func (q *Badger) Append(data []byte) (uint64, error) {
 	if q.opts.MaxBacklog > 0 && q.Len()+uint64(q.inflight.Load()) >= q.opts.MaxBacklog {
 		return 0, ErrFull
 	}
-	r := reqPool.Get().(*appendReq)
+	r := q.reqPool.Get().(*appendReq)
 	r.data = append(r.data[:0], data...)
 	q.closeMu.RLock()
 	if q.closed {
 		q.closeMu.RUnlock()
-		releaseReq(r)
+		q.releaseReq(r)
 		return 0, ErrClosed
 	}
 	select {
@@ -137,23 +142,23 @@ func (q *Badger) Append(data []byte) (uint64, error) {
 		q.inflight.Add(1)
 	default:
 		q.closeMu.RUnlock()
-		releaseReq(r)
+		q.releaseReq(r)
 		return 0, ErrFull
 	}
 	q.closeMu.RUnlock()
 	<-r.done
 	seq, err := r.seq, r.err
-	releaseReq(r)
+	q.releaseReq(r)
 	return seq, err
 }
 
 // releaseReq returns r to the pool; r must not be used afterwards.
-func releaseReq(r *appendReq) {
+func (q *Badger) releaseReq(r *appendReq) {
 	if cap(r.data) > 64<<10 {
 		r.data = nil
 	}
 	r.seq, r.err = 0, nil
-	reqPool.Put(r)
+	q.reqPool.Put(r)
 }
 
 func (q *Badger) commitLoop() {
