@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 OPS       ?= 127.0.0.1:9090
 UPSTREAM  ?= 127.0.0.1:3000
 
-.PHONY: all build run test test-long test-short fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke
+.PHONY: all build run test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke
 
 all: build
 
@@ -18,9 +18,13 @@ build:
 run: build
 	@RUN_DIR="$(RUN_DIR)" LISTEN="$(LISTEN)" OPS="$(OPS)" UPSTREAM="$(UPSTREAM)" BIN="$(BIN)" bash cmd/demo-run.sh
 
-## test: go vet, then every test with the race detector, then each fuzz target briefly.
+# A hung test fails its package after TEST_TIMEOUT, with every goroutine's
+# stack, instead of holding CI until its own limit.
+TEST_TIMEOUT ?= 6m
+
+## test: go vet, gofmt and staticcheck, then every test with the race detector, then each fuzz target briefly.
 test: vet
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 ## test-long: the same with 10 kill -9 cycles, and each fuzz target for 2 minutes.
@@ -29,7 +33,7 @@ test-long: vet
 	$(MAKE) --no-print-directory fuzz FUZZTIME=2m
 
 test-short: vet
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 FUZZTIME ?= 30s
 ## fuzz: run every fuzz target for FUZZTIME each.
@@ -86,9 +90,18 @@ loadtest-smoke: k6
 loadtest-quick: loadtest-deps
 	K6=$(K6) bash loadtest/run.sh quick
 
-vet:
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
+
+## staticcheck: install staticcheck $(STATICCHECK_VERSION) from the Go module proxy if absent (about 20 s).
+staticcheck:
+	@test -x $(STATICCHECK) && $(STATICCHECK) -version 2>/dev/null | grep -q '($(STATICCHECK_VERSION:v%=%))' || (cd /tmp && $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))
+
+## vet: go vet, gofmt and staticcheck.
+vet: staticcheck
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(STATICCHECK) ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

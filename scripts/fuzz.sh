@@ -14,7 +14,7 @@ for target in "$@"; do
 	dir="$pkg/testdata/fuzz/$target"
 	before=$(ls "$dir" 2>/dev/null | wc -l)
 	out=$(mktemp)
-	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$time" "$pkg" 2>&1 | tee "$out"
+	go test -run '^$' -timeout 10m -fuzz "^${target}\$" -fuzztime "$time" "$pkg" 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
 	after=$(ls "$dir" 2>/dev/null | wc -l)
 	if [ "$rc" -ne 0 ]; then
