@@ -360,7 +360,8 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 }
 
 // persistPending writes the pending (and in-flight) messages of every
-// changed slot in one transaction, and syncs when asked.
+// changed slot, in as many transactions as the store's limits need, and
+// syncs when asked. What an error left unwritten stays dirty.
 //
 // The dispatch path does not sync: the markers it read were synced before
 // their clients were answered, and the pending sets, then the
@@ -377,35 +378,33 @@ func (e *Engine) persistPending(sync bool) error {
 	if err := e.opts.Space.Check(); err != nil {
 		return err
 	}
-	err := e.opts.DB.Update(func(txn *badger.Txn) error {
-		for id := range e.dirtyPending {
-			k := append(append([]byte(nil), pendingPrefix...), id...)
-			sl := e.sched.Slot(id)
-			var msgs []string
-			if sl != nil {
-				msgs = append(append(msgs, sl.InFlight...), sl.Pending...)
-			}
-			if e.opts.Webhooks.ByID(id) == nil || (len(msgs) == 0 && !e.retire[id]) {
-				if err := txn.Delete(k); err != nil {
-					return err
-				}
-				continue
-			}
-			v, _ := json.Marshal(pendingRecord{Messages: msgs, Retire: e.retire[id]})
-			if err := txn.Set(k, v); err != nil {
-				return err
-			}
+	ids := make([]string, 0, len(e.dirtyPending))
+	entries := make([]store.Entry, 0, len(e.dirtyPending))
+	for id := range e.dirtyPending {
+		k := append(append([]byte(nil), pendingPrefix...), id...)
+		sl := e.sched.Slot(id)
+		var msgs []string
+		if sl != nil {
+			msgs = append(append(msgs, sl.InFlight...), sl.Pending...)
 		}
-		return nil
-	})
+		ids = append(ids, id)
+		if e.opts.Webhooks.ByID(id) == nil || (len(msgs) == 0 && !e.retire[id]) {
+			entries = append(entries, store.Entry{Key: k, Delete: true})
+			continue
+		}
+		v, _ := json.Marshal(pendingRecord{Messages: msgs, Retire: e.retire[id]})
+		entries = append(entries, store.Entry{Key: k, Value: v})
+	}
+	n, err := store.WriteBatch(e.opts.DB, entries)
 	if err == nil && sync {
-		err = e.opts.DB.Sync()
+		if err = e.opts.DB.Sync(); err != nil {
+			n = 0
+		}
 	}
-	if err != nil {
-		return err
+	for _, id := range ids[:n] {
+		delete(e.dirtyPending, id) // the rest is written again next time
 	}
-	clear(e.dirtyPending)
-	return nil
+	return err
 }
 
 // fireDue starts a delivery for every slot whose time has come.

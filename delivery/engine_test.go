@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -691,4 +692,46 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestBootRunsDurableAtScale: the boot notifications of more webhooks
+// than one Badger transaction can hold (about 1,750 did not fit) leave
+// every run record and emptied pending set on disk after a graceful stop.
+func TestBootRunsDurableAtScale(t *testing.T) {
+	rc := newReceiver(t)
+	bubble(t, func(t *testing.T) {
+		dir := t.TempDir()
+		r := newRig(t, dir, EngineOptions{})
+		const n = 4000
+		pad := "&secret=" + strings.Repeat("s", 600) // records of about 1 KiB, as with signing secrets and long URLs
+		ws := make([]*core.Webhook, n)
+		for i := range ws {
+			ws[i] = &core.Webhook{ID: core.NewID(), User: "user" + strconv.Itoa(i%500), AccessID: "a", URL: rc.url() + pad + "&n=" + strconv.Itoa(i),
+				State: core.StateActive, MinIntervalMs: 1000, MaxRetries: 5, Runs: []core.Run{}, Created: float64(i)}
+		}
+		if err := r.hooks.Import(ws); err != nil {
+			t.Fatal(err)
+		}
+		r.start()
+		synctest.Wait()
+		wantCount(t, "boot messages", rc, n)
+		r.close()
+
+		r2 := newRig(t, dir, EngineOptions{})
+		for _, w := range ws {
+			if got := r2.get(w.User, w.ID); got.RunCount != 1 || got.LastRun.Status != 200 {
+				t.Fatalf("after a restart %s has runCount %d, lastRun %+v; want its boot run", w.ID, got.RunCount, got.LastRun)
+			}
+		}
+		if err := r2.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: pendingPrefix})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				return fmt.Errorf("pending set %q left after every notification went out", it.Item().Key())
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

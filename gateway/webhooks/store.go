@@ -1,8 +1,11 @@
 package webhooks
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -129,12 +132,15 @@ func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 	return s, nil
 }
 
+// sortByCreation orders ws by creation time, then id: O(n log n) in any
+// starting order (records load in id order, which is random).
 func sortByCreation(ws []*core.Webhook) {
-	for i := 1; i < len(ws); i++ { // insertion sort: loaded once, mostly sorted
-		for j := i; j > 0 && (ws[j].Created < ws[j-1].Created || ws[j].Created == ws[j-1].Created && ws[j].ID < ws[j-1].ID); j-- {
-			ws[j], ws[j-1] = ws[j-1], ws[j]
+	slices.SortFunc(ws, func(a, b *core.Webhook) int {
+		if c := cmp.Compare(a.Created, b.Created); c != 0 {
+			return c
 		}
-	}
+		return strings.Compare(a.ID, b.ID)
+	})
 }
 
 // lockWrite takes the locks an API write needs, in the lock order
@@ -207,6 +213,42 @@ func (s *Store) create(w *core.Webhook, maxPerAccess int) (*core.Webhook, error)
 	s.byID[w.ID] = w
 	s.byUser[w.User] = append(s.byUser[w.User], w)
 	return w.Clone(), nil
+}
+
+// Import stores new webhooks as they are, in as many transactions as the
+// store's limits need, with one sync: for tools that load many at once
+// (the scale benchmark, a migration). It checks neither URLs nor caps,
+// and refuses an id already stored. The API does not hear of them.
+func (s *Store) Import(ws []*core.Webhook) error {
+	defer s.lockWrite()()
+	entries := make([]store.Entry, 0, len(ws))
+	seen := make(map[string]bool, len(ws))
+	for _, w := range ws {
+		if s.byID[w.ID] != nil || seen[w.ID] {
+			return fmt.Errorf("cannot import webhook %s: id already used", w.ID)
+		}
+		seen[w.ID] = true
+		v, err := s.encode(w)
+		if err != nil {
+			return fmt.Errorf("cannot encode webhook %s: %w", w.ID, err)
+		}
+		entries = append(entries, store.Entry{Key: key(w.ID), Value: v})
+	}
+	if err := s.space.Check(); err != nil {
+		return fmt.Errorf("cannot import webhooks: %w", err)
+	}
+	if _, err := store.WriteBatch(s.db, entries); err != nil {
+		return fmt.Errorf("cannot import webhooks: %w", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("cannot import webhooks: %w", err)
+	}
+	for _, w := range ws {
+		w = w.Clone()
+		s.byID[w.ID] = w
+		s.byUser[w.User] = append(s.byUser[w.User], w)
+	}
+	return nil
 }
 
 // Get returns a copy of user's webhook id.
@@ -316,9 +358,11 @@ func (s *Store) Mutate(id string, fn func(w *core.Webhook)) bool {
 	return true
 }
 
-// Flush writes every webhook changed by Mutate in one transaction and one
-// sync. The records are copied under the lock and written outside it, so
-// readers (the delivery engine's lookups) never wait for the disk.
+// Flush writes every webhook changed by Mutate, in as many transactions
+// as the store's limits need, and syncs once. The records are copied
+// under the lock and written outside it, so readers (the delivery
+// engine's lookups) never wait for the disk. On an error, what was not
+// written stays marked for the next Flush, whatever was.
 func (s *Store) Flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -339,33 +383,34 @@ func (s *Store) Flush() error {
 		s.afterCopy()
 	}
 
+	entries := make([]store.Entry, 0, len(batch))
+	for _, w := range batch {
+		v, err := s.encode(w)
+		if err != nil {
+			return fmt.Errorf("cannot encode webhook %s: %w", w.ID, err)
+		}
+		entries = append(entries, store.Entry{Key: key(w.ID), Value: v})
+	}
+	n := 0
 	err := s.space.Check()
 	if err == nil {
-		err = s.db.Update(func(txn *badger.Txn) error {
-			for _, w := range batch {
-				v, err := s.encode(w)
-				if err != nil {
-					return err
-				}
-				if err := txn.Set(key(w.ID), v); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		n, err = store.WriteBatch(s.db, entries)
 	}
 	if err == nil {
 		err = s.db.Sync()
+		if err != nil {
+			n = 0 // written, not known durable: written again
+		}
 	}
 	if err != nil {
 		s.mu.Lock()
-		for _, w := range batch { // written again by the next flush
+		for _, w := range batch[n:] { // written again by the next flush
 			if s.byID[w.ID] != nil {
 				s.dirty[w.ID] = true
 			}
 		}
 		s.mu.Unlock()
-		return fmt.Errorf("cannot store webhook runs: %w", err)
+		return fmt.Errorf("cannot store webhook runs (%d of %d written): %w", n, len(batch), err)
 	}
 	return nil
 }

@@ -1,0 +1,157 @@
+package webhooks
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/store"
+)
+
+func openDB(t *testing.T, dir string) *badger.DB {
+	t.Helper()
+	db, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// scaleN is how many webhooks TestFlushAnySize flushes at once: 20,000 in
+// make test (ten times what one transaction holds), and
+// HOOKGATE_SCALE_N where set (make scale sets a million).
+func scaleN(t *testing.T) int {
+	n, err := strconv.Atoi(os.Getenv("HOOKGATE_SCALE_N"))
+	if err != nil || n <= 0 {
+		return 20_000
+	}
+	t.Logf("HOOKGATE_SCALE_N=%d", n)
+	return n
+}
+
+// manyHooks returns n webhooks of n/4 users, created in random order.
+func manyHooks(n int) []*core.Webhook {
+	ws := make([]*core.Webhook, n)
+	for i := range ws {
+		ws[i] = &core.Webhook{ID: core.NewID(), User: fmt.Sprintf("user%07d", i/4), AccessID: "app", State: core.StateActive,
+			URL: fmt.Sprintf("http://127.0.0.1:4000/notify?u=%d", i), MinIntervalMs: 5000, MaxRetries: 5, Runs: []core.Run{},
+			Created: float64(1_700_000_000 + i)}
+	}
+	rand.Shuffle(len(ws), func(i, j int) { ws[i], ws[j] = ws[j], ws[i] })
+	return ws
+}
+
+// TestFlushAnySize: a flush of more changed webhooks than one Badger
+// transaction holds (about 1,750 did not fit) is written whole, and
+// survives a reopen; the loaded order is the creation order, whatever
+// the order on disk.
+func TestFlushAnySize(t *testing.T) {
+	n := scaleN(t)
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	s, err := OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := manyHooks(n)
+	if err := s.Import(ws); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		s.Mutate(w.ID, func(w *core.Webhook) {
+			w.RecordRun(core.Run{Status: 200, Timestamp: 1}, 50)
+			w.CurrentRetries = 0
+		})
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatalf("flush of %d webhooks: %v", n, err)
+	}
+	db.Close()
+
+	db = openDB(t, dir)
+	defer db.Close()
+	s, err = OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, i := s.Counts(); a != n || i != 0 {
+		t.Fatalf("after reopen %d active, %d inactive; want %d active", a, i, n)
+	}
+	for _, w := range ws[:1000] {
+		got := s.ByID(w.ID)
+		if got == nil || got.RunCount != 1 || got.LastRun.Status != 200 {
+			t.Fatalf("after reopen %+v; want its run", got)
+		}
+	}
+	list := s.List("user0000000", "")
+	if len(list) != 4 {
+		t.Fatalf("user0000000 has %d webhooks; want 4", len(list))
+	}
+	for i := 1; i < len(list); i++ {
+		if list[i].Created < list[i-1].Created {
+			t.Fatalf("list not in creation order: %v then %v", list[i-1].Created, list[i].Created)
+		}
+	}
+}
+
+// TestFlushRetriesWhatFailed: a flush that cannot write keeps every
+// record marked, and the next one writes them all.
+func TestFlushRetriesWhatFailed(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	defer db.Close()
+	s, err := OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := manyHooks(5000)
+	if err := s.Import(ws); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		s.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 500, Timestamp: 2}, 50) })
+	}
+	full := store.NewSpace(dir, 1<<62) // no disk has that much free
+	s.SetSpace(full)
+	if err := s.Flush(); !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("flush on a full disk: %v; want ErrNoSpace", err)
+	}
+	s.SetSpace(nil)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		if got := s2.ByID(w.ID); got.FailCount != 1 {
+			t.Fatalf("after the retry %s has failCount %d; want 1", w.ID, got.FailCount)
+		}
+	}
+}
+
+func TestImportRefusesKnownIDs(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	s, err := OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := manyHooks(3)
+	if err := s.Import(ws); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Import(ws[:1]); err == nil {
+		t.Fatal("a second import of the same id was accepted")
+	}
+	if err := s.Import([]*core.Webhook{ws[1].Clone(), ws[1].Clone()}); err == nil {
+		t.Fatal("an import naming one id twice was accepted")
+	}
+}
