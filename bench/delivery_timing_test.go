@@ -96,7 +96,7 @@ func BenchmarkDelivery(b *testing.B) {
 			// Active, but with no boot message in flight when timing starts.
 			st.Mutate(w.ID, func(w *core.Webhook) { w.State = core.StateActive })
 		}
-		e, err := delivery.NewEngine(delivery.EngineOptions{Queue: q, DB: db, Webhooks: st, Workers: 256,
+		e, err := delivery.NewEngine(delivery.EngineOptions{Queue: q, Pending: store.NewPending(db, nil), Webhooks: st, Workers: 256,
 			Sender: delivery.NewClient(delivery.ClientOptions{Guard: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})})
 		if err != nil {
 			b.Fatal(err)

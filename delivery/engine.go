@@ -11,39 +11,31 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/dgraph-io/badger/v4"
-	json "github.com/goccy/go-json"
 	"github.com/panjf2000/ants/v2"
 
 	"github.com/hookgate/hookgate/core"
-	"github.com/hookgate/hookgate/gateway/queue"
-	"github.com/hookgate/hookgate/gateway/store"
-	"github.com/hookgate/hookgate/gateway/webhooks"
+	"github.com/hookgate/hookgate/state"
 )
-
-// Source is the consuming side of the change queue.
-type Source interface {
-	Read(dst []queue.Record, from uint64, max int) ([]queue.Record, error)
-	Ack(upTo uint64) error
-	Updated() <-chan struct{}
-}
 
 // Sender posts one notification; *Client implements it.
 type Sender interface {
 	Send(url string, body []byte, headers [][2]string) (status int, retryAfter time.Duration, err error)
 }
 
-// EngineOptions configures an Engine. Queue, DB, Webhooks and Sender are
-// required; every other zero value takes the default its comment gives.
+// EngineOptions configures an Engine. Queue, Pending, Webhooks and
+// Sender are required; every other zero value takes the default its
+// comment gives.
 type EngineOptions struct {
-	Queue    Source
-	DB       *badger.DB
-	Webhooks *webhooks.Store
-	// Space, if set, is checked before the engine writes: while the disk
-	// is below its reserve, pending sets stay in memory and markers stay
-	// queued, and both are written once there is room.
-	Space  *store.Space
-	Sender Sender
+	// Queue is the marker log the engine reads and acknowledges.
+	Queue state.Log
+	// Pending keeps each webhook's undelivered messages. While its
+	// writes fail (a full disk, say), pending sets stay in memory and
+	// markers stay queued, and both are written once they succeed.
+	Pending state.Pending
+	// Webhooks is the registry: the engine reads it, hears of the API's
+	// changes, and records runs on it.
+	Webhooks state.Registry
+	Sender   Sender
 	// Workers is the size of the delivery pool: deliveries in flight at
 	// most, across all webhooks. Default 256.
 	Workers int
@@ -88,7 +80,7 @@ type Engine struct {
 	pool  *ants.Pool
 
 	results chan result
-	changes chan webhooks.Change
+	changes chan state.Change
 	stop    chan struct{}
 	done    chan struct{}
 
@@ -116,14 +108,11 @@ type result struct {
 	since      int64
 }
 
-// Keys of pending sets: prefix + 0x00 + webhook id.
-var pendingPrefix = []byte(store.PrefixPending + "\x00")
-
 // NewEngine loads the pending sets and active webhooks, queues the boot
 // message for each active webhook, and returns an engine ready to Run.
 func NewEngine(o EngineOptions) (*Engine, error) {
-	if o.Queue == nil || o.DB == nil || o.Webhooks == nil || o.Sender == nil {
-		return nil, errors.New("delivery: Queue, DB, Webhooks and Sender are required")
+	if o.Queue == nil || o.Pending == nil || o.Webhooks == nil || o.Sender == nil {
+		return nil, errors.New("delivery: Queue, Pending, Webhooks and Sender are required")
 	}
 	if o.Workers <= 0 {
 		o.Workers = 256
@@ -155,7 +144,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	}
 	e := &Engine{
 		opts: o, sched: core.NewScheduler(), pool: pool,
-		results: make(chan result, o.Workers), changes: make(chan webhooks.Change, 1024),
+		results: make(chan result, o.Workers), changes: make(chan state.Change, 1024),
 		stop: make(chan struct{}), done: make(chan struct{}),
 		hooks: map[string]*core.Webhook{}, since: map[string]int64{}, retire: map[string]bool{}, dirtyPending: map[string]bool{},
 	}
@@ -186,7 +175,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 			e.dirtyPending[id] = true
 		}
 	}
-	o.Webhooks.OnChange(func(c webhooks.Change) {
+	o.Webhooks.OnChange(func(c state.Change) {
 		select {
 		case e.changes <- c:
 		case <-e.done: // stopped: the change is on disk, read at the next start
@@ -195,40 +184,16 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
-// pendingRecord is the stored form of a webhook's undelivered state.
-type pendingRecord struct {
-	Messages []string `json:"m"`
-	// Retire: its access was deleted; deactivate after the next delivery.
-	Retire bool `json:"retire,omitempty"`
-}
-
 func (e *Engine) loadPending() (map[string][]string, map[string]bool, error) {
 	out, retire := map[string][]string{}, map[string]bool{}
-	err := e.opts.DB.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: pendingPrefix, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			id := string(it.Item().Key()[len(pendingPrefix):])
-			if err := it.Item().Value(func(v []byte) error {
-				var p pendingRecord
-				if err := json.Unmarshal(v, &p); err != nil {
-					return fmt.Errorf("pending set of %s: %w", id, err)
-				}
-				out[id] = p.Messages
-				if p.Retire {
-					retire[id] = true
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
+	err := e.opts.Pending.Load(func(id string, p state.PendingSet) error {
+		out[id] = p.Messages
+		if p.Retire {
+			retire[id] = true
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot load pending notifications: %w", err)
-	}
-	return out, retire, nil
+	return out, retire, err
 }
 
 // slotFor returns the slot of w, creating it from the stored record.
@@ -297,7 +262,7 @@ func (e *Engine) safely(f func()) {
 // of each active webhook of its user, makes those sets durable, and only
 // then acknowledges the markers (SPEC §3.7).
 func (e *Engine) dispatch() {
-	var recs []queue.Record
+	var recs []state.Record
 	for {
 		var err error
 		recs, err = e.opts.Queue.Read(recs[:0], e.cursor+1, e.opts.ReadBatch)
@@ -360,14 +325,13 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 }
 
 // persistPending writes the pending (and in-flight) messages of every
-// changed slot, in as many transactions as the store's limits need, and
-// syncs when asked. What an error left unwritten stays dirty.
+// changed slot, and syncs when asked. What an error left unwritten stays
+// dirty.
 //
 // The dispatch path does not sync: the markers it read were synced before
-// their clients were answered, and the pending sets, then the
-// acknowledgement, go to the same ordered write-ahead log. Badger's replay
-// stops at the first damaged entry, so an acknowledgement that survives a
-// crash implies the pending sets written before it survive too; a lost
+// their clients were answered, and state.Pending promises that a Write
+// is as durable as any acknowledgement that follows it (the Badger
+// implementations share one ordered write-ahead log), so a lost
 // acknowledgement only means the markers are read again (at-least-once).
 // A kill -9 loses nothing written. The periodic flush syncs, to bound
 // what a machine crash can undo.
@@ -375,34 +339,27 @@ func (e *Engine) persistPending(sync bool) error {
 	if len(e.dirtyPending) == 0 {
 		return nil
 	}
-	if err := e.opts.Space.Check(); err != nil {
-		return err
-	}
-	ids := make([]string, 0, len(e.dirtyPending))
-	entries := make([]store.Entry, 0, len(e.dirtyPending))
+	ws := make([]state.PendingWrite, 0, len(e.dirtyPending))
 	for id := range e.dirtyPending {
-		k := append(append([]byte(nil), pendingPrefix...), id...)
 		sl := e.sched.Slot(id)
 		var msgs []string
 		if sl != nil {
 			msgs = append(append(msgs, sl.InFlight...), sl.Pending...)
 		}
-		ids = append(ids, id)
 		if e.opts.Webhooks.ByID(id) == nil || (len(msgs) == 0 && !e.retire[id]) {
-			entries = append(entries, store.Entry{Key: k, Delete: true})
+			ws = append(ws, state.PendingWrite{ID: id})
 			continue
 		}
-		v, _ := json.Marshal(pendingRecord{Messages: msgs, Retire: e.retire[id]})
-		entries = append(entries, store.Entry{Key: k, Value: v})
+		ws = append(ws, state.PendingWrite{ID: id, Set: &state.PendingSet{Messages: msgs, Retire: e.retire[id]}})
 	}
-	n, err := store.WriteBatch(e.opts.DB, entries)
+	n, err := e.opts.Pending.Write(ws)
 	if err == nil && sync {
-		if err = e.opts.DB.Sync(); err != nil {
+		if err = e.opts.Pending.Sync(); err != nil {
 			n = 0
 		}
 	}
-	for _, id := range ids[:n] {
-		delete(e.dirtyPending, id) // the rest is written again next time
+	for _, w := range ws[:n] {
+		delete(e.dirtyPending, w.ID) // the rest is written again next time
 	}
 	return err
 }
@@ -544,7 +501,7 @@ func (e *Engine) outcome(r result) {
 }
 
 // change applies what the API did to a webhook.
-func (e *Engine) change(c webhooks.Change) {
+func (e *Engine) change(c state.Change) {
 	id := c.Webhook.ID
 	sl := e.sched.Slot(id)
 	switch {

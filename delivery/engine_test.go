@@ -22,6 +22,7 @@ import (
 	"github.com/hookgate/hookgate/gateway/queue"
 	"github.com/hookgate/hookgate/gateway/store"
 	"github.com/hookgate/hookgate/gateway/webhooks"
+	"github.com/hookgate/hookgate/state"
 )
 
 // The engine's tests run in a synctest bubble: its windows, retries,
@@ -201,7 +202,7 @@ func newRig(t *testing.T, dir string, o EngineOptions) *rig {
 func (r *rig) start() {
 	r.t.Helper()
 	o := r.opts
-	o.Queue, o.DB, o.Webhooks = r.q, r.db, r.hooks
+	o.Queue, o.Pending, o.Webhooks = r.q, store.NewPending(r.db, nil), r.hooks
 	if o.Sender == nil {
 		o.Sender = r.sender
 	}
@@ -723,13 +724,8 @@ func TestBootRunsDurableAtScale(t *testing.T) {
 				t.Fatalf("after a restart %s has runCount %d, lastRun %+v; want its boot run", w.ID, got.RunCount, got.LastRun)
 			}
 		}
-		if err := r2.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: pendingPrefix})
-			defer it.Close()
-			for it.Rewind(); it.Valid(); it.Next() {
-				return fmt.Errorf("pending set %q left after every notification went out", it.Item().Key())
-			}
-			return nil
+		if err := store.NewPending(r2.db, nil).Load(func(id string, set state.PendingSet) error {
+			return fmt.Errorf("pending set of %s left after every notification went out: %v", id, set)
 		}); err != nil {
 			t.Fatal(err)
 		}

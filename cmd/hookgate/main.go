@@ -239,7 +239,7 @@ func run(c config, log *slog.Logger) error {
 		return err
 	}
 	engine, err := delivery.NewEngine(delivery.EngineOptions{
-		Queue: q, DB: db, Space: space, Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
+		Queue: q, Pending: store.NewPending(db, space), Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -2,20 +2,17 @@ package queue
 
 import (
 	"errors"
-	"github.com/hookgate/hookgate/gateway/store"
 	"time"
+
+	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/state"
 )
 
-// Record is one queued entry.
-type Record struct {
-	// Seq is the record's position, assigned by Append: 1 for the first
-	// record ever, then increasing by one, never reused.
-	Seq uint64
-	// Data is the record as appended.
-	Data []byte
-}
+// Record is one queued entry; Append assigns its Seq.
+type Record = state.Record
 
-// Queue is the contract every implementation meets.
+// Queue is the contract every implementation meets: the marker log of
+// the state seam (state.Log), with the gateway's side of it.
 type Queue interface {
 	// Append stores a copy of data and returns its sequence number once
 	// the record is as durable as the queue is configured to make it.
@@ -79,6 +76,7 @@ type Options struct {
 
 // Interface guards
 var (
-	_ Queue = (*Badger)(nil)
-	_ Queue = (*Memory)(nil)
+	_ Queue     = (*Badger)(nil)
+	_ Queue     = (*Memory)(nil)
+	_ state.Log = Queue(nil)
 )

@@ -3,12 +3,13 @@ package webhooks
 import (
 	"errors"
 	"fmt"
-	"github.com/hookgate/hookgate/gateway/store"
 	"time"
 
 	json "github.com/goccy/go-json"
 
 	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/state"
 )
 
 // Access is the caller, as the upstream's access-info describes it.
@@ -50,12 +51,12 @@ type Options struct {
 
 // API runs the webhooks methods.
 type API struct {
-	store *Store
+	store state.Registry
 	opts  Options
 }
 
-// NewAPI returns an API over s.
-func NewAPI(s *Store, o Options) *API {
+// NewAPI returns an API over the registry s.
+func NewAPI(s state.Registry, o Options) *API {
 	if o.MinIntervalMs <= 0 {
 		o.MinIntervalMs = 5000
 	}
@@ -77,8 +78,8 @@ func NewAPI(s *Store, o Options) *API {
 	return &API{store: s, opts: o}
 }
 
-// Store returns the API's store.
-func (a *API) Store() *Store { return a.store }
+// Store returns the API's registry.
+func (a *API) Store() state.Registry { return a.store }
 
 // Error is a Pryv API error with its HTTP status.
 type Error struct {

@@ -1,11 +1,7 @@
 package webhooks
 
 import (
-	"cmp"
-	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -13,35 +9,31 @@ import (
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/state"
 )
 
+// Errors of the store, as every state.Registry gives them.
 var (
-	// ErrDuplicateURL is returned by Store.Create when the access already
-	// has a webhook with the same URL.
-	ErrDuplicateURL = errors.New("webhooks: url already used by this access")
-	// ErrCapReached is returned by Store.Create when the access already
-	// has the maximum number of webhooks.
-	ErrCapReached = errors.New("webhooks: too many webhooks for this access")
-	// ErrNotFound is returned for an unknown webhook id.
-	ErrNotFound = errors.New("webhooks: unknown webhook")
+	ErrDuplicateURL = state.ErrDuplicateURL
+	ErrCapReached   = state.ErrCapReached
+	ErrNotFound     = state.ErrNotFound
 )
 
-// Store keeps webhooks in Badger, under store.PrefixWebhooks, and in an
-// index in memory. Every change is written and synced before it is
-// visible in the index, so what a caller was told is on disk.
+// Store is the Badger state.Registry: webhooks under
+// store.PrefixWebhooks, and a state.Index of them in memory. Every API
+// change is written and synced before it is visible in the index, so
+// what a caller was told is on disk.
 type Store struct {
 	db     *badger.DB
 	space  *store.Space // nil: no check; set once, before use
 	sealer *Sealer      // nil: signing secrets stored as they are
 
-	mu     sync.RWMutex // guards byID, byUser, the records they hold, dirty
-	byID   map[string]*core.Webhook
-	byUser map[string][]*core.Webhook // creation order
-	dirty  map[string]bool            // ids changed by Mutate, not yet flushed
+	mu sync.RWMutex // guards x and the records it holds
+	x  *state.Index
 
 	// onChange, if set, hears of every change the API makes (not those of
 	// Mutate), after it is stored. Set once, before use.
-	onChange func(Change)
+	onChange func(state.Change)
 
 	// flushMu orders disk writes: Flush holds it while it writes records
 	// copied earlier, and the API's writers hold it too, so a stale copy
@@ -51,20 +43,17 @@ type Store struct {
 	afterCopy func() // test hook: runs between Flush's copy and its write
 }
 
+var _ state.Registry = (*Store)(nil)
+
 // SetSpace makes every write check sp first: while the disk is below its
 // reserve, API writes fail with an error wrapping store.ErrNoSpace and run
 // records wait in memory. Call it once, before use.
 func (s *Store) SetSpace(sp *store.Space) { s.space = sp }
 
 // Change tells the delivery engine what the API did to a webhook.
-type Change struct {
-	Webhook *core.Webhook // a copy, as stored
-	Deleted bool
-}
+type Change = state.Change
 
-// OnChange registers the function that hears of API changes. It is called
-// outside the store's lock and must not call back into the store's
-// writers synchronously.
+// OnChange implements state.Registry.
 func (s *Store) OnChange(f func(Change)) { s.onChange = f }
 
 func (s *Store) notify(c Change) {
@@ -93,7 +82,7 @@ func OpenStore(db *badger.DB) (*Store, error) { return OpenSealedStore(db, nil) 
 // that had no key is sealed as each webhook is next written). A sealed
 // secret that sealer cannot open fails the load with ErrSecretKey.
 func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
-	s := &Store{db: db, sealer: sealer, byID: map[string]*core.Webhook{}, byUser: map[string][]*core.Webhook{}, dirty: map[string]bool{}}
+	s := &Store{db: db, sealer: sealer}
 	var all []*core.Webhook
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(store.PrefixWebhooks + "\x00"), PrefetchValues: true})
@@ -124,23 +113,8 @@ func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot load webhooks: %w", err)
 	}
-	sortByCreation(all)
-	for _, w := range all {
-		s.byID[w.ID] = w
-		s.byUser[w.User] = append(s.byUser[w.User], w)
-	}
+	s.x = state.NewIndex(all)
 	return s, nil
-}
-
-// sortByCreation orders ws by creation time, then id: O(n log n) in any
-// starting order (records load in id order, which is random).
-func sortByCreation(ws []*core.Webhook) {
-	slices.SortFunc(ws, func(a, b *core.Webhook) int {
-		if c := cmp.Compare(a.Created, b.Created); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 }
 
 // lockWrite takes the locks an API write needs, in the lock order
@@ -149,12 +123,6 @@ func (s *Store) lockWrite() (unlock func()) {
 	s.flushMu.Lock()
 	s.mu.Lock()
 	return func() { s.mu.Unlock(); s.flushMu.Unlock() }
-}
-
-// owned returns user's webhook id. Must be called with mu held.
-func (s *Store) owned(user, id string) (*core.Webhook, bool) {
-	w := s.byID[id]
-	return w, w != nil && w.User == user
 }
 
 // encode is a record's on-disk form.
@@ -181,53 +149,36 @@ func (s *Store) put(w *core.Webhook) error {
 	return s.db.Sync()
 }
 
-// Create stores w, refusing a URL the same access already uses and more
-// than maxPerAccess webhooks per access (0: no cap).
+// Create implements state.Registry.
 func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
-	w, err := s.create(w, maxPerAccess)
+	err := s.create(w, maxPerAccess)
 	if err == nil {
-		s.notify(Change{Webhook: w})
+		s.notify(Change{Webhook: w.Clone()})
 	}
 	return err
 }
 
-func (s *Store) create(w *core.Webhook, maxPerAccess int) (*core.Webhook, error) {
+func (s *Store) create(w *core.Webhook, maxPerAccess int) error {
 	defer s.lockWrite()()
-	n := 0
-	for _, o := range s.byUser[w.User] {
-		if o.AccessID != w.AccessID {
-			continue
-		}
-		if o.URL == w.URL {
-			return nil, ErrDuplicateURL
-		}
-		n++
+	if err := s.x.CheckCreate(w, maxPerAccess); err != nil {
+		return err
 	}
-	if maxPerAccess > 0 && n >= maxPerAccess {
-		return nil, ErrCapReached
-	}
-	w = w.Clone()
 	if err := s.put(w); err != nil {
-		return nil, err
+		return err
 	}
-	s.byID[w.ID] = w
-	s.byUser[w.User] = append(s.byUser[w.User], w)
-	return w.Clone(), nil
+	s.x.Add(w)
+	return nil
 }
 
-// Import stores new webhooks as they are, in as many transactions as the
-// store's limits need, with one sync: for tools that load many at once
-// (the scale benchmark, a migration). It checks neither URLs nor caps,
-// and refuses an id already stored. The API does not hear of them.
+// Import implements state.Registry: in as many transactions as the
+// store's limits need, with one sync.
 func (s *Store) Import(ws []*core.Webhook) error {
 	defer s.lockWrite()()
+	if err := state.CheckImport(s.x, ws); err != nil {
+		return err
+	}
 	entries := make([]store.Entry, 0, len(ws))
-	seen := make(map[string]bool, len(ws))
 	for _, w := range ws {
-		if s.byID[w.ID] != nil || seen[w.ID] {
-			return fmt.Errorf("cannot import webhook %s: id already used", w.ID)
-		}
-		seen[w.ID] = true
 		v, err := s.encode(w)
 		if err != nil {
 			return fmt.Errorf("cannot encode webhook %s: %w", w.ID, err)
@@ -244,40 +195,26 @@ func (s *Store) Import(ws []*core.Webhook) error {
 		return fmt.Errorf("cannot import webhooks: %w", err)
 	}
 	for _, w := range ws {
-		w = w.Clone()
-		s.byID[w.ID] = w
-		s.byUser[w.User] = append(s.byUser[w.User], w)
+		s.x.Add(w)
 	}
 	return nil
 }
 
-// Get returns a copy of user's webhook id.
+// Get implements state.Registry.
 func (s *Store) Get(user, id string) (*core.Webhook, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	w, ok := s.owned(user, id)
-	if !ok {
-		return nil, false
-	}
-	return w.Clone(), true
+	return s.x.Owned(user, id)
 }
 
-// List returns copies of user's webhooks in creation order; with
-// accessID set, only that access's.
+// List implements state.Registry.
 func (s *Store) List(user, accessID string) []*core.Webhook {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := []*core.Webhook{}
-	for _, w := range s.byUser[user] {
-		if accessID == "" || w.AccessID == accessID {
-			out = append(out, w.Clone())
-		}
-	}
-	return out
+	return s.x.List(user, accessID)
 }
 
-// Update applies fn to user's webhook id and stores the result; fn's
-// error aborts the update and is returned.
+// Update implements state.Registry.
 func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
 	w, err := s.update(user, id, fn)
 	if err == nil {
@@ -288,23 +225,21 @@ func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.W
 
 func (s *Store) update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
 	defer s.lockWrite()()
-	cur, ok := s.owned(user, id)
+	w, ok := s.x.Owned(user, id)
 	if !ok {
 		return nil, ErrNotFound
 	}
-	w := cur.Clone()
 	if err := fn(w); err != nil {
 		return nil, err
 	}
 	if err := s.put(w); err != nil {
 		return nil, err
 	}
-	*cur = *w
-	delete(s.dirty, id)
+	s.x.Replace(w)
 	return w.Clone(), nil
 }
 
-// Delete removes user's webhook id.
+// Delete implements state.Registry.
 func (s *Store) Delete(user, id string) error {
 	w, err := s.delete(user, id)
 	if err == nil {
@@ -315,8 +250,7 @@ func (s *Store) Delete(user, id string) error {
 
 func (s *Store) delete(user, id string) (*core.Webhook, error) {
 	defer s.lockWrite()()
-	cur, ok := s.owned(user, id)
-	if !ok {
+	if _, ok := s.x.Owned(user, id); !ok {
 		return nil, ErrNotFound
 	}
 	if err := s.space.Check(); err != nil {
@@ -328,57 +262,30 @@ func (s *Store) delete(user, id string) (*core.Webhook, error) {
 	if err := s.db.Sync(); err != nil {
 		return nil, err
 	}
-	delete(s.byID, id)
-	list := s.byUser[user]
-	for i, w := range list {
-		if w.ID == id {
-			s.byUser[user] = append(list[:i:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(s.byUser[user]) == 0 {
-		delete(s.byUser, user)
-	}
-	delete(s.dirty, id)
-	return cur, nil
+	return s.x.Remove(id), nil
 }
 
-// Mutate applies fn to webhook id in memory and marks it for the next
-// Flush: for the delivery engine's run records, which are batched rather
-// than synced one by one. It reports false for an unknown id.
+// Mutate implements state.Registry: run records are batched by Flush
+// rather than synced one by one.
 func (s *Store) Mutate(id string, fn func(w *core.Webhook)) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w := s.byID[id]
-	if w == nil {
-		return false
-	}
-	fn(w)
-	s.dirty[id] = true
-	return true
+	return s.x.Mutate(id, fn)
 }
 
-// Flush writes every webhook changed by Mutate, in as many transactions
-// as the store's limits need, and syncs once. The records are copied
-// under the lock and written outside it, so readers (the delivery
-// engine's lookups) never wait for the disk. On an error, what was not
-// written stays marked for the next Flush, whatever was.
+// Flush implements state.Registry: it writes every webhook changed by
+// Mutate, in as many transactions as the store's limits need, and syncs
+// once. The records are copied under the lock and written outside it, so
+// readers (the delivery engine's lookups) never wait for the disk.
 func (s *Store) Flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	if len(s.dirty) == 0 {
-		s.mu.Unlock()
+	batch := s.x.TakeDirty()
+	s.mu.Unlock()
+	if len(batch) == 0 {
 		return nil
 	}
-	batch := make([]*core.Webhook, 0, len(s.dirty))
-	for id := range s.dirty {
-		if w := s.byID[id]; w != nil {
-			batch = append(batch, w.Clone())
-		}
-	}
-	clear(s.dirty)
-	s.mu.Unlock()
 	if s.afterCopy != nil {
 		s.afterCopy()
 	}
@@ -404,53 +311,32 @@ func (s *Store) Flush() error {
 	}
 	if err != nil {
 		s.mu.Lock()
-		for _, w := range batch[n:] { // written again by the next flush
-			if s.byID[w.ID] != nil {
-				s.dirty[w.ID] = true
-			}
-		}
+		s.x.MarkDirty(batch[n:]) // written again by the next flush
 		s.mu.Unlock()
 		return fmt.Errorf("cannot store webhook runs (%d of %d written): %w", n, len(batch), err)
 	}
 	return nil
 }
 
-// ByID returns a copy of webhook id, whatever its user, or nil.
+// ByID implements state.Registry.
 func (s *Store) ByID(id string) *core.Webhook {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if w := s.byID[id]; w != nil {
-		return w.Clone()
-	}
-	return nil
+	return s.x.ByID(id)
 }
 
-// Counts returns how many webhooks are active and inactive.
+// Counts implements state.Registry.
 func (s *Store) Counts() (active, inactive int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, w := range s.byID {
-		if w.State == core.StateActive {
-			active++
-		} else {
-			inactive++
-		}
-	}
-	return active, inactive
+	return s.x.Counts()
 }
 
-// AllActive returns copies of every active webhook, for the boot message.
+// AllActive implements state.Registry.
 func (s *Store) AllActive() []*core.Webhook {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []*core.Webhook
-	for _, w := range s.byID {
-		if w.State == core.StateActive {
-			out = append(out, w.Clone())
-		}
-	}
-	sortByCreation(out)
-	return out
+	return s.x.AllActive()
 }
 
 // ByAccess returns copies of user's webhooks created by access id.
@@ -458,16 +344,9 @@ func (s *Store) ByAccess(user, accessID string) []*core.Webhook {
 	return s.List(user, accessID)
 }
 
-// Active returns copies of user's active webhooks, for the dispatcher:
-// no disk read.
+// Active implements state.Registry.
 func (s *Store) Active(user string) []*core.Webhook {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []*core.Webhook
-	for _, w := range s.byUser[user] {
-		if w.State == core.StateActive {
-			out = append(out, w.Clone())
-		}
-	}
-	return out
+	return s.x.Active(user)
 }

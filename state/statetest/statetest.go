@@ -1,0 +1,355 @@
+// Package statetest is the contract suite of package state: every
+// implementation of state.Registry and state.Pending runs it from its
+// own tests, so that each one meets the contracts the delivery engine
+// relies on, in memory, on Badger or in a cluster alike.
+package statetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/state"
+)
+
+// OpenRegistry returns an empty registry for one subtest. reopen, when
+// not nil, closes it and opens it again on the same storage (nil for an
+// implementation that keeps nothing).
+type OpenRegistry func(t *testing.T) (r state.Registry, reopen func() state.Registry)
+
+// OpenPending is OpenRegistry's counterpart for state.Pending.
+type OpenPending func(t *testing.T) (p state.Pending, reopen func() state.Pending)
+
+var created float64
+
+// hook returns a new active webhook of user and access, created after
+// every earlier one.
+func hook(user, access, url string) *core.Webhook {
+	created++
+	return &core.Webhook{ID: core.NewID(), User: user, AccessID: access, URL: url, State: core.StateActive,
+		MinIntervalMs: 5000, MaxRetries: 5, Runs: []core.Run{}, Created: created}
+}
+
+func ids(ws []*core.Webhook) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.ID
+	}
+	return out
+}
+
+// changes records what a registry's change feed said.
+type changes struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (c *changes) hear(ch state.Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	what := "set"
+	if ch.Deleted {
+		what = "del"
+	}
+	c.got = append(c.got, what+" "+ch.Webhook.ID+" "+ch.Webhook.State)
+}
+
+func (c *changes) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.got
+	c.got = nil
+	return out
+}
+
+// RunRegistry runs the registry contract.
+func RunRegistry(t *testing.T, open OpenRegistry) {
+	t.Run("create get list", func(t *testing.T) {
+		r, _ := open(t)
+		var feed changes
+		r.OnChange(feed.hear)
+		a1 := hook("alice", "app1", "http://127.0.0.1/a")
+		a2 := hook("alice", "app2", "http://127.0.0.1/a") // same URL, another access
+		a3 := hook("alice", "app1", "http://127.0.0.1/b")
+		b1 := hook("bob", "app1", "http://127.0.0.1/a")
+		for _, w := range []*core.Webhook{a1, a2, a3, b1} {
+			if err := r.Create(w, 0); err != nil {
+				t.Fatalf("Create %s: %v", w.URL, err)
+			}
+		}
+		if got := feed.take(); !slices.Equal(got, []string{"set " + a1.ID + " active", "set " + a2.ID + " active", "set " + a3.ID + " active", "set " + b1.ID + " active"}) {
+			t.Fatalf("change feed after creates: %v", got)
+		}
+		if err := r.Create(hook("alice", "app1", a1.URL), 0); !errors.Is(err, state.ErrDuplicateURL) {
+			t.Fatalf("a URL the access already uses: %v; want ErrDuplicateURL", err)
+		}
+		if err := r.Create(hook("alice", "app1", "http://127.0.0.1/c"), 2); !errors.Is(err, state.ErrCapReached) {
+			t.Fatalf("a third webhook with a cap of 2: %v; want ErrCapReached", err)
+		}
+		if got := feed.take(); len(got) != 0 {
+			t.Fatalf("refused creates were heard: %v", got)
+		}
+		if got := ids(r.List("alice", "")); !slices.Equal(got, ids([]*core.Webhook{a1, a2, a3})) {
+			t.Fatalf("List(alice) = %v; want creation order", got)
+		}
+		if got := ids(r.List("alice", "app1")); !slices.Equal(got, ids([]*core.Webhook{a1, a3})) {
+			t.Fatalf("List(alice, app1) = %v", got)
+		}
+		if got := r.List("nobody", ""); got == nil || len(got) != 0 {
+			t.Fatalf("List of an unknown user = %#v; want an empty, non-nil list", got)
+		}
+		w, ok := r.Get("alice", a1.ID)
+		if !ok || w.URL != a1.URL || w.User != "alice" || w.AccessID != "app1" {
+			t.Fatalf("Get = %+v, %v", w, ok)
+		}
+		w.URL = "changed by the caller"
+		if again, _ := r.Get("alice", a1.ID); again.URL != a1.URL {
+			t.Fatal("Get returned the registry's own record, not a copy")
+		}
+		if _, ok := r.Get("bob", a1.ID); ok {
+			t.Fatal("Get of another user's webhook succeeded")
+		}
+		if w := r.ByID(b1.ID); w == nil || w.User != "bob" {
+			t.Fatalf("ByID = %+v", w)
+		}
+		if r.ByID("nope") != nil {
+			t.Fatal("ByID of an unknown id is not nil")
+		}
+		if got := ids(r.Active("alice")); !slices.Equal(got, ids([]*core.Webhook{a1, a2, a3})) {
+			t.Fatalf("Active(alice) = %v", got)
+		}
+		if a, i := r.Counts(); a != 4 || i != 0 {
+			t.Fatalf("Counts = %d, %d; want 4, 0", a, i)
+		}
+	})
+	t.Run("update delete", func(t *testing.T) {
+		r, _ := open(t)
+		var feed changes
+		r.OnChange(feed.hear)
+		w1, w2 := hook("alice", "app", "http://127.0.0.1/1"), hook("alice", "app", "http://127.0.0.1/2")
+		r.Create(w1, 0)
+		r.Create(w2, 0)
+		feed.take()
+		got, err := r.Update("alice", w1.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
+		if err != nil || got.State != core.StateInactive {
+			t.Fatalf("Update = %+v, %v", got, err)
+		}
+		refused := errors.New("refused")
+		if _, err := r.Update("alice", w2.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return refused }); err != refused {
+			t.Fatalf("Update whose fn fails: %v; want fn's error", err)
+		}
+		if _, err := r.Update("bob", w2.ID, func(*core.Webhook) error { return nil }); !errors.Is(err, state.ErrNotFound) {
+			t.Fatalf("Update of another user's webhook: %v; want ErrNotFound", err)
+		}
+		if w, _ := r.Get("alice", w2.ID); w.State != core.StateActive {
+			t.Fatal("a failed update changed the webhook")
+		}
+		if got := ids(r.Active("alice")); !slices.Equal(got, []string{w2.ID}) {
+			t.Fatalf("Active after deactivating one: %v", got)
+		}
+		if a, i := r.Counts(); a != 1 || i != 1 {
+			t.Fatalf("Counts = %d, %d; want 1, 1", a, i)
+		}
+		if all := ids(r.AllActive()); !slices.Equal(all, []string{w2.ID}) {
+			t.Fatalf("AllActive = %v", all)
+		}
+		if err := r.Delete("bob", w1.ID); !errors.Is(err, state.ErrNotFound) {
+			t.Fatalf("Delete of another user's webhook: %v", err)
+		}
+		if err := r.Delete("alice", w1.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Delete("alice", w1.ID); !errors.Is(err, state.ErrNotFound) {
+			t.Fatalf("second Delete: %v; want ErrNotFound", err)
+		}
+		if _, ok := r.Get("alice", w1.ID); ok || r.ByID(w1.ID) != nil {
+			t.Fatal("a deleted webhook is still found")
+		}
+		if got := feed.take(); !slices.Equal(got, []string{"set " + w1.ID + " inactive", "del " + w1.ID + " inactive"}) {
+			t.Fatalf("change feed: %v", got)
+		}
+		// A URL is free again once its webhook is deleted.
+		if err := r.Create(hook("alice", "app", w1.URL), 0); err != nil {
+			t.Fatalf("re-creating a deleted webhook's URL: %v", err)
+		}
+	})
+	t.Run("runs", func(t *testing.T) {
+		r, reopen := open(t)
+		var feed changes
+		r.OnChange(feed.hear)
+		w := hook("alice", "app", "http://127.0.0.1/r")
+		r.Create(w, 0)
+		feed.take()
+		if r.Mutate("nope", func(*core.Webhook) {}) {
+			t.Fatal("Mutate of an unknown id reported true")
+		}
+		if !r.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 500, Timestamp: 1}, 50); w.CurrentRetries = 1 }) {
+			t.Fatal("Mutate reported false")
+		}
+		if got := r.ByID(w.ID); got.RunCount != 1 || got.CurrentRetries != 1 {
+			t.Fatalf("after Mutate: %+v", got)
+		}
+		if got := feed.take(); len(got) != 0 {
+			t.Fatalf("Mutate was heard: %v", got)
+		}
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// An API write after a Mutate keeps the run: it starts from the
+		// record as mutated.
+		r.Update("alice", w.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
+		r.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 200, Timestamp: 2}, 50) })
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if reopen == nil {
+			return
+		}
+		r = reopen()
+		got := r.ByID(w.ID)
+		if got == nil || got.RunCount != 2 || got.FailCount != 1 || got.LastRun.Status != 200 || got.State != core.StateInactive || len(got.Runs) != 2 {
+			t.Fatalf("after reopen: %+v; want 2 runs, the last 200, inactive", got)
+		}
+	})
+	t.Run("durable", func(t *testing.T) {
+		r, reopen := open(t)
+		if reopen == nil {
+			t.Skip("keeps nothing")
+		}
+		a, b, c := hook("alice", "app", "http://127.0.0.1/1"), hook("alice", "app", "http://127.0.0.1/2"), hook("bob", "app", "http://127.0.0.1/3")
+		for _, w := range []*core.Webhook{a, b, c} {
+			r.Create(w, 0)
+		}
+		r.Update("alice", b.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
+		r.Delete("bob", c.ID)
+		r = reopen()
+		if got := ids(r.List("alice", "")); !slices.Equal(got, []string{a.ID, b.ID}) {
+			t.Fatalf("after reopen List(alice) = %v", got)
+		}
+		if w, _ := r.Get("alice", b.ID); w.State != core.StateInactive {
+			t.Fatal("an update was lost by the reopen")
+		}
+		if r.ByID(c.ID) != nil {
+			t.Fatal("a deletion was lost by the reopen")
+		}
+		if err := r.Create(hook("alice", "app", a.URL), 0); !errors.Is(err, state.ErrDuplicateURL) {
+			t.Fatalf("after reopen a duplicate URL was accepted: %v", err)
+		}
+	})
+	t.Run("import and flush of any size", func(t *testing.T) {
+		r, reopen := open(t)
+		// 5,000 records of about 1.3 KiB: some 7 MiB, where one Badger
+		// transaction holds about 2.4 MiB (1,750 real webhooks did not fit).
+		const n = 5000
+		pad := strings.Repeat("p", 1000)
+		ws := make([]*core.Webhook, n)
+		for i := range ws {
+			ws[i] = hook(fmt.Sprintf("user%05d", i%1000), "app", fmt.Sprintf("http://127.0.0.1/%d?%s", i, pad))
+		}
+		// In reverse: the registry orders by creation, not by arrival.
+		slices.Reverse(ws)
+		if err := r.Import(ws); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Import(ws[:1]); err == nil {
+			t.Fatal("importing a known id again was accepted")
+		}
+		for _, w := range ws {
+			r.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 200, Timestamp: 3}, 50) })
+		}
+		if err := r.Flush(); err != nil {
+			t.Fatalf("flush of %d webhooks: %v", n, err)
+		}
+		if reopen != nil {
+			r = reopen()
+		}
+		if a, _ := r.Counts(); a != n {
+			t.Fatalf("%d active webhooks; want %d", a, n)
+		}
+		for _, w := range ws {
+			if got := r.ByID(w.ID); got == nil || got.RunCount != 1 {
+				t.Fatalf("%s: %+v; want its run", w.ID, got)
+			}
+		}
+		list := r.List("user00000", "")
+		for i := 1; i < len(list); i++ {
+			if list[i].Created <= list[i-1].Created {
+				t.Fatalf("List not in creation order: %v then %v", list[i-1].Created, list[i].Created)
+			}
+		}
+		all := r.AllActive()
+		for i := 1; i < len(all); i++ {
+			if all[i].Created <= all[i-1].Created {
+				t.Fatalf("AllActive not in creation order at %d", i)
+			}
+		}
+	})
+}
+
+// RunPending runs the pending-set contract.
+func RunPending(t *testing.T, open OpenPending) {
+	load := func(t *testing.T, p state.Pending) map[string]state.PendingSet {
+		t.Helper()
+		out := map[string]state.PendingSet{}
+		if err := p.Load(func(id string, s state.PendingSet) error { out[id] = s; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	t.Run("write load delete", func(t *testing.T) {
+		p, reopen := open(t)
+		if got := load(t, p); len(got) != 0 {
+			t.Fatalf("a new Pending holds %v", got)
+		}
+		n, err := p.Write([]state.PendingWrite{
+			{ID: "a", Set: &state.PendingSet{Messages: []string{"eventsChanged", "streamsChanged"}}},
+			{ID: "b", Set: &state.PendingSet{Messages: []string{"accessesChanged"}, Retire: true}},
+			{ID: "c", Set: &state.PendingSet{Messages: []string{"eventsChanged"}}},
+		})
+		if err != nil || n != 3 {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+		if n, err := p.Write([]state.PendingWrite{{ID: "c"}, {ID: "a", Set: &state.PendingSet{Messages: []string{"streamsChanged"}}}}); err != nil || n != 2 {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+		if err := p.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		check := func(got map[string]state.PendingSet) {
+			t.Helper()
+			if len(got) != 2 || !slices.Equal(got["a"].Messages, []string{"streamsChanged"}) || got["a"].Retire ||
+				!slices.Equal(got["b"].Messages, []string{"accessesChanged"}) || !got["b"].Retire {
+				t.Fatalf("Load = %+v", got)
+			}
+		}
+		check(load(t, p))
+		if reopen != nil {
+			check(load(t, reopen()))
+		}
+	})
+	t.Run("write of any size", func(t *testing.T) {
+		p, reopen := open(t)
+		const n = 20_000
+		ws := make([]state.PendingWrite, n)
+		long := strings.Repeat("m", 200)
+		for i := range ws {
+			ws[i] = state.PendingWrite{ID: fmt.Sprintf("hook%06d", i), Set: &state.PendingSet{Messages: []string{"eventsChanged", long}}}
+		}
+		if k, err := p.Write(ws); err != nil || k != n {
+			t.Fatalf("Write of %d sets = %d, %v", n, k, err)
+		}
+		if err := p.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if reopen != nil {
+			p = reopen()
+		}
+		if got := load(t, p); len(got) != n {
+			t.Fatalf("%d sets loaded; want %d", len(got), n)
+		}
+	})
+}
