@@ -96,6 +96,10 @@ type Engine struct {
 	errLog       core.Throttle
 	inflight     sync.WaitGroup
 	serial       uint64
+
+	// beforeAck, if set, runs between a batch's pending write and its
+	// acknowledgement: a test crashes the process there.
+	beforeAck func()
 }
 
 type result struct {
@@ -295,6 +299,9 @@ func (e *Engine) dispatch() {
 		}
 		e.redispatch = false
 		e.cursor = last
+		if e.beforeAck != nil {
+			e.beforeAck()
+		}
 		if err := e.opts.Queue.Ack(last); err != nil {
 			e.logThrottled("cannot acknowledge change markers", err)
 			e.unacked = last // retried on the flush tick
