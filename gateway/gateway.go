@@ -15,6 +15,7 @@ import (
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/rules"
+	"github.com/hookgate/hookgate/gateway/webhooks"
 )
 
 // Gateway proxies requests to the upstream and records their changes.
@@ -33,6 +34,11 @@ type Gateway struct {
 	// the hot path only reads.
 	lastUpOK, lastUpFail atomic.Int64
 	markLog              core.Throttle
+
+	// serveHooks: webhooks requests are answered here, by the API in
+	// hooks once it is set.
+	serveHooks bool
+	hooks      atomic.Pointer[webhooks.API]
 }
 
 type upstreamDoer interface {
@@ -48,7 +54,10 @@ func New(o Options) (*Gateway, error) {
 		return nil, errors.New("gateway: Rules and Queue are required")
 	}
 	o.setDefaults()
-	g := &Gateway{opts: o, voc: o.Rules.Vocabulary()}
+	g := &Gateway{opts: o, voc: o.Rules.Vocabulary(), serveHooks: o.Webhooks != nil || o.WebhooksLater}
+	if o.Webhooks != nil {
+		g.hooks.Store(o.Webhooks)
+	}
 	g.access = accessCache{ttl: o.AccessCacheTTL, max: o.AccessCacheSize}
 	g.markLog.Every = 10 * time.Second
 	var hosts []fasthttp.BalancingClient
@@ -112,6 +121,13 @@ func (g *Gateway) Serve(ln net.Listener) error { return g.srv.Serve(ln) }
 // markers included) until ctx ends, and closes idle connections.
 func (g *Gateway) Shutdown(ctx context.Context) error { return g.srv.ShutdownWithContext(ctx) }
 
+// SetWebhooks hands over the webhooks API of a gateway built with
+// WebhooksLater: from now on it answers webhooks requests.
+func (g *Gateway) SetWebhooks(api *webhooks.API) { g.hooks.Store(api) }
+
+// webhooksLoading reports whether webhooks requests wait for SetWebhooks.
+func (g *Gateway) webhooksLoading() bool { return g.serveHooks && g.hooks.Load() == nil }
+
 // Ready reports whether the change queue accepted the latest marker the
 // gateway tried to write.
 func (g *Gateway) Ready() bool { return g.lastMarkFail.Load() <= g.lastMarkOK.Load() }
@@ -123,7 +139,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	user = append(ubuf[:0], user...) // outlives changes to the request's header
 	act := rules.Action{}
 	if len(user) > 0 {
-		if g.opts.Webhooks != nil && isWebhooksPath(rel) {
+		if g.serveHooks && isWebhooksPath(rel) {
 			g.serveWebhooks(ctx, user, rel)
 			return
 		}
@@ -310,7 +326,7 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, 
 	if !act.Batch {
 		return act, nil, nil, true
 	}
-	if g.opts.Webhooks != nil {
+	if g.serveHooks {
 		if entries, raws, mixed := hasWebhookCalls(body); mixed {
 			g.serveMixedBatch(ctx, user, entries, raws, formAuth)
 			return act, nil, nil, false

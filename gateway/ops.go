@@ -9,7 +9,8 @@ import (
 )
 
 // OpsHandler serves /metrics (Prometheus text), /healthz (the process is
-// up), /readyz (the change queue takes markers and the upstream answers)
+// up), /readyz (the change queue takes markers, the upstream answers and
+// the webhooks are loaded)
 // and Go's profiles under /debug/pprof/. It is meant for a separate,
 // internal listener: on the proxy's own port these paths would shadow
 // usernames, and profiles are not for the public.
@@ -28,12 +29,17 @@ func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 			ctx.WriteString("ok\n")
 		case "/readyz":
 			ctx.SetContentType("text/plain")
-			queueOK, upstreamOK := g.Ready(), g.UpstreamReachable()
+			queueOK, upstreamOK, loading := g.Ready(), g.UpstreamReachable(), g.webhooksLoading()
 			diskErr := g.opts.Space.Check()
-			if !queueOK || !upstreamOK || diskErr != nil {
+			if !queueOK || !upstreamOK || loading || diskErr != nil {
 				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			}
 			ctx.WriteString("queue: " + okWord(queueOK) + "\nupstream: " + okWord(upstreamOK) + "\n")
+			if loading {
+				ctx.WriteString("webhooks: loading\n")
+			} else if g.serveHooks {
+				ctx.WriteString("webhooks: ok\n")
+			}
 			if diskErr != nil {
 				ctx.WriteString("disk: failing: " + diskErr.Error() + "\n")
 			} else if g.opts.Space != nil {

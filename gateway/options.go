@@ -102,8 +102,14 @@ type Options struct {
 	Space *store.Space
 
 	// Webhooks serves /{username}/webhooks and webhooks.* batch calls.
-	// Without it those requests are proxied like any other.
+	// Without it (and without WebhooksLater) those requests are proxied
+	// like any other.
 	Webhooks *webhooks.API
+	// WebhooksLater: the webhooks API comes later, through SetWebhooks,
+	// once its registry is loaded. Meanwhile the proxy works, changes are
+	// queued, webhooks requests answer 503 api-unavailable with
+	// Retry-After, and /readyz reports the webhooks as loading.
+	WebhooksLater bool
 	// AccessCacheTTL is how long an access-info answer is trusted.
 	// Default 5s.
 	AccessCacheTTL time.Duration

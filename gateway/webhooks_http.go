@@ -22,6 +22,11 @@ func isWebhooksPath(rel []byte) bool {
 
 // serveWebhooks answers a webhooks request (SPEC §2); it is never proxied.
 func (g *Gateway) serveWebhooks(ctx *fasthttp.RequestCtx, user, rel []byte) {
+	api := g.hooks.Load()
+	if api == nil {
+		g.webhooksUnavailable(ctx)
+		return
+	}
 	method := string(ctx.Method())
 	body, ok := g.readRequestBody(ctx)
 	if !ok {
@@ -76,7 +81,7 @@ func (g *Gateway) serveWebhooks(ctx *fasthttp.RequestCtx, user, rel []byte) {
 		return
 	}
 	ctx.Response.Header.Set("Pryv-Access-Id", acc.ID)
-	res, perr := g.opts.Webhooks.Call(acc, string(user), call, params)
+	res, perr := api.Call(acc, string(user), call, params)
 	meta := g.metaField()
 	ctx.Response.Header.SetContentType("application/json; charset=utf-8")
 	if perr != nil {
@@ -125,10 +130,22 @@ func hasWebhookCalls(body []byte) ([]batchEntry, []json.RawMessage, bool) {
 	return entries, raws, found
 }
 
+// webhooksUnavailable answers a webhooks request while the registry
+// loads: 503, in the Pryv error shape, with a Retry-After.
+func (g *Gateway) webhooksUnavailable(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+	g.writeError(ctx, fasthttp.StatusServiceUnavailable, "api-unavailable", "Webhooks are loading; try again in a second.")
+}
+
 // serveMixedBatch answers a batch call holding webhooks.* calls: those
 // are run here, the others go upstream as one batch, and the results come
 // back in the original order in one answer, as Pryv gives them.
 func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries []batchEntry, raws []json.RawMessage, formAuth string) {
+	api := g.hooks.Load()
+	if api == nil {
+		g.webhooksUnavailable(ctx)
+		return
+	}
 	acc, ok := g.authenticate(ctx, user, formAuth)
 	if !ok {
 		return
@@ -182,7 +199,7 @@ func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries
 		if results[i] != nil {
 			continue
 		}
-		res, perr := g.opts.Webhooks.Call(acc, string(user), e.Method, e.Params)
+		res, perr := api.Call(acc, string(user), e.Method, e.Params)
 		if perr != nil {
 			results[i] = webhooks.MarshalError(perr, nil)
 		} else {

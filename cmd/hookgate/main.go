@@ -195,29 +195,14 @@ func run(c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hooks, err := webhooks.OpenSealedStore(db, sealer)
-	if err != nil {
-		return fmt.Errorf("%w (-secrets-key-file %s)", err, keyFile)
-	}
-	hooks.SetSpace(space)
 	outbound := delivery.NewClient(delivery.ClientOptions{Timeout: c.deliveryTimeout, Guard: delivery.Guard{Allow: allow}})
-	api := webhooks.NewAPI(hooks, webhooks.Options{
-		MinIntervalMs:      c.minInterval.Milliseconds(),
-		MaxRetries:         c.maxRetries,
-		MinIntervalFloorMs: c.minIntervalFloor.Milliseconds(),
-		MaxRetriesCeiling:  c.maxRetriesCeiling,
-		MaxPerAccess:       c.maxPerAccess,
-		Tester:             outbound,
-		Meta:               meta,
-	})
-
 	g, err := gateway.New(gateway.Options{
 		Upstreams:           splitList(c.upstreams),
 		UsernameMode:        mode,
 		Rules:               table,
 		Queue:               q,
 		Meta:                meta,
-		Webhooks:            api,
+		WebhooksLater:       true,
 		AccessCacheTTL:      c.accessCacheTTL,
 		AccessCacheSize:     c.accessCacheSize,
 		UpstreamTimeout:     c.upstreamTimeout,
@@ -238,26 +223,12 @@ func run(c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	engine, err := delivery.NewEngine(delivery.EngineOptions{
-		Queue: q, Pending: store.NewPending(db, space), Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	go engine.Run()
-	metrics.NewGauge(`hookgate_delivery_pool_running`, func() float64 { return float64(engine.PoolRunning()) })
-	metrics.NewGauge(`hookgate_delivery_pool_free`, func() float64 { return float64(engine.PoolFree()) })
-	metrics.NewGauge(`hookgate_webhooks{state="active"}`, func() float64 { a, _ := hooks.Counts(); return float64(a) })
-	metrics.NewGauge(`hookgate_webhooks{state="inactive"}`, func() float64 { _, i := hooks.Counts(); return float64(i) })
-	engineStopped := false
-	stopEngine := func() {
-		if !engineStopped {
-			engineStopped = true
-			engine.Stop()
-		}
-	}
-	defer stopEngine()
 
+	// The proxy and /healthz serve at once; changes made meanwhile are
+	// queued. /readyz turns ready, and the webhooks API answers, once the
+	// webhooks are loaded and the engine runs.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %q: %w", c.listen, err)
@@ -274,11 +245,59 @@ func run(c config, log *slog.Logger) error {
 		ops = &fasthttp.Server{Handler: g.OpsHandler(), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 		go func() { errc <- ops.Serve(oln) }()
 	}
+	log.Info("hookgate listening; loading webhooks", "listen", ln.Addr().String(), "ops", c.opsListen)
+
+	loadStart := time.Now()
+	hooks, err := webhooks.OpenSealedStore(db, sealer)
+	if err != nil {
+		// Stop serving before the deferred closes of the queue and the
+		// database.
+		_ = g.Shutdown(context.Background())
+		if ops != nil {
+			_ = ops.Shutdown()
+		}
+		return fmt.Errorf("%w (-secrets-key-file %s)", err, keyFile)
+	}
+	hooks.SetSpace(space)
+	api := webhooks.NewAPI(hooks, webhooks.Options{
+		MinIntervalMs:      c.minInterval.Milliseconds(),
+		MaxRetries:         c.maxRetries,
+		MinIntervalFloorMs: c.minIntervalFloor.Milliseconds(),
+		MaxRetriesCeiling:  c.maxRetriesCeiling,
+		MaxPerAccess:       c.maxPerAccess,
+		Tester:             outbound,
+		Meta:               meta,
+	})
+	engine, err := delivery.NewEngine(delivery.EngineOptions{
+		Queue: q, Pending: store.NewPending(db, space), Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
+	})
+	if err != nil {
+		_ = g.Shutdown(context.Background())
+		if ops != nil {
+			_ = ops.Shutdown()
+		}
+		return err
+	}
+	go engine.Run()
+	g.SetWebhooks(api)
+	active, inactive := hooks.Counts()
+	log.Info("webhooks loaded", "active", active, "inactive", inactive, "took", time.Since(loadStart).Round(time.Millisecond))
+	metrics.NewGauge(`hookgate_delivery_pool_running`, func() float64 { return float64(engine.PoolRunning()) })
+	metrics.NewGauge(`hookgate_delivery_pool_free`, func() float64 { return float64(engine.PoolFree()) })
+	metrics.NewGauge(`hookgate_webhooks{state="active"}`, func() float64 { a, _ := hooks.Counts(); return float64(a) })
+	metrics.NewGauge(`hookgate_webhooks{state="inactive"}`, func() float64 { _, i := hooks.Counts(); return float64(i) })
+	engineStopped := false
+	stopEngine := func() {
+		if !engineStopped {
+			engineStopped = true
+			engine.Stop()
+		}
+	}
+	defer stopEngine()
+
 	log.Info("hookgate started", "listen", ln.Addr().String(), "ops", c.opsListen, "upstream", c.upstreams,
 		"data_dir", c.dataDir, "username_mode", c.usernameMode, "durability", c.durability, "queued", q.Len())
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "timeout", c.shutdownTimeout)
