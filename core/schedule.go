@@ -22,8 +22,12 @@ type Slot struct {
 	// Inactive slots keep their pending messages but never fire, until
 	// Reactivate.
 	Inactive bool
+	// Since is when the oldest pending message was accepted (Unix
+	// nanoseconds), for the notification latency.
+	Since int64
 
 	spare []string // the last delivery's slice, reused by the next Take
+	gen   uint64   // the Scheduler's: heap entries of another gen are stale
 }
 
 // Reactivate lets an inactive slot fire again, with its retries reset:
@@ -115,7 +119,6 @@ func mergeFront(front, rest []string) []string {
 // safe for concurrent use: one loop owns it.
 type Scheduler struct {
 	slots map[string]*Slot
-	gen   map[string]uint64
 	h     fireHeap
 }
 
@@ -169,7 +172,7 @@ func (h *fireHeap) pop() fireEntry {
 
 // NewScheduler returns an empty scheduler.
 func NewScheduler() *Scheduler {
-	return &Scheduler{slots: map[string]*Slot{}, gen: map[string]uint64{}}
+	return &Scheduler{slots: map[string]*Slot{}}
 }
 
 // Slot returns the slot of id, or nil.
@@ -177,14 +180,17 @@ func (s *Scheduler) Slot(id string) *Slot { return s.slots[id] }
 
 // Put installs (or replaces) the slot of id and schedules it.
 func (s *Scheduler) Put(id string, sl *Slot) {
+	if old := s.slots[id]; old != nil {
+		sl.gen = old.gen // the old slot's heap entries stay stale
+	}
 	s.slots[id] = sl
 	s.Touch(id)
 }
 
-// Remove forgets id; its heap entries become stale.
+// Remove forgets id; its heap entries become stale. An id removed must
+// not be Put again: its stale entries could match the new slot.
 func (s *Scheduler) Remove(id string) {
 	delete(s.slots, id)
-	s.gen[id]++
 }
 
 // Len returns the number of slots.
@@ -192,13 +198,13 @@ func (s *Scheduler) Len() int { return len(s.slots) }
 
 // Touch reschedules id after its slot changed.
 func (s *Scheduler) Touch(id string) {
-	s.gen[id]++
 	sl := s.slots[id]
 	if sl == nil {
 		return
 	}
+	sl.gen++
 	if at, ok := sl.FireAt(); ok {
-		s.h.push(fireEntry{at: at, id: id, gen: s.gen[id]})
+		s.h.push(fireEntry{at: at, id: id, gen: sl.gen})
 	}
 }
 
@@ -207,7 +213,7 @@ func (s *Scheduler) Touch(id string) {
 func (s *Scheduler) Next() (int64, bool) {
 	for len(s.h) > 0 {
 		e := s.h[0]
-		if e.gen == s.gen[e.id] && s.slots[e.id] != nil {
+		if sl := s.slots[e.id]; sl != nil && e.gen == sl.gen {
 			return e.at, true
 		}
 		s.h.pop()
@@ -223,14 +229,14 @@ func (s *Scheduler) Due(dst []string, now int64, limit int) []string {
 	for len(s.h) > 0 && s.h[0].at <= now && limit != 0 {
 		e := s.h.pop()
 		sl := s.slots[e.id]
-		if e.gen != s.gen[e.id] || sl == nil {
+		if sl == nil || e.gen != sl.gen {
 			continue
 		}
 		if _, ok := sl.FireAt(); !ok {
 			continue
 		}
 		sl.Take()
-		s.gen[e.id]++
+		sl.gen++
 		dst = append(dst, e.id)
 		limit--
 	}

@@ -86,9 +86,7 @@ type Engine struct {
 
 	// Loop-owned state.
 	flying       int                      // deliveries submitted, outcome not yet handled
-	hooks        map[string]*core.Webhook // cached record of each slot
-	since        map[string]int64         // when each slot's oldest pending message was accepted
-	retire       map[string]bool          // deactivate after the next successful delivery
+	retire       map[string]bool // deactivate after the next successful delivery
 	dirtyPending map[string]bool
 	cursor       uint64
 	redispatch   bool   // a write error stopped dispatch: markers from cursor+1 wait
@@ -150,7 +148,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 		opts: o, sched: core.NewScheduler(), pool: pool,
 		results: make(chan result, o.Workers), changes: make(chan state.Change, 1024),
 		stop: make(chan struct{}), done: make(chan struct{}),
-		hooks: map[string]*core.Webhook{}, since: map[string]int64{}, retire: map[string]bool{}, dirtyPending: map[string]bool{},
+		retire: map[string]bool{}, dirtyPending: map[string]bool{},
 	}
 	pending, retire, err := e.loadPending()
 	if err != nil {
@@ -164,7 +162,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 		sl := e.slotFor(w)
 		sl.Add(pending[w.ID]...)
 		sl.Add(core.MsgServiceBoot)
-		e.since[w.ID] = now
+		sl.Since = now
 		e.sched.Touch(w.ID)
 		delete(pending, w.ID)
 	}
@@ -202,7 +200,6 @@ func (e *Engine) loadPending() (map[string][]string, map[string]bool, error) {
 
 // slotFor returns the slot of w, creating it from the stored record.
 func (e *Engine) slotFor(w *core.Webhook) *core.Slot {
-	e.hooks[w.ID] = w
 	if sl := e.sched.Slot(w.ID); sl != nil {
 		sl.Interval = time.Duration(w.MinIntervalMs) * time.Millisecond
 		sl.MaxRetries = w.MaxRetries
@@ -318,7 +315,7 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 	for _, w := range hooks {
 		sl := e.slotFor(w)
 		if len(sl.Pending) == 0 && !sl.Flying {
-			e.since[w.ID] = m.Time
+			sl.Since = m.Time
 		}
 		sl.Add(m.Messages...)
 		for _, a := range m.DeletedAccesses {
@@ -391,12 +388,11 @@ func (e *Engine) fireDue() {
 			sl.Inactive = true
 			continue
 		}
-		e.hooks[id] = w
 		e.serial++
 		bp := payloadBufs.Get().(*[]byte)
 		*bp = e.AppendPayload((*bp)[:0], sl.InFlight, now)
 		body := *bp
-		since := e.since[id]
+		since := sl.Since
 		url := w.URL
 		var headers [][2]string
 		if w.Signed {
@@ -474,7 +470,7 @@ func (e *Engine) outcome(r result) {
 		}
 		sl.Succeeded(now)
 		if len(sl.Pending) > 0 {
-			e.since[r.id] = now
+			sl.Since = now
 		}
 		if e.retire[r.id] {
 			delete(e.retire, r.id)
@@ -486,7 +482,7 @@ func (e *Engine) outcome(r result) {
 		deactivate = true
 	default:
 		deliveriesFailed.Inc()
-		iv := time.Duration(e.hooks[r.id].MinIntervalMs) * time.Millisecond
+		iv := sl.Interval
 		jitter := time.Duration(rand.Int64N(int64(min(e.opts.MaxJitter, iv/10)) + 1))
 		deactivate = sl.Failed(now, r.retryAfter, jitter)
 	}
@@ -514,9 +510,7 @@ func (e *Engine) change(c state.Change) {
 	switch {
 	case c.Deleted:
 		e.sched.Remove(id)
-		delete(e.hooks, id)
 		delete(e.retire, id)
-		delete(e.since, id)
 		e.dirtyPending[id] = true
 	case c.Webhook.State == core.StateInactive:
 		if sl != nil {

@@ -101,6 +101,7 @@ func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 				if st.Webhook.Runs == nil {
 					st.Webhook.Runs = []core.Run{}
 				}
+				compact(st.Webhook)
 				all = append(all, st.Webhook)
 				return nil
 			})
@@ -115,6 +116,23 @@ func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 	}
 	s.x = state.NewIndex(all)
 	return s, nil
+}
+
+// compact shares the strings a decoded record repeats, so that a million
+// resident webhooks do not hold a million copies of "active".
+func compact(w *core.Webhook) {
+	switch w.State {
+	case core.StateActive:
+		w.State = core.StateActive
+	case core.StateInactive:
+		w.State = core.StateInactive
+	}
+	if w.CreatedBy == w.AccessID {
+		w.CreatedBy = w.AccessID
+	}
+	if w.ModifiedBy == w.CreatedBy {
+		w.ModifiedBy = w.CreatedBy
+	}
 }
 
 // lockWrite takes the locks an API write needs, in the lock order
