@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 OPS       ?= 127.0.0.1:9090
 UPSTREAM  ?= 127.0.0.1:3000
 
-.PHONY: all build run test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke
+.PHONY: all build run test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke scale
 
 all: build
 
@@ -89,6 +89,12 @@ loadtest-smoke: k6
 ## loadtest-quick: the same scenarios once, 4 s each (about 2 minutes).
 loadtest-quick: loadtest-deps
 	K6=$(K6) bash loadtest/run.sh quick
+
+N ?= 1000000
+M ?= 100
+## scale: the state layer at scale (N webhooks imported, M created through the API): restart to ready, RSS per webhook, one flush of N dirty webhooks, the boot storm and its run records; figures next to their targets (N=1000000 takes 10-20 minutes).
+scale: build
+	$(BIN)/scale -n $(N) -api $(M) -hookgate $(BIN)/hookgate
 
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
