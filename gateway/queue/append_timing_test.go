@@ -14,7 +14,7 @@ func BenchmarkAppend(b *testing.B) {
 	for _, async := range []bool{false, true} {
 		for _, par := range []int{1, 16, 128} {
 			b.Run(fmt.Sprintf("async=%v/goroutines=%dxGOMAXPROCS", async, par), func(b *testing.B) {
-				db := openBadgerDB(&testing.T{}, b.TempDir())
+				db := openBadgerDB(b, b.TempDir())
 				defer db.Close()
 				var commits atomic.Int64
 				q, err := OpenBadger(db, Options{Async: async, OnCommit: func(int, error) { commits.Add(1) }})

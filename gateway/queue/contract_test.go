@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -20,7 +21,7 @@ type impl struct {
 	open func(t *testing.T, o Options) (q Queue, reopen func() Queue)
 }
 
-func openBadgerDB(t *testing.T, dir string) *badger.DB {
+func openBadgerDB(t testing.TB, dir string) *badger.DB {
 	t.Helper()
 	db, err := store.Open(dir, store.Options{})
 	if err != nil {
@@ -60,6 +61,17 @@ func impls() []impl {
 	}
 }
 
+// bubbled runs f in a synctest bubble. The queue must be opened inside
+// it (a Badger opened outside cannot be used from inside), and every
+// goroutine f starts must end by the time f and its cleanups return.
+// Tests of concurrent behaviour then synchronise with synctest.Wait,
+// which returns once every other goroutine of the bubble (the committer,
+// Badger's own, the test's appenders) is blocked, and assert what they
+// see without waiting for anything.
+func bubbled(f func(t *testing.T)) func(t *testing.T) {
+	return func(t *testing.T) { synctest.Test(t, f) }
+}
+
 func mustAppend(t *testing.T, q Queue, data string) uint64 {
 	t.Helper()
 	seq, err := q.Append([]byte(data))
@@ -78,10 +90,12 @@ func readAll(t *testing.T, q Queue, from uint64) []Record {
 	return recs
 }
 
+// TestContract runs every implementation through the Queue contract, each
+// case in a synctest bubble (see bubbled).
 func TestContract(t *testing.T) {
 	for _, im := range impls() {
 		t.Run(im.name, func(t *testing.T) {
-			t.Run("order", func(t *testing.T) {
+			t.Run("order", bubbled(func(t *testing.T) {
 				q, _ := im.open(t, Options{})
 				if q.Len() != 0 {
 					t.Fatalf("new queue Len = %d", q.Len())
@@ -107,8 +121,8 @@ func TestContract(t *testing.T) {
 				if q.Len() != 3 {
 					t.Fatalf("Len = %d; want 3", q.Len())
 				}
-			})
-			t.Run("ack", func(t *testing.T) {
+			}))
+			t.Run("ack", bubbled(func(t *testing.T) {
 				q, _ := im.open(t, Options{})
 				for i := range 5 {
 					mustAppend(t, q, fmt.Sprint(i))
@@ -135,8 +149,8 @@ func TestContract(t *testing.T) {
 				if s := mustAppend(t, q, "after"); s != 6 {
 					t.Fatalf("seq after acking all = %d; want 6", s)
 				}
-			})
-			t.Run("backpressure", func(t *testing.T) {
+			}))
+			t.Run("backpressure", bubbled(func(t *testing.T) {
 				q, _ := im.open(t, Options{MaxBacklog: 3})
 				for i := range 3 {
 					mustAppend(t, q, fmt.Sprint(i))
@@ -149,17 +163,26 @@ func TestContract(t *testing.T) {
 				}
 				q.Ack(1)
 				mustAppend(t, q, "room again")
-			})
-			t.Run("updated", func(t *testing.T) {
+			}))
+			t.Run("updated", bubbled(func(t *testing.T) {
 				q, _ := im.open(t, Options{})
-				mustAppend(t, q, "x")
+				synctest.Wait()
 				select {
 				case <-q.Updated():
-				case <-time.After(5 * time.Second):
-					t.Fatal("no update signal after an append")
+					t.Fatal("an update signal before any append")
+				default:
 				}
-			})
-			t.Run("concurrent", func(t *testing.T) {
+				for round := range 2 {
+					mustAppend(t, q, "x")
+					synctest.Wait() // whatever follows the commit has run
+					select {
+					case <-q.Updated():
+					default:
+						t.Fatalf("round %d: no update signal after an append", round)
+					}
+				}
+			}))
+			t.Run("concurrent", bubbled(func(t *testing.T) {
 				q, _ := im.open(t, Options{})
 				const writers, each = 16, 50
 				var wg sync.WaitGroup
@@ -195,23 +218,35 @@ func TestContract(t *testing.T) {
 						}
 					}
 				}
-			})
-			t.Run("ack what was read at once", func(t *testing.T) {
+			}))
+			t.Run("ack what was read at once", bubbled(func(t *testing.T) {
 				// A consumer reading while appends commit may acknowledge
 				// anything it read, even before the appender returns.
 				q, _ := im.open(t, Options{})
+				const n = 300
 				done := make(chan struct{})
 				go func() {
 					defer close(done)
-					for i := range 300 {
+					for i := range n {
 						if _, err := q.Append([]byte(fmt.Sprint(i))); err != nil {
 							t.Errorf("Append: %v", err)
 							return
 						}
 					}
 				}()
+				// Wait for the appender before returning, whatever
+				// happens: the queue closes at cleanup.
+				defer func() { <-done }()
 				var acked uint64
-				for acked < 300 && !t.Failed() {
+				for acked < n {
+					// Once every append has returned, one read must find
+					// all that is left: checked before reading.
+					finished := false
+					select {
+					case <-done:
+						finished = true
+					default:
+					}
 					recs, err := q.Read(nil, acked+1, 50)
 					if err != nil {
 						t.Fatal(err)
@@ -222,13 +257,23 @@ func TestContract(t *testing.T) {
 						}
 						acked = recs[len(recs)-1].Seq
 					}
-					if q.Len() > 300 {
+					if q.Len() > n {
 						t.Fatalf("Len underflowed: %d", q.Len())
 					}
+					if len(recs) == 0 {
+						if finished {
+							t.Fatalf("every append returned, but only %d of %d records were read", acked, n)
+						}
+						// Nothing new yet: wait for a commit or for the
+						// appender to finish, rather than spin.
+						select {
+						case <-q.Updated():
+						case <-done:
+						}
+					}
 				}
-				<-done
-			})
-			t.Run("closed", func(t *testing.T) {
+			}))
+			t.Run("closed", bubbled(func(t *testing.T) {
 				q, _ := im.open(t, Options{})
 				mustAppend(t, q, "x")
 				if err := q.Close(); err != nil {
@@ -246,8 +291,8 @@ func TestContract(t *testing.T) {
 				if err := q.Close(); !errors.Is(err, ErrClosed) {
 					t.Fatalf("second Close: %v", err)
 				}
-			})
-			t.Run("reopen", func(t *testing.T) {
+			}))
+			t.Run("reopen", bubbled(func(t *testing.T) {
 				q, reopen := im.open(t, Options{})
 				if reopen == nil {
 					t.Skip("not persistent")
@@ -272,88 +317,185 @@ func TestContract(t *testing.T) {
 				if s := mustAppend(t, q, "11"); s != 12 {
 					t.Fatalf("seq after reopening an empty queue = %d; want 12 (never reused)", s)
 				}
-			})
+			}))
 		})
 	}
 }
 
-// TestGroupCommit shows that concurrent appends share syncs: with many
-// writers, commits carry more than one record each.
-func TestGroupCommit(t *testing.T) {
+// holdCommitter returns Options whose OnCommit records every commit's size
+// and holds the committer inside its first OnCommit until release is
+// called; held is closed once it is held. release is safe to call more
+// than once: tests defer it after (so it runs before) the queue's Close,
+// which waits for the committer.
+func holdCommitter(o Options) (_ Options, held <-chan struct{}, release func(), sizes func() []int) {
 	var mu sync.Mutex
-	commits, records := 0, 0
-	db := openBadgerDB(t, t.TempDir())
-	defer db.Close()
-	q, err := OpenBadger(db, Options{OnCommit: func(n int, err error) {
+	var got []int
+	heldc, releasec := make(chan struct{}), make(chan struct{})
+	o.OnCommit = func(n int, err error) {
 		mu.Lock()
-		commits++
-		records += n
+		got = append(got, n)
+		first := len(got) == 1
 		mu.Unlock()
-	}})
-	if err != nil {
-		t.Fatal(err)
+		if first {
+			close(heldc)
+			<-releasec
+		}
 	}
-	defer q.Close()
-	const writers, each = 64, 20
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Go(func() {
-			for range each {
-				if _, err := q.Append([]byte("m")); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
+	var once sync.Once
+	release = func() { once.Do(func() { close(releasec) }) }
+	sizes = func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
 	}
-	wg.Wait()
-	q.Close() // callers are woken before OnCommit runs: wait for the last one
-	mu.Lock()
-	defer mu.Unlock()
-	if records != writers*each {
-		t.Fatalf("committed %d records; want %d", records, writers*each)
-	}
-	if commits >= records/2 {
-		t.Fatalf("%d commits for %d records: appends are not grouped", commits, records)
-	}
-	t.Logf("%d records in %d commits (%.1f per sync)", records, commits, float64(records)/float64(commits))
+	return o, heldc, release, sizes
 }
 
-// TestAppendFailsWhenPendingFull: appends beyond MaxPending while the
-// committer is busy fail at once instead of queueing in memory.
-func TestAppendFailsWhenPendingFull(t *testing.T) {
-	db := openBadgerDB(t, t.TempDir())
-	defer db.Close()
-	block := make(chan struct{})
-	var once sync.Once
-	q, err := OpenBadger(db, Options{MaxPending: 2, MaxBatch: 1, OnCommit: func(int, error) {
-		once.Do(func() { <-block }) // hold the committer after its first commit
-	}})
-	if err != nil {
-		t.Fatal(err)
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
-	defer q.Close()
-	results := make(chan error, 10)
-	for range 10 {
-		go func() { _, err := q.Append([]byte("x")); results <- err }()
-	}
-	var full int
-	deadline := time.After(10 * time.Second)
-	for full < 10-3 { // at most 1 committing + 2 pending may wait
-		select {
-		case err := <-results:
-			if !errors.Is(err, ErrFull) {
-				t.Fatalf("while the committer is blocked, Append returned %v; want ErrFull", err)
+}
+
+// TestGroupCommit shows that appends that arrive while the committer is
+// busy share its next commit, one transaction and one sync for all. In a
+// synctest bubble: each step ends with synctest.Wait, after which every
+// goroutine is parked where the step put it.
+func TestGroupCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const writers = 16
+		db := openBadgerDB(t, t.TempDir())
+		defer db.Close()
+		o, held, release, sizes := holdCommitter(Options{})
+		q, err := OpenBadger(db, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		defer release() // before Close, which waits for the committer
+
+		if s := mustAppend(t, q, "first"); s != 1 {
+			t.Fatalf("first seq %d; want 1", s)
+		}
+		synctest.Wait()
+		if !isClosed(held) {
+			t.Fatal("the committer did not call OnCommit after the first commit")
+		}
+		results := make(chan error, writers)
+		for range writers {
+			go func() { _, err := q.Append([]byte("m")); results <- err }()
+		}
+		synctest.Wait()
+		if n, r := len(q.reqs), len(results); n != writers || r != 0 {
+			t.Fatalf("with the committer held, %d appends wait and %d returned; want %d and 0", n, r, writers)
+		}
+		release()
+		synctest.Wait()
+		if n := len(results); n != writers {
+			t.Fatalf("%d of %d queued appends returned after the committer was released", n, writers)
+		}
+		for range writers {
+			if err := <-results; err != nil {
+				t.Fatalf("queued append: %v", err)
 			}
-			full++
-		case <-deadline:
-			t.Fatalf("only %d appends failed fast; want at least 7", full)
 		}
-	}
-	close(block)
-	for range 10 - full {
-		if err := <-results; err != nil {
-			t.Fatalf("accepted append failed: %v", err)
+		if got, want := sizes(), []int{1, writers}; !slices.Equal(got, want) {
+			t.Fatalf("commit sizes %v; want %v: the queued appends were not grouped into one commit", got, want)
 		}
-	}
+	})
+}
+
+// TestAppendFailsWhenPendingFull: while the committer is busy and
+// MaxPending appends already wait for it, further appends fail at once
+// with ErrFull instead of queueing in memory, and the waiting ones are
+// committed once the committer is free. In a synctest bubble, stepped
+// with synctest.Wait as TestGroupCommit.
+func TestAppendFailsWhenPendingFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxPending = 2
+		db := openBadgerDB(t, t.TempDir())
+		defer db.Close()
+		o, held, release, _ := holdCommitter(Options{MaxPending: maxPending, MaxBatch: 1})
+		q, err := OpenBadger(db, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		defer release() // before Close, which waits for the committer
+
+		if s := mustAppend(t, q, "first"); s != 1 {
+			t.Fatalf("first seq %d; want 1", s)
+		}
+		synctest.Wait()
+		if !isClosed(held) {
+			t.Fatal("the committer did not call OnCommit after the first commit")
+		}
+		type result struct {
+			seq uint64
+			err error
+		}
+		accepted := make(chan result, maxPending)
+		for range maxPending {
+			go func() { s, err := q.Append([]byte("x")); accepted <- result{s, err} }()
+		}
+		synctest.Wait()
+		if n, f, r := len(q.reqs), q.inflight.Load(), len(accepted); n != maxPending || f != maxPending || r != 0 {
+			t.Fatalf("with the committer held, %d appends wait (%d in flight) and %d returned; want %d, %d and 0", n, f, r, maxPending, maxPending)
+		}
+
+		// The committer is held and every pending slot is taken: appends
+		// must fail on their own, since nothing can make room. They run
+		// on a goroutine, so that one that waited for room would show as
+		// not finished rather than hang the test.
+		refused := make(chan []error, 1)
+		go func() {
+			var errs []error
+			for range 5 {
+				_, err := q.Append([]byte("y"))
+				errs = append(errs, err)
+			}
+			refused <- errs
+		}()
+		synctest.Wait()
+		if len(refused) == 0 {
+			t.Fatal("an append past MaxPending waits for room")
+		}
+		for i, err := range <-refused {
+			if !errors.Is(err, ErrFull) {
+				t.Fatalf("append %d past MaxPending: %v; want ErrFull", i, err)
+			}
+		}
+		if n := len(q.reqs); n != maxPending {
+			t.Fatalf("%d appends pending after the refusals; want %d", n, maxPending)
+		}
+		if n := q.Len(); n != 1 {
+			t.Fatalf("Len %d while the committer was held; want 1", n)
+		}
+
+		release()
+		synctest.Wait()
+		if n := len(accepted); n != maxPending {
+			t.Fatalf("%d of %d accepted appends returned after the committer was released", n, maxPending)
+		}
+		var seqs []uint64
+		for range maxPending {
+			r := <-accepted
+			if r.err != nil {
+				t.Fatalf("accepted append failed: %v", r.err)
+			}
+			seqs = append(seqs, r.seq)
+		}
+		slices.Sort(seqs)
+		if !slices.Equal(seqs, []uint64{2, 3}) {
+			t.Fatalf("accepted appends got seqs %v; want [2 3]", seqs)
+		}
+		recs := readAll(t, q, 0)
+		if len(recs) != 1+maxPending || string(recs[1].Data) != "x" || string(recs[2].Data) != "x" {
+			t.Fatalf("stored %+v; want first, x, x and none of the refused", recs)
+		}
+	})
 }

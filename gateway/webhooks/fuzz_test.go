@@ -1,6 +1,9 @@
 package webhooks
 
 import (
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +88,11 @@ func contains(s, sub string) bool {
 // TestFlushNeverOverwritesAPIWrites: an API write made while a flush of
 // run records is between its copy and its write must not be undone on
 // disk by that older copy.
+//
+// Real time: the API writer must be seen parked on the store's lock (or
+// finished, if the store let it through), and a goroutine parked on a
+// sync.Mutex is not durably blocked, so this cannot run in a synctest
+// bubble; waitParked's bound is a failure bound only.
 func TestFlushNeverOverwritesAPIWrites(t *testing.T) {
 	dir := t.TempDir()
 	open := func() (*badger.DB, *Store) {
@@ -94,6 +102,7 @@ func TestFlushNeverOverwritesAPIWrites(t *testing.T) {
 		}
 		st, err := OpenStore(db)
 		if err != nil {
+			db.Close()
 			t.Fatal(err)
 		}
 		return db, st
@@ -101,30 +110,66 @@ func TestFlushNeverOverwritesAPIWrites(t *testing.T) {
 	db, st := open()
 	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "https://x.example/", State: core.StateActive, Runs: []core.Run{}}
 	if err := st.Create(w, 0); err != nil {
+		db.Close()
 		t.Fatal(err)
 	}
 	st.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 200, Timestamp: 1}, 50) })
 	apiDone := make(chan error, 1)
+	var parked error
 	st.afterCopy = func() {
 		// The API turns the webhook inactive while the copy (still active)
-		// waits to be written.
+		// waits to be written. The flush goes on once the API's write has
+		// either finished (a store that lets it through is caught by the
+		// check on disk below) or is parked on the store's write lock.
 		go func() {
 			_, err := st.Update("alice", w.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
 			apiDone <- err
 		}()
-		time.Sleep(50 * time.Millisecond)
+		parked = waitParked(apiDone, "(*Store).lockWrite")
 	}
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-apiDone; err != nil {
-		t.Fatal(err)
-	}
+	flushErr := st.Flush()
+	apiErr := <-apiDone // Flush has returned: nothing holds the API's write back
 	db.Close()
+	if flushErr != nil || apiErr != nil || parked != nil {
+		t.Fatalf("flush: %v; API update: %v; waiting for the API write: %v", flushErr, apiErr, parked)
+	}
 	db, st = open()
 	defer db.Close()
 	got, _ := st.Get("alice", w.ID)
-	if got.State != core.StateInactive || got.RunCount != 1 {
-		t.Fatalf("on disk: state %s, runCount %d; want inactive (the API's write) and 1", got.State, got.RunCount)
+	if got == nil || got.State != core.StateInactive || got.RunCount != 1 {
+		t.Fatalf("on disk: %+v; want inactive (the API's write) and runCount 1", got)
+	}
+}
+
+// waitParked waits until a goroutine is parked on a sync.Mutex inside fn
+// (a function name as goroutine dumps print it), or until done holds a
+// value (which it leaves there for the caller). It returns an error if
+// neither happens within 30 s.
+//
+// Real time: polls the goroutine dump; the bound only turns a hang into a
+// failure, and a state already reached is seen within a millisecond.
+func waitParked(done chan error, fn string) error {
+	const patience = 30 * time.Second
+	deadline := time.Now().Add(patience)
+	buf := make([]byte, 1<<20)
+	for {
+		if len(done) > 0 {
+			return nil
+		}
+		n := runtime.Stack(buf, true)
+		if n == len(buf) { // truncated: look again with room for all
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+			header, _, _ := strings.Cut(g, "\n")
+			if strings.Contains(header, "[sync.Mutex.Lock") && strings.Contains(g, fn) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no goroutine parked on a lock in %s after %v", fn, patience)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
