@@ -3,8 +3,10 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,19 +92,30 @@ func TestClientRefusesPrivateRanges(t *testing.T) {
 	}
 }
 
+// TestClientNoRedirectAndTimeout: a redirect is returned as it is, and a
+// receiver that never answers costs the timeout, not a hang.
+//
+// Real time: a real fasthttp client and server on loopback. The hung
+// receiver blocks until the test ends (not a sleep); the test asserts the
+// timeout error, that the client waited at least its timeout (a lower
+// bound: it must not give up early), and a generous upper bound (it did
+// not wait forever).
 func TestClientNoRedirectAndTimeout(t *testing.T) {
 	var followed atomic.Int32
+	hold := make(chan struct{})
 	addr := receiver(t, func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
 		case "/moved":
 			ctx.Redirect("/target", 307)
 		case "/target":
 			followed.Add(1)
-		case "/slow":
-			time.Sleep(1 * time.Second)
+		case "/hung":
+			<-hold
 		}
 	})
-	c := NewClient(ClientOptions{Guard: loopback, Timeout: 300 * time.Millisecond})
+	t.Cleanup(func() { close(hold) }) // before the receiver shuts down
+	const timeout = 300 * time.Millisecond
+	c := NewClient(ClientOptions{Guard: loopback, Timeout: timeout})
 	if st, err := c.Post("http://"+addr+"/moved", []byte("{}")); err != nil || st != 307 {
 		t.Fatalf("redirect: %d, %v; want 307 returned as is", st, err)
 	}
@@ -110,43 +123,80 @@ func TestClientNoRedirectAndTimeout(t *testing.T) {
 		t.Fatal("a redirect was followed")
 	}
 	start := time.Now()
-	if _, err := c.Post("http://"+addr+"/slow", []byte("{}")); err == nil {
-		t.Fatal("a 1 s answer did not time out at 300 ms")
+	st, err := c.Post("http://"+addr+"/hung", []byte("{}"))
+	took := time.Since(start)
+	if !errors.Is(err, fasthttp.ErrTimeout) || st != 0 {
+		t.Fatalf("a receiver that never answers: %d, %v; want 0 and a timeout", st, err)
 	}
-	if d := time.Since(start); d > 1500*time.Millisecond {
-		t.Fatalf("timeout took %s", d)
+	if took < timeout {
+		t.Errorf("the timeout came after %s; it is %s", took, timeout)
+	}
+	if took > 20*time.Second {
+		t.Errorf("the %s timeout took %s", timeout, took)
 	}
 }
+
+// clientPatience bounds the waits of the client's tests: a failure bound
+// only, a wait ends as soon as its event happens.
+const clientPatience = 30 * time.Second
 
 // TestClientWaitsForAConnection: more deliveries at once to one host than
 // MaxConnsPerHost wait for a free connection instead of failing (a
 // failure would cost the webhook a retry window).
+//
+// Real time: a real fasthttp client and server on loopback. The receiver
+// holds the requests it gets until both connections are busy, so the
+// other deliveries certainly wait for one; the generous timeout only
+// turns a hang into a failure.
 func TestClientWaitsForAConnection(t *testing.T) {
 	var inFlight, most atomic.Int64
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	arrivals := make(chan struct{}, 12)
 	addr := receiver(t, func(ctx *fasthttp.RequestCtx) {
 		n := inFlight.Add(1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
-		time.Sleep(50 * time.Millisecond)
+		arrivals <- struct{}{}
+		<-hold
 		inFlight.Add(-1)
 	})
-	c := NewClient(ClientOptions{Guard: loopback, MaxConnsPerHost: 2, Timeout: 5 * time.Second})
+	t.Cleanup(release) // before the receiver shuts down
+	c := NewClient(ClientOptions{Guard: loopback, MaxConnsPerHost: 2, Timeout: clientPatience})
 	errs := make(chan error, 12)
 	for range 12 {
 		go func() {
 			st, err := c.Post("http://"+addr+"/hook", []byte(`{}`))
 			if err == nil && st != 200 {
-				err = errors.New("status " + time.Duration(st).String())
+				err = fmt.Errorf("status %d", st)
 			}
 			errs <- err
 		}()
 	}
-	for range 12 {
-		if err := <-errs; err != nil {
-			t.Fatalf("a delivery past MaxConnsPerHost failed: %v", err)
+	timer := time.NewTimer(clientPatience)
+	defer timer.Stop()
+	for range 2 {
+		select {
+		case <-arrivals:
+		case err := <-errs:
+			t.Fatalf("a delivery ended (%v) before both connections were busy", err)
+		case <-timer.C:
+			t.Fatalf("the receiver did not get two requests within %s", clientPatience)
 		}
 	}
-	if m := most.Load(); m > 2 {
+	// Both connections are held: the ten other deliveries are waiting.
+	release()
+	for range 12 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatalf("a delivery past MaxConnsPerHost failed: %v", err)
+			}
+		case <-timer.C:
+			t.Fatalf("the deliveries did not all end within %s", clientPatience)
+		}
+	}
+	if m := most.Load(); m != 2 {
 		t.Fatalf("%d requests at once reached the receiver; MaxConnsPerHost is 2", m)
 	}
 }

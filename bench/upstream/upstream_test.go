@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func start(t *testing.T) string {
@@ -19,13 +20,17 @@ func start(t *testing.T) string {
 	return "http://" + addr
 }
 
+// testClient talks to the upstream under test; its timeout only turns a
+// hang into a failure.
+var testClient = &http.Client{Timeout: 30 * time.Second}
+
 func call(t *testing.T, method, url, body string, hdr ...string) (*http.Response, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

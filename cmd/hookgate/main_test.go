@@ -1,9 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/bench/receiver"
 	"github.com/hookgate/hookgate/bench/upstream"
@@ -25,26 +27,42 @@ import (
 	"github.com/hookgate/hookgate/gateway/store"
 )
 
+// The tests of this package run the real binary over loopback sockets and
+// a real disk, so they run on the real clock. patience bounds every wait
+// for an outcome: a wait ends as soon as its outcome is seen, and the bound
+// only turns a hang into a failure with a message (instead of go test's
+// timeout). No test asserts that something happened within a short time.
+const patience = 60 * time.Second
+
 var (
 	buildOnce sync.Once
+	binDir    string
 	binPath   string
 	buildErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // binary builds hookgate once for the tests of this package.
 func binary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hookgate-bin")
-		if err != nil {
-			buildErr = err
+		binDir, buildErr = os.MkdirTemp("", "hookgate-bin")
+		if buildErr != nil {
 			return
 		}
-		binPath = filepath.Join(dir, "hookgate")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		binPath = filepath.Join(binDir, "hookgate")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
-			buildErr = err
-			t.Logf("%s", out)
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
@@ -63,8 +81,244 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// runBinary runs the binary to its exit and returns its combined output.
+// It fails the test if the binary is still running after patience.
+func runBinary(t *testing.T, env []string, args ...string) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("hookgate %v %v did not exit within %s; killed\n%s", env, args, patience, out)
+	}
+	return out, err
+}
+
+// logBuffer keeps what a process writes to stderr and lets a test wait
+// for a line to appear.
+type logBuffer struct {
+	mu   sync.Mutex
+	b    strings.Builder
+	grew chan struct{} // closed and replaced on every write
+}
+
+func newLogBuffer() *logBuffer { return &logBuffer{grew: make(chan struct{})} }
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Write(p)
+	close(l.grew)
+	l.grew = make(chan struct{})
+	return len(p), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitFor waits until the logs contain s; it fails the test if the
+// process exits first or s does not appear within patience.
+//
+// Real time: it waits on a real process; patience is a failure bound
+// only, the wait ends when the line is written.
+func (l *logBuffer) waitFor(t *testing.T, s string, exited <-chan struct{}) {
+	t.Helper()
+	timer := time.NewTimer(patience)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		found, grew := strings.Contains(l.b.String(), s), l.grew
+		l.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-grew:
+		case <-exited:
+			if !strings.Contains(l.String(), s) {
+				t.Fatalf("hookgate exited without logging %s:\n%s", s, l)
+			}
+			return
+		case <-timer.C:
+			t.Fatalf("hookgate did not log %s within %s:\n%s", s, patience, l)
+		}
+	}
+}
+
+// gatewayProc is the real hookgate binary started by a test, with the
+// stderr it wrote kept for inspection.
+type gatewayProc struct {
+	cmd         *exec.Cmd
+	listen, ops string
+	logs        *logBuffer
+	exited      chan struct{} // closed once the process has exited and its stderr is read
+	waitErr     error         // what Wait returned; set before exited is closed
+}
+
+// startGateway starts the binary with args after -listen and -ops-listen
+// and waits for /healthz.
+func startGateway(t *testing.T, args ...string) *gatewayProc {
+	t.Helper()
+	return startGatewayEnv(t, nil, args...)
+}
+
+// startGatewayEnv starts the binary with env added to its environment,
+// on fresh loopback ports, and waits for /healthz. The process is killed
+// when the test ends if it is still running, and its logs are shown if the
+// test failed.
+func startGatewayEnv(t *testing.T, env []string, args ...string) *gatewayProc {
+	t.Helper()
+	g := &gatewayProc{listen: freeAddr(t), ops: freeAddr(t), logs: newLogBuffer(), exited: make(chan struct{})}
+	g.cmd = exec.Command(binary(t), append([]string{"-listen", g.listen, "-ops-listen", g.ops}, args...)...)
+	g.cmd.Env = append(os.Environ(), env...)
+	g.cmd.Stderr = g.logs
+	g.cmd.WaitDelay = 10 * time.Second // bounds Wait even if something kept stderr open
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		g.waitErr = g.cmd.Wait()
+		close(g.exited)
+	}()
+	t.Cleanup(func() {
+		if !g.hasExited() {
+			g.cmd.Process.Kill()
+			<-g.exited // a killed process exits; WaitDelay bounds the rest
+		}
+		if t.Failed() {
+			logs := g.logs.String()
+			if len(logs) > 32<<10 {
+				logs = "…" + logs[len(logs)-32<<10:]
+			}
+			t.Logf("hookgate on %s logged:\n%s", g.listen, logs)
+		}
+	})
+	g.waitHealthy(t)
+	return g
+}
+
+func (g *gatewayProc) hasExited() bool {
+	select {
+	case <-g.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitHealthy waits until /healthz answers; it fails the test at once if
+// the process exits, or after patience.
+//
+// Real time: it polls a real process; the poll interval only sets how
+// soon a process that is up is seen.
+func (g *gatewayProc) waitHealthy(t *testing.T) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(patience)
+	for {
+		if resp, err := client.Get("http://" + g.ops + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if g.hasExited() {
+			t.Fatalf("hookgate exited (%v) before /healthz answered:\n%s", g.waitErr, g.logs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz on %s did not answer within %s", g.ops, patience)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends sig and waits for the exit; past within it kills the
+// process and fails the test. It returns the exit code and how long the
+// exit took.
+//
+// Real time: it waits on a real process; within is a failure bound.
+func (g *gatewayProc) stop(t *testing.T, sig syscall.Signal, within time.Duration) (exit int, took time.Duration) {
+	t.Helper()
+	start := time.Now()
+	g.cmd.Process.Signal(sig)
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	select {
+	case <-g.exited:
+	case <-timer.C:
+		g.cmd.Process.Kill()
+		<-g.exited
+		t.Fatalf("hookgate did not exit within %s of %v", within, sig)
+	}
+	return g.cmd.ProcessState.ExitCode(), time.Since(start)
+}
+
+func (g *gatewayProc) stderr() string { return g.logs.String() }
+
+// waitRefused waits until addr refuses connections: the listener is
+// closed.
+//
+// Real time: it polls a real socket; the poll interval only sets how soon
+// the closed listener is seen.
+func waitRefused(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				return
+			}
+		} else {
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections after %s (last error %v)", addr, patience, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// gatedUpstream serves the demo upstream on loopback. It holds alice's
+// events.create made with her app token until release is called: arrived
+// gets a value when such a request reaches it. Release is called when the
+// test ends, before the upstream stops, so that cleanup never waits on a
+// held request.
+func gatedUpstream(t *testing.T) (addr string, arrived <-chan struct{}, release func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	got := make(chan struct{}, 1)
+	srv := upstream.New(upstream.Options{}).FastServer()
+	serve := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if ctx.IsPost() && string(ctx.Path()) == "/alice/events" && string(ctx.Request.Header.Peek("Authorization")) == "alice-app" {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+			<-gate
+		}
+		serve(ctx)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	release = sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(func() { release(); srv.Shutdown(); <-done })
+	return ln.Addr().String(), got, release
+}
+
 func TestHelpDocumentsEveryFlag(t *testing.T) {
-	out, _ := exec.Command(binary(t), "-help").CombinedOutput()
+	out, _ := runBinary(t, nil, "-help")
 	help := string(out)
 	for _, want := range []string{
 		"-listen address", "(default \"127.0.0.1:8080\")",
@@ -84,11 +338,9 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 func TestBadConfigurationExits(t *testing.T) {
 	f := func(env []string, args ...string) {
 		t.Helper()
-		cmd := exec.Command(binary(t), args...)
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
+		out, err := runBinary(t, env, args...)
 		var ee *exec.ExitError
-		if err == nil || !errorsAs(err, &ee) || ee.ExitCode() == 0 {
+		if err == nil || !errors.As(err, &ee) || ee.ExitCode() == 0 {
 			t.Errorf("%v %v: exited %v; want an error exit\n%s", env, args, err, out)
 		}
 		if len(out) == 0 {
@@ -104,107 +356,86 @@ func TestBadConfigurationExits(t *testing.T) {
 	f(nil, "-data-dir", dir, "-upstream", "no-port", "-listen", freeAddr(t), "-ops-listen", "")
 }
 
-func errorsAs(err error, target **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*target = e
-	}
-	return ok
-}
-
 // TestStartChangeShutdown runs the real binary in front of the demo
-// upstream: it starts, records a change, drains a slow in-flight request
-// on SIGTERM, exits 0, and leaves the marker on disk.
+// upstream: it starts, records a change, drains an in-flight request on
+// SIGTERM, exits 0, and leaves the marker on disk. The upstream holds the
+// request until hookgate has closed its listener, so the request is
+// certainly in flight during the drain.
+//
+// Real time: a real process, sockets and disk; every wait is for an event
+// (the upstream got the request, a log line, the listener closed) bounded
+// by patience.
 func TestStartChangeShutdown(t *testing.T) {
-	up, stop, err := upstream.New(upstream.Options{ServiceTime: 300 * time.Millisecond}).Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	up, arrived, release := gatedUpstream(t)
 	recv := receiver.New(receiver.Options{})
 	raddr, rstop, err := recv.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rstop()
+	t.Cleanup(rstop)
 	dir := t.TempDir()
-	listen, ops := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(binary(t), "-listen", listen, "-ops-listen", ops, "-data-dir", dir, "-shutdown-timeout", "5s",
-		"-allow-cidrs", "127.0.0.0/8")
-	cmd.Env = append(os.Environ(), "HOOKGATE_UPSTREAM="+up, "HOOKGATE_LOG_FORMAT=json")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	logs := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs <- sc.Text()
-		}
-		close(logs)
-	}()
-	waitFor(t, "http://"+ops+"/healthz")
+	// -shutdown-timeout is a bound the drain never reaches here: the test
+	// releases the request as soon as the listener is closed.
+	g := startGatewayEnv(t, []string{"HOOKGATE_UPSTREAM=" + up, "HOOKGATE_LOG_FORMAT=json"},
+		"-data-dir", dir, "-shutdown-timeout", patience.String(), "-allow-cidrs", "127.0.0.0/8")
 
-	post := func() (int, error) {
-		resp, err := http.Post("http://"+listen+"/alice/events", "application/json",
-			strings.NewReader(`{"streamIds":["diary"],"type":"note/txt"}`+"\n"))
-		if err != nil {
-			return 0, err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, nil
-	}
-	// A webhook for alice's app access (its creation waits for the slow
-	// upstream's access-info).
-	wreq, _ := http.NewRequest("POST", "http://"+listen+"/alice/webhooks", strings.NewReader(`{"url":"http://`+raddr+`/hook"}`))
-	wreq.Header.Set("Authorization", "alice-app")
-	wresp, err := http.DefaultClient.Do(wreq)
-	if err != nil || wresp.StatusCode != 201 {
-		t.Fatalf("create webhook: %v %v", wresp, err)
+	// A webhook for alice's app access.
+	st, body := call(g.listen, "POST", "/alice/webhooks", `{"url":"http://`+raddr+`/hook"}`)
+	if st != 201 {
+		t.Fatalf("create webhook: %d %s", st, body)
 	}
 	var created struct{ Webhook struct{ ID string } }
-	json.NewDecoder(wresp.Body).Decode(&created)
-	wresp.Body.Close()
-	// No token: the demo answers 401, which records nothing.
-	if st, err := post(); err != nil || st != 401 {
-		t.Fatalf("status %d, %v; want 401", st, err)
+	if err := json.Unmarshal([]byte(body), &created); err != nil || created.Webhook.ID == "" {
+		t.Fatalf("create webhook: %v %s", err, body)
 	}
-	req, _ := http.NewRequest("POST", "http://"+listen+"/alice/events", strings.NewReader(`{"streamIds":["diary"],"type":"note/txt"}`))
-	req.Header.Set("Authorization", "alice-app")
-	req.Header.Set("Content-Type", "application/json")
+	// No token: the demo answers 401, which records nothing.
+	client := &http.Client{Timeout: patience}
+	resp, err := client.Post("http://"+g.listen+"/alice/events", "application/json",
+		strings.NewReader(`{"streamIds":["diary"],"type":"note/txt"}`+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("status %d without a token; want 401", resp.StatusCode)
+	}
+
 	inflight := make(chan int, 1)
 	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			inflight <- 0
-			return
-		}
-		resp.Body.Close()
-		inflight <- resp.StatusCode
+		st, _ := call(g.listen, "POST", "/alice/events", `{"streamIds":["diary"],"type":"note/txt"}`)
+		inflight <- st
 	}()
-	time.Sleep(100 * time.Millisecond) // the request is now waiting on the slow upstream
-	cmd.Process.Signal(syscall.SIGTERM)
-	if st := <-inflight; st != 201 {
-		t.Fatalf("in-flight request during SIGTERM got %d; want 201", st)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(patience)
+	defer timer.Stop()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("hookgate exited with %v", err)
+	case <-arrived: // the request is now waiting on the upstream
+	case st := <-inflight:
+		t.Fatalf("the change was answered %d before the upstream got it", st)
+	case <-timer.C:
+		t.Fatalf("the change did not reach the upstream within %s", patience)
+	}
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	g.logs.waitFor(t, `"msg":"shutting down"`, g.exited)
+	waitRefused(t, g.listen) // hookgate is draining: no new connection, ours still open
+	release()
+	select {
+	case st := <-inflight:
+		if st != 201 {
+			t.Fatalf("in-flight request during SIGTERM got %d; want 201", st)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("hookgate did not exit within 10s of SIGTERM")
+	case <-timer.C:
+		t.Fatalf("the in-flight request was not answered within %s", patience)
 	}
-	var all []string
-	for l := range logs {
-		all = append(all, l)
+	select {
+	case <-g.exited:
+		if g.waitErr != nil {
+			t.Fatalf("hookgate exited with %v", g.waitErr)
+		}
+	case <-timer.C:
+		t.Fatalf("hookgate did not exit within %s of SIGTERM", patience)
 	}
-	joined := strings.Join(all, "\n")
+	joined := g.stderr()
 	for _, want := range []string{`"msg":"hookgate started"`, `"msg":"shutting down"`, `"msg":"hookgate stopped"`} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("logs lack %s:\n%s", want, joined)
@@ -254,18 +485,4 @@ func TestStartChangeShutdown(t *testing.T) {
 		t.Fatalf("the change answered 201 across SIGTERM is neither delivered, queued nor pending")
 	}
 	t.Logf("the drained change is %v", where)
-}
-
-func waitFor(t *testing.T, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never answered", url)
 }
