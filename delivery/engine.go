@@ -85,7 +85,7 @@ type Engine struct {
 	done    chan struct{}
 
 	// Loop-owned state.
-	flying       int                      // deliveries submitted, outcome not yet handled
+	flying       int             // deliveries submitted, outcome not yet handled
 	retire       map[string]bool // deactivate after the next successful delivery
 	dirtyPending map[string]bool
 	cursor       uint64
