@@ -8,6 +8,9 @@ import (
 	"github.com/hookgate/hookgate/gateway/webhooks"
 )
 
+// The access cache takes the time as an argument: these tests inject it,
+// so expiry is exact to the nanosecond and takes no time.
+
 func TestAccessCacheBoundedAndExpiring(t *testing.T) {
 	c := accessCache{ttl: time.Minute, max: 100}
 	now := time.Unix(1000, 0)
@@ -20,7 +23,10 @@ func TestAccessCacheBoundedAndExpiring(t *testing.T) {
 	if acc, ok := c.get("k999", now); !ok || acc.ID != "a999" {
 		t.Fatalf("latest entry missing: %+v %v", acc, ok)
 	}
-	if _, ok := c.get("k999", now.Add(2*time.Minute)); ok {
+	if acc, ok := c.get("k999", now.Add(time.Minute)); !ok || acc.ID != "a999" {
+		t.Fatalf("entry not served at the end of its TTL: %+v %v", acc, ok)
+	}
+	if _, ok := c.get("k999", now.Add(time.Minute+time.Nanosecond)); ok {
 		t.Fatal("entry served past its TTL")
 	}
 	c.put("x", "carol", webhooks.Access{ID: "a999"}, now) // same id, other user
@@ -30,5 +36,29 @@ func TestAccessCacheBoundedAndExpiring(t *testing.T) {
 	}
 	if _, ok := c.get("x", now); !ok {
 		t.Fatal("forget dropped another user's access")
+	}
+}
+
+func TestAccessCacheEvictsExpiredFirst(t *testing.T) {
+	c := accessCache{ttl: time.Minute, max: 100}
+	t0 := time.Unix(1000, 0)
+	for i := range 50 {
+		c.put(fmt.Sprint("old", i), "alice", webhooks.Access{ID: fmt.Sprint("o", i)}, t0)
+		c.put(fmt.Sprint("new", i), "alice", webhooks.Access{ID: fmt.Sprint("n", i)}, t0.Add(30*time.Second))
+	}
+	// Full; the old half expired a nanosecond ago, the new half has 30 s
+	// left. Room is made by dropping the expired entries only.
+	now := t0.Add(time.Minute + time.Nanosecond)
+	c.put("k", "alice", webhooks.Access{ID: "k"}, now)
+	if len(c.m) != 51 {
+		t.Fatalf("cache holds %d entries; want the 50 unexpired and the new one", len(c.m))
+	}
+	for i := range 50 {
+		if acc, ok := c.get(fmt.Sprint("new", i), now); !ok || acc.ID != fmt.Sprint("n", i) {
+			t.Fatalf("unexpired entry new%d evicted while expired ones were there", i)
+		}
+	}
+	if _, ok := c.get("k", now); !ok {
+		t.Fatal("the new entry is missing")
 	}
 }

@@ -1,14 +1,19 @@
 package gateway
 
 import (
+	"bytes"
+	"log/slog"
 	neturl "net/url"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/hookgate/hookgate/bench/upstream"
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/queue"
+	"github.com/hookgate/hookgate/gateway/rules"
 )
 
 func startDemo(t testing.TB) string {
@@ -244,6 +249,66 @@ func TestMarkerFailureStillAnswers(t *testing.T) {
 	if !g.Ready() {
 		t.Fatal("not ready again once the queue had room")
 	}
+}
+
+// TestMarkerFailureLogThrottled: marker failures are logged at most once
+// per 10 s, the next line saying how many were held back, and Ready
+// follows the latest append. It runs in a synctest bubble (no sockets:
+// the gateway's mark is called directly), so the 10 s window is exact to
+// the nanosecond and takes no time.
+func TestMarkerFailureLogThrottled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tb, err := rules.Compile(rules.Pryv(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		q := queue.NewMemory(queue.Options{MaxBacklog: 1})
+		g, err := New(Options{Upstreams: []string{"127.0.0.1:1"}, Rules: tb, Queue: q,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mark := func() { g.mark([]byte("alice"), g.voc.All(), nil) }
+		lines := func() []string {
+			var out []string
+			for l := range strings.Lines(logs.String()) {
+				if strings.Contains(l, "cannot record a change") {
+					out = append(out, l)
+				}
+			}
+			return out
+		}
+
+		mark() // fills the backlog
+		if !g.Ready() || len(lines()) != 0 {
+			t.Fatalf("after a good marker: ready %v, logs %q", g.Ready(), lines())
+		}
+		time.Sleep(time.Millisecond)
+		for range 5 {
+			mark()
+		}
+		if l := lines(); g.Ready() || len(l) != 1 || !strings.Contains(l[0], "suppressed=0") {
+			t.Fatalf("after 5 refused markers: ready %v, logs %q; want not ready, one line", g.Ready(), l)
+		}
+		time.Sleep(10*time.Second - time.Nanosecond)
+		mark()
+		if l := lines(); len(l) != 1 {
+			t.Fatalf("a nanosecond before 10 s: logs %q; want still one line", l)
+		}
+		time.Sleep(time.Nanosecond)
+		mark()
+		if l := lines(); len(l) != 2 || !strings.Contains(l[1], "suppressed=5") {
+			t.Fatalf("at 10 s: logs %q; want a second line counting the 5 held back", l)
+		}
+		if err := q.Ack(1); err != nil {
+			t.Fatal(err)
+		}
+		mark()
+		if !g.Ready() {
+			t.Fatal("not ready again once the queue took a marker")
+		}
+	})
 }
 
 func TestClassifyBodyLimit(t *testing.T) {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,38 +51,66 @@ func TestDurableHelper(t *testing.T) {
 // clients through a gateway process, kills it with SIGKILL in the middle,
 // reopens its database and checks that every change the clients saw
 // answered 2xx has its marker: the marker was durable before the answer.
+//
+// Real time: a real gateway process with a synced Badger on disk, killed
+// while real clients send to it over loopback. The test waits on events
+// (the helper's address, the 400th answer); the time bounds only end a
+// failure, and nothing asserted depends on the disk's or the CPU's speed.
 func TestMarkerDurableBeforeAnswer(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDurableHelper$")
 	cmd.Env = append(os.Environ(), "HOOKGATE_DURABLE_DIR="+dir)
-	out, _ := cmd.StdoutPipe()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(out)
-	addr := ""
-	for sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
-			addr = a
-			break
-		}
-	}
-	if addr == "" {
-		t.Fatal("helper gave no address")
-	}
+	addrc := make(chan string, 1)
+	outDone := make(chan struct{})
 	go func() {
+		defer close(outDone)
+		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+				select {
+				case addrc <- a:
+				default:
+				}
+			}
 		}
 	}()
+	// kill ends the helper and reaps it, on every path: its stdout closes
+	// when it dies, so the reader above ends before Wait closes the pipe.
+	killed := false
+	kill := func() {
+		if !killed {
+			killed = true
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-outDone
+			cmd.Wait()
+		}
+	}
+	defer kill()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-outDone:
+		t.Fatal("the helper ended without giving its address")
+	case <-time.After(waitBound):
+		t.Fatalf("the helper gave no address within %s", waitBound)
+	}
 
 	var mu sync.Mutex
 	answered := map[string]bool{}
+	enough := make(chan struct{}) // closed at the 400th change answered 2xx
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	tr := &http.Transport{MaxIdleConnsPerHost: 8, DialContext: (&net.Dialer{Timeout: time.Second}).DialContext}
-	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	tr := &http.Transport{MaxIdleConnsPerHost: 8}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: waitBound}
 	for w := range 8 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
@@ -101,25 +128,24 @@ func TestMarkerDurableBeforeAnswer(t *testing.T) {
 				if resp.StatusCode/100 == 2 {
 					mu.Lock()
 					answered[user] = true
+					if len(answered) == 400 {
+						close(enough)
+					}
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(answered)
-		mu.Unlock()
-		if n >= 400 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	clientsDone := make(chan struct{})
+	go func() { wg.Wait(); close(clientsDone) }()
+	select {
+	case <-enough:
+	case <-clientsDone: // every client stopped on an error: judged below
+	case <-time.After(waitBound):
 	}
-	cmd.Process.Signal(syscall.SIGKILL) // mid-stream, requests in flight
-	cmd.Wait()
+	kill() // mid-stream, requests in flight
 	close(stop)
-	wg.Wait()
+	<-clientsDone // each request in flight fails at once: the process is gone
 
 	db, err := store.Open(dir, store.Options{})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"hash"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -91,9 +90,18 @@ func TestPassThrough(t *testing.T) {
 func TestLargeBodiesStream(t *testing.T) {
 	up := startEcho(t)
 	g := startGateway(t, Options{Upstreams: []string{up}})
-	const size = 48 << 20
+	// 48 MiB makes buffering a body show in the allocation count, which
+	// is not checked under the race detector; there 16 MiB shows the
+	// bodies arrive whole, in a third of the time.
+	size := 48 << 20
+	if raceEnabled {
+		size = 16 << 20
+	}
 	// Warm up connections so pools do not count.
 	do(t, "GET", gwURL(g, "/alice/x"), nil)
+	// The shared client's connections, with a timeout fit for moving a
+	// large body on a loaded machine; it only bounds a failure.
+	client := &http.Client{Transport: client.Transport, CheckRedirect: client.CheckRedirect, Timeout: 10 * waitBound}
 
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -101,7 +109,7 @@ func TestLargeBodiesStream(t *testing.T) {
 
 	// Upload: a multipart-like attachment of 48 MiB, streamed by the client.
 	req, _ := http.NewRequest("POST", gwURL(g, "/alice/events"), patternReader(size))
-	req.ContentLength = size
+	req.ContentLength = int64(size)
 	req.Header.Set("Content-Type", "multipart/form-data; boundary=xyz")
 	resp, err := client.Do(req)
 	if err != nil {
@@ -111,7 +119,7 @@ func TestLargeBodiesStream(t *testing.T) {
 	resp.Body.Close()
 	var seen echoSeen
 	mustJSON(t, b, &seen)
-	if seen.Len != size || seen.SHA != patternSHA(size) {
+	if seen.Len != int64(size) || seen.SHA != patternSHA(size) {
 		t.Fatalf("upload: upstream got %d bytes (sha %s); want %d (sha %s)", seen.Len, seen.SHA, size, patternSHA(size))
 	}
 	// Chunked upload (no Content-Length) too.
@@ -124,7 +132,7 @@ func TestLargeBodiesStream(t *testing.T) {
 	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	mustJSON(t, b, &seen)
-	if seen.Len != size || seen.SHA != patternSHA(size) {
+	if seen.Len != int64(size) || seen.SHA != patternSHA(size) {
 		t.Fatalf("chunked upload: upstream got %d bytes; want %d, same hash", seen.Len, size)
 	}
 
@@ -136,7 +144,7 @@ func TestLargeBodiesStream(t *testing.T) {
 	h := newSHA()
 	n, err := io.Copy(h, resp.Body)
 	resp.Body.Close()
-	if err != nil || n != size || hexSum(h) != patternSHA(size) {
+	if err != nil || n != int64(size) || hexSum(h) != patternSHA(size) {
 		t.Fatalf("download: got %d bytes (err %v); want %d, same hash", n, err, size)
 	}
 
@@ -144,7 +152,7 @@ func TestLargeBodiesStream(t *testing.T) {
 	// Three 48 MiB bodies crossed the gateway; buffering any of them whole
 	// would allocate at least 48 MiB. Everything in this process (client,
 	// gateway, upstream) together must stay well below one body.
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size/3 && !raceEnabled {
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(size/3) && !raceEnabled {
 		t.Fatalf("moving 3 x %d MiB allocated %d MiB in total: bodies are being buffered", size>>20, alloc>>20)
 	} else {
 		t.Logf("moving 3 x %d MiB allocated %.1f MiB in total", size>>20, float64(alloc)/(1<<20))
@@ -228,11 +236,15 @@ func TestUpstreamClosesConnection(t *testing.T) {
 	}
 }
 
+// TestUpstreamDown502: an upstream that refuses connections gets 502 at
+// once, not 504 after the upstream timeout.
+//
+// Real time: real sockets. UpstreamTimeout is 20 s, so a gateway that
+// waited for it would answer 504 (and late): the status says it did not,
+// and the elapsed-time bound is as generous as that timeout.
 func TestUpstreamDown502(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
-	g := startGateway(t, Options{Upstreams: []string{dead}, UpstreamTimeout: 2 * time.Second})
+	const timeout = 20 * time.Second
+	g := startGateway(t, Options{Upstreams: []string{refusedAddr(t)}, UpstreamTimeout: timeout})
 	for _, m := range []string{"GET", "POST"} {
 		start := time.Now()
 		resp, b := do(t, m, gwURL(g, "/alice/events"), strings.NewReader("{}"), header("Content-Type", "application/json"))
@@ -242,8 +254,8 @@ func TestUpstreamDown502(t *testing.T) {
 		if id, _ := pryvError(t, b); id != "api-unavailable" {
 			t.Fatalf("error id %q; want api-unavailable", id)
 		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Fatalf("502 took %s; want well under the 2s timeout", d)
+		if d := time.Since(start); d >= timeout {
+			t.Fatalf("502 took %s; the upstream timeout is %s", d, timeout)
 		}
 	}
 	if len(g.markers(t)) != 0 {
@@ -254,11 +266,19 @@ func TestUpstreamDown502(t *testing.T) {
 	}
 }
 
+// TestUpstreamSlow504: an upstream that does not answer within
+// UpstreamTimeout gets 504, and the gateway serves the next request.
+//
+// Real time: UpstreamTimeout is a network deadline. The upstream holds
+// the request until the test ends (no fixed sleep); the assertions are on
+// the outcome, and the elapsed-time bounds only say the gateway waited
+// for its timeout and not for the upstream.
 func TestUpstreamSlow504(t *testing.T) {
 	up := startEcho(t)
-	g := startGateway(t, Options{Upstreams: []string{up}, UpstreamTimeout: 300 * time.Millisecond})
+	const timeout = 300 * time.Millisecond
+	g := startGateway(t, Options{Upstreams: []string{up}, UpstreamTimeout: timeout})
 	start := time.Now()
-	resp, b := do(t, "POST", gwURL(g, "/alice/events?delay=1500ms"), strings.NewReader("{}"))
+	resp, b := do(t, "POST", gwURL(g, "/alice/events?hold=1"), strings.NewReader("{}"))
 	d := time.Since(start)
 	if resp.StatusCode != 504 {
 		t.Fatalf("status %d; want 504", resp.StatusCode)
@@ -266,37 +286,61 @@ func TestUpstreamSlow504(t *testing.T) {
 	if id, msg := pryvError(t, b); id != "api-timeout" || !strings.Contains(msg, "300ms") {
 		t.Fatalf("error %q %q; want api-timeout naming the timeout", id, msg)
 	}
-	if d < 300*time.Millisecond || d > 2*time.Second {
-		t.Fatalf("504 after %s; want just after the 300ms timeout", d)
+	if d < timeout || d > 20*time.Second {
+		t.Fatalf("504 after %s; want it after the %s timeout, not after waiting for the upstream", d, timeout)
 	}
 	if len(g.markers(t)) != 0 {
 		t.Fatal("a timed-out mutation wrote a marker")
 	}
-	// The gateway recovers by itself once the upstream answers in time.
-	if resp, _ := do(t, "GET", gwURL(g, "/alice/events"), nil); resp.StatusCode != 200 {
-		t.Fatalf("after a timeout, status %d", resp.StatusCode)
-	}
+	// The gateway recovers by itself once the upstream answers in time
+	// (while the first request is still held). An answer can be slower
+	// than 300ms on a loaded machine: a 504 then is retried, anything
+	// else fails.
+	eventually(t, "a 200 once the upstream answers", func() bool {
+		resp, b := do(t, "GET", gwURL(g, "/alice/events"), nil)
+		if resp.StatusCode != 200 && resp.StatusCode != 504 {
+			t.Fatalf("after a timeout, status %d: %s", resp.StatusCode, b)
+		}
+		return resp.StatusCode == 200
+	})
 	if !g.UpstreamReachable() {
 		t.Fatal("UpstreamReachable false after the upstream answered again")
 	}
 }
 
+// TestUpstreamBreaksOffBody: an upstream that promises 10 bytes and sends
+// 3 gets the client a clean error, not a 200 with a cut or invented body;
+// and since the upstream said 200, the change may well have happened, so
+// it is recorded rather than risk a missed notification.
+//
+// Real time: the stalling upstream is cut off by UpstreamTimeout, a network
+// deadline. It is 2 s so that the answer's head, sent at once, is read
+// well before it on any machine; the test only waits for the outcome.
 func TestUpstreamBreaksOffBody(t *testing.T) {
-	// Promises 10 bytes, sends 3, then stalls: the client must get a clean
-	// error, not a 200 with a cut or invented body.
-	up := rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"a")
-	g := startGateway(t, Options{Upstreams: []string{up}, UpstreamTimeout: 300 * time.Millisecond})
-	resp, b := do(t, "POST", gwURL(g, "/alice/events"), strings.NewReader("{}"))
-	if resp.StatusCode != 504 {
-		t.Fatalf("status %d: %s; want 504", resp.StatusCode, b)
-	}
-	if id, _ := pryvError(t, b); id != "api-timeout" {
-		t.Fatalf("error id %q", id)
-	}
-	// The upstream said 200: the change may well have happened, so it is
-	// recorded rather than risk a missed notification.
-	if m := g.markers(t); len(m) != 1 || m[0].User != "alice" || m[0].Messages[0] != "eventsChanged" {
-		t.Fatalf("markers %+v; want one eventsChanged for alice", m)
+	const partial = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"a"
+	for _, c := range []struct {
+		name   string
+		closes bool
+		status int
+		id     string
+	}{
+		{"stalls", false, 504, "api-timeout"},
+		{"closes", true, 502, "api-unavailable"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			up := startRawUpstream(t, partial, c.closes)
+			g := startGateway(t, Options{Upstreams: []string{up}, UpstreamTimeout: 2 * time.Second})
+			resp, b := do(t, "POST", gwURL(g, "/alice/events"), strings.NewReader("{}"))
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d: %s; want %d", resp.StatusCode, b, c.status)
+			}
+			if id, _ := pryvError(t, b); id != c.id {
+				t.Fatalf("error id %q; want %q", id, c.id)
+			}
+			if m := g.markers(t); len(m) != 1 || m[0].User != "alice" || m[0].Messages[0] != "eventsChanged" {
+				t.Fatalf("markers %+v; want one eventsChanged for alice", m)
+			}
+		})
 	}
 }
 

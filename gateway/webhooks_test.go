@@ -4,11 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,18 +22,24 @@ import (
 )
 
 // receiverT is a webhook receiver on loopback: /ok answers 200, /fail
-// 500; it keeps every body it gets.
+// 500; it keeps the path and body of every POST it gets.
 type receiverT struct {
 	addr   string
 	mu     sync.Mutex
+	paths  []string
 	bodies []string
+	// changed is closed, and replaced, at each POST.
+	changed chan struct{}
 }
 
 func startReceiver(t *testing.T) *receiverT {
-	r := &receiverT{}
+	r := &receiverT{changed: make(chan struct{})}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		r.mu.Lock()
+		r.paths = append(r.paths, string(ctx.Path()))
 		r.bodies = append(r.bodies, string(ctx.PostBody()))
+		close(r.changed)
+		r.changed = make(chan struct{})
 		r.mu.Unlock()
 		if strings.HasPrefix(string(ctx.Path()), "/fail") {
 			ctx.SetStatusCode(500)
@@ -48,6 +54,47 @@ func (r *receiverT) got() []string {
 	defer r.mu.Unlock()
 	return append([]string(nil), r.bodies...)
 }
+
+// waitFor waits for a POST to path whose body contains substr, and
+// returns that body.
+//
+// Real time: the POST comes from the delivery engine's goroutines over a
+// real socket; the receiver signals each one, and the bound only ends a
+// failure.
+func (r *receiverT) waitFor(t *testing.T, path, substr string) string {
+	t.Helper()
+	timeout := time.NewTimer(waitBound)
+	defer timeout.Stop()
+	for {
+		r.mu.Lock()
+		for i, p := range r.paths {
+			if p == path && strings.Contains(r.bodies[i], substr) {
+				r.mu.Unlock()
+				return r.bodies[i]
+			}
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout.C:
+			t.Fatalf("%s got no POST with %q within %s", path, substr, waitBound)
+		}
+	}
+}
+
+// stepClock is an injected clock that moves only when the test moves it.
+type stepClock struct{ ms atomic.Int64 }
+
+func newStepClock(unixMilli int64) *stepClock {
+	c := &stepClock{}
+	c.ms.Store(unixMilli)
+	return c
+}
+
+func (c *stepClock) Now() time.Time      { return time.UnixMilli(c.ms.Load()) }
+func (c *stepClock) add(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+func (c *stepClock) seconds() float64    { return float64(c.ms.Load()) / 1000 }
 
 type whEnv struct {
 	*gw
@@ -74,7 +121,9 @@ func startWebhooks(t *testing.T, dir string, o Options, wo webhooks.Options) *wh
 		t.Fatal(err)
 	}
 	if wo.Tester == nil {
-		wo.Tester = delivery.NewClient(delivery.ClientOptions{Timeout: 2 * time.Second,
+		// The timeout only bounds a failure: every receiver of these
+		// tests answers at once or refuses the connection.
+		wo.Tester = delivery.NewClient(delivery.ClientOptions{Timeout: waitBound,
 			Guard: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
 	}
 	wo.Meta = core.Meta{APIVersion: "1.9.3", Serial: "test"}
@@ -82,7 +131,7 @@ func startWebhooks(t *testing.T, dir string, o Options, wo webhooks.Options) *wh
 	o.Webhooks = api
 	g := startGateway(t, o)
 	var once sync.Once
-	stop := func() { once.Do(func() { g.srv.Shutdown(); db.Close() }) }
+	stop := func() { once.Do(func() { shutdown(t, g.srv); db.Close() }) }
 	t.Cleanup(stop)
 	return &whEnv{gw: g, api: api, recv: startReceiver(t), stop: stop, db: db}
 }
@@ -118,8 +167,8 @@ func errID(v map[string]any) string {
 }
 
 func TestWebhookRecord(t *testing.T) {
-	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
-	before := time.Now()
+	clock := newStepClock(1_700_000_000_123)
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{Now: clock.Now})
 	w := e.create(t, "alice-app", "https://notify.example/pryv?secret=s3")
 	var keys []string
 	for k := range w {
@@ -153,9 +202,8 @@ func TestWebhookRecord(t *testing.T) {
 	check("lastRun", map[string]any{"status": 0, "timestamp": 0})
 	check("createdBy", "alice-app-id")
 	check("modifiedBy", "alice-app-id")
-	if c := w["created"].(float64); c < float64(before.Unix())-1 || c > float64(time.Now().Unix())+1 {
-		t.Errorf("created %v is not now", c)
-	}
+	check("created", 1700000000.123) // the injected clock's time, in seconds
+	check("modified", 1700000000.123)
 	got := e.call(t, "GET", "/alice/webhooks/"+id, "alice-app", "", 200)["webhook"].(map[string]any)
 	if fmt.Sprint(got) != fmt.Sprint(w) {
 		t.Errorf("getOne %v differs from create's %v", got, w)
@@ -332,13 +380,16 @@ func TestWebhookTokenForms(t *testing.T) {
 }
 
 func TestWebhookUpdateDeleteTest(t *testing.T) {
-	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	clock := newStepClock(1_700_000_000_000)
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{Now: clock.Now})
 	w := e.create(t, "alice-app", "http://"+e.recv.addr+"/ok/hook?k=v")
 	id := w["id"].(string)
 
+	created := clock.seconds()
+	clock.add(1500 * time.Millisecond)
 	got := e.call(t, "PUT", "/alice/webhooks/"+id, "alice-app", `{"state":"inactive"}`, 200)["webhook"].(map[string]any)
-	if got["state"] != "inactive" || got["modified"].(float64) < w["modified"].(float64) {
-		t.Fatalf("after update: %v", got)
+	if got["state"] != "inactive" || got["modified"].(float64) != clock.seconds() || got["created"].(float64) != created {
+		t.Fatalf("after update at %v: %v; want modified then, created kept at %v", clock.seconds(), got, created)
 	}
 	// Reactivation resets currentRetries.
 	if _, err := e.api.Store().Update("alice", id, func(w *core.Webhook) error { w.CurrentRetries = 4; return nil }); err != nil {
@@ -367,8 +418,8 @@ func TestWebhookUpdateDeleteTest(t *testing.T) {
 		}
 	}
 	mustJSON(t, []byte(bodies[0]), &msg)
-	if len(msg.Messages) != 1 || msg.Messages[0] != "test" || msg.Meta.APIVersion != "1.9.3" || msg.Meta.Serial != "test" || msg.Meta.ServerTime == 0 {
-		t.Fatalf("test notification %s", bodies[0])
+	if len(msg.Messages) != 1 || msg.Messages[0] != "test" || msg.Meta.APIVersion != "1.9.3" || msg.Meta.Serial != "test" || msg.Meta.ServerTime != clock.seconds() {
+		t.Fatalf("test notification %s; want serverTime %v", bodies[0], clock.seconds())
 	}
 	// The test works on an inactive webhook too.
 	e.call(t, "PUT", "/alice/webhooks/"+id, "alice-app", `{"state":"inactive"}`, 200)
@@ -380,18 +431,16 @@ func TestWebhookUpdateDeleteTest(t *testing.T) {
 	if errID(v) != "unknown-referenced-resource" || v["error"].(map[string]any)["data"].(map[string]any)["url"] != bad["url"] {
 		t.Fatalf("failing test: %v", v)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
-	gone := e.create(t, "alice-app", "http://"+dead+"/")
+	gone := e.create(t, "alice-app", "http://"+refusedAddr(t)+"/")
 	if v := e.call(t, "POST", "/alice/webhooks/"+gone["id"].(string)+"/test", "alice-app", "", 400); errID(v) != "unknown-referenced-resource" {
 		t.Fatalf("unreachable test: %v", v)
 	}
 
 	// Delete, then 404, and the URL can be used again.
+	clock.add(time.Second)
 	del := e.call(t, "DELETE", "/alice/webhooks/"+id, "alice-app", "", 200)["webhookDeletion"].(map[string]any)
-	if del["id"] != id || del["deleted"].(float64) == 0 {
-		t.Fatalf("deletion %v", del)
+	if del["id"] != id || del["deleted"].(float64) != clock.seconds() {
+		t.Fatalf("deletion %v; want deleted at %v", del, clock.seconds())
 	}
 	e.call(t, "DELETE", "/alice/webhooks/"+id, "alice-app", "", 404)
 	e.call(t, "GET", "/alice/webhooks/"+id, "alice-app", "", 404)
@@ -522,28 +571,42 @@ func TestDeletedAccessTokenForgotten(t *testing.T) {
 	}
 }
 
+// TestWebhooksUpstreamDown: with the upstream refusing connections, a
+// webhooks call (which needs the upstream's access-info) gets 502 at once.
+//
+// Real time: real sockets. UpstreamTimeout is 20 s, so waiting for it
+// would show as a 504; the elapsed-time bound is as generous.
 func TestWebhooksUpstreamDown(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
-	e := startWebhooks(t, t.TempDir(), Options{Upstreams: []string{dead}}, webhooks.Options{})
+	const timeout = 20 * time.Second
+	e := startWebhooks(t, t.TempDir(), Options{Upstreams: []string{refusedAddr(t)}, UpstreamTimeout: timeout}, webhooks.Options{})
 	start := time.Now()
 	if v := e.call(t, "GET", "/alice/webhooks", "alice-app", "", 502); errID(v) != "api-unavailable" {
 		t.Fatalf("upstream down: %v", v)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("took %s", d)
+	if d := time.Since(start); d >= timeout {
+		t.Fatalf("took %s; the upstream timeout is %s", d, timeout)
 	}
 }
 
 // TestAccessDeletionThroughGateway: deleting the creating access through
 // the gateway still delivers that deletion's accessesChanged to the
 // access's webhooks, then turns them inactive, never deleted (SPEC §2).
+//
+// Real time: the delivery engine runs its own goroutines and posts over
+// real sockets. The test waits for each outcome (the receiver's POST, the
+// run record) up to a generous bound, never for a fixed time.
 func TestAccessDeletionThroughGateway(t *testing.T) {
 	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	// The access is created, and its marker cleared, before the engine
+	// starts, and the webhooks after: the engine reads no marker but the
+	// deletion's, and sends no boot message, so each webhook gets exactly
+	// one notification, at once.
+	acc := e.call(t, "POST", "/alice/accesses", "alice-personal", `{"name":"consent","type":"app"}`, 201)["access"].(map[string]any)
+	tok, accID := acc["token"].(string), acc["id"].(string)
+	e.clear(t)
 	engine, err := delivery.NewEngine(delivery.EngineOptions{
-		Queue: e.queue, DB: e.db, Webhooks: e.api.Store(), FlushInterval: 20 * time.Millisecond,
-		Sender: delivery.NewClient(delivery.ClientOptions{Timeout: time.Second,
+		Queue: e.queue, Pending: store.NewPending(e.db, nil), Webhooks: e.api.Store(), FlushInterval: 20 * time.Millisecond,
+		Sender: delivery.NewClient(delivery.ClientOptions{Timeout: waitBound,
 			Guard: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}),
 		Meta: core.Meta{APIVersion: "1.9.3", Serial: "test"},
 	})
@@ -553,40 +616,20 @@ func TestAccessDeletionThroughGateway(t *testing.T) {
 	go engine.Run()
 	defer engine.Stop()
 
-	acc := e.call(t, "POST", "/alice/accesses", "alice-personal", `{"name":"consent","type":"app"}`, 201)["access"].(map[string]any)
-	tok, accID := acc["token"].(string), acc["id"].(string)
 	doomed := e.create(t, tok, "http://"+e.recv.addr+"/ok/doomed")["id"].(string)
 	survivor := e.create(t, "alice-app", "http://"+e.recv.addr+"/ok/survivor")["id"].(string)
-	e.clear(t) // the access creation's marker
 	e.call(t, "DELETE", "/alice/accesses/"+accID, "alice-personal", "", 200)
 
-	waitAccessesChanged := func(path string) {
-		t.Helper()
-		deadline := time.Now().Add(3 * time.Second)
-		for time.Now().Before(deadline) {
-			for _, b := range e.recv.got() {
-				if strings.Contains(b, core.MsgAccessesChanged) {
-					return
-				}
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t.Fatalf("%s never got accessesChanged", path)
-	}
-	waitAccessesChanged("doomed")
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		w := e.call(t, "GET", "/alice/webhooks/"+doomed, "alice-personal", "", 200)["webhook"].(map[string]any)
-		if w["state"] == "inactive" {
-			if w["runCount"].(float64) < 1 || w["lastRun"].(map[string]any)["status"].(float64) != 200 {
-				t.Fatalf("retired before its notification was delivered: %v", w)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the deleted access's webhook stayed %v", w["state"])
-		}
-		time.Sleep(20 * time.Millisecond)
+	e.recv.waitFor(t, "/ok/doomed", core.MsgAccessesChanged)
+	e.recv.waitFor(t, "/ok/survivor", core.MsgAccessesChanged)
+	// The engine records each run once the receiver has answered.
+	st := e.api.Store()
+	eventually(t, "both runs recorded", func() bool {
+		return st.ByID(doomed).RunCount == 1 && st.ByID(survivor).RunCount == 1
+	})
+	w := e.call(t, "GET", "/alice/webhooks/"+doomed, "alice-personal", "", 200)["webhook"].(map[string]any)
+	if w["state"] != "inactive" || w["runCount"].(float64) != 1 || w["lastRun"].(map[string]any)["status"].(float64) != 200 {
+		t.Fatalf("the deleted access's webhook after its notification: %v; want inactive after one run answered 200", w)
 	}
 	if w := e.call(t, "GET", "/alice/webhooks/"+survivor, "alice-personal", "", 200)["webhook"].(map[string]any); w["state"] != "active" {
 		t.Fatalf("another access's webhook turned %v", w["state"])
