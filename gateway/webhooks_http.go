@@ -133,8 +133,8 @@ func hasWebhookCalls(body []byte) ([]batchEntry, []json.RawMessage, bool) {
 // webhooksUnavailable answers a webhooks request while the registry
 // loads: 503, in the Pryv error shape, with a Retry-After.
 func (g *Gateway) webhooksUnavailable(ctx *fasthttp.RequestCtx) {
-	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 	g.writeError(ctx, fasthttp.StatusServiceUnavailable, "api-unavailable", "Webhooks are loading; try again in a second.")
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1") // after writeError, which resets the answer
 }
 
 // serveMixedBatch answers a batch call holding webhooks.* calls: those
