@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/queue"
 	"github.com/hookgate/hookgate/gateway/rules"
+	"github.com/hookgate/hookgate/internal/testnet"
 )
 
 // echoSeen is what the echo upstream saw of one request.
@@ -142,25 +142,8 @@ func shutdown(t testing.TB, srv *fasthttp.Server) {
 	}
 }
 
-// refusedAddr returns a loopback address that refuses connections: a
-// socket bound to it but not listening holds the port for the whole test,
-// so no other listener can take it, as one could a port just closed.
-func refusedAddr(t testing.TB) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-}
+// refusedAddr: see testnet.RefusedAddr.
+func refusedAddr(t testing.TB) string { return testnet.RefusedAddr(t) }
 
 // eventually polls cond until it holds, and fails the test if it still
 // does not after waitBound.

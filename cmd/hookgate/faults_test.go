@@ -19,6 +19,7 @@ import (
 
 	"github.com/hookgate/hookgate/bench/receiver"
 	"github.com/hookgate/hookgate/bench/upstream"
+	"github.com/hookgate/hookgate/internal/testnet"
 )
 
 // metric reads one series from /metrics; -1 if absent.
@@ -581,25 +582,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 }
 
-// refusedAddr returns a loopback address that refuses connections until
-// the test ends: a socket bound to it holds the port, so nothing else can
-// listen there, but it never listens itself.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-}
+// refusedAddr: see testnet.RefusedAddr.
+func refusedAddr(t *testing.T) string { return testnet.RefusedAddr(t) }
 
 // TestReceiverFaults runs the binary with six webhooks on one user: a
 // healthy receiver, one that never answers (held past -delivery-timeout),

@@ -351,6 +351,31 @@ func holdCommitter(o Options) (_ Options, held <-chan struct{}, release func(), 
 	return o, heldc, release, sizes
 }
 
+// heldQueue opens a Badger queue with o, commits a first record and
+// returns once the committer is held in OnCommit after it (see
+// holdCommitter); everything is released and closed when the test ends,
+// the committer first. Fake time: call it in a synctest bubble.
+func heldQueue(t *testing.T, o Options) (q *Badger, release func(), sizes func() []int) {
+	t.Helper()
+	db := openBadgerDB(t, t.TempDir())
+	t.Cleanup(func() { db.Close() })
+	o, held, release, sizes := holdCommitter(o)
+	q, err := OpenBadger(db, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	t.Cleanup(release) // before Close, which waits for the committer
+	if s := mustAppend(t, q, "first"); s != 1 {
+		t.Fatalf("first seq %d; want 1", s)
+	}
+	synctest.Wait()
+	if !isClosed(held) {
+		t.Fatal("the committer did not call OnCommit after the first commit")
+	}
+	return q, release, sizes
+}
+
 // isClosed reports whether ch is closed, without waiting.
 func isClosed(ch <-chan struct{}) bool {
 	select {
@@ -368,23 +393,7 @@ func isClosed(ch <-chan struct{}) bool {
 func TestGroupCommit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const writers = 16
-		db := openBadgerDB(t, t.TempDir())
-		defer db.Close()
-		o, held, release, sizes := holdCommitter(Options{})
-		q, err := OpenBadger(db, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer q.Close()
-		defer release() // before Close, which waits for the committer
-
-		if s := mustAppend(t, q, "first"); s != 1 {
-			t.Fatalf("first seq %d; want 1", s)
-		}
-		synctest.Wait()
-		if !isClosed(held) {
-			t.Fatal("the committer did not call OnCommit after the first commit")
-		}
+		q, release, sizes := heldQueue(t, Options{})
 		results := make(chan error, writers)
 		for range writers {
 			go func() { _, err := q.Append([]byte("m")); results <- err }()
@@ -417,23 +426,7 @@ func TestGroupCommit(t *testing.T) {
 func TestAppendFailsWhenPendingFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const maxPending = 2
-		db := openBadgerDB(t, t.TempDir())
-		defer db.Close()
-		o, held, release, _ := holdCommitter(Options{MaxPending: maxPending, MaxBatch: 1})
-		q, err := OpenBadger(db, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer q.Close()
-		defer release() // before Close, which waits for the committer
-
-		if s := mustAppend(t, q, "first"); s != 1 {
-			t.Fatalf("first seq %d; want 1", s)
-		}
-		synctest.Wait()
-		if !isClosed(held) {
-			t.Fatal("the committer did not call OnCommit after the first commit")
-		}
+		q, release, _ := heldQueue(t, Options{MaxPending: maxPending, MaxBatch: 1})
 		type result struct {
 			seq uint64
 			err error
