@@ -36,9 +36,12 @@ type Gateway struct {
 	markLog              core.Throttle
 
 	// serveHooks: webhooks requests are answered here, by the API in
-	// hooks once it is set.
-	serveHooks bool
-	hooks      atomic.Pointer[webhooks.API]
+	// hooks once it is set; loaded is closed then.
+	serveHooks  bool
+	hooks       atomic.Pointer[webhooks.API]
+	loaded      chan struct{}
+	loadedOnce  sync.Once
+	hookWaiters atomic.Int32 // requests waiting for the API, for tests
 }
 
 type upstreamDoer interface {
@@ -54,9 +57,9 @@ func New(o Options) (*Gateway, error) {
 		return nil, errors.New("gateway: Rules and Queue are required")
 	}
 	o.setDefaults()
-	g := &Gateway{opts: o, voc: o.Rules.Vocabulary(), serveHooks: o.Webhooks != nil || o.WebhooksLater}
+	g := &Gateway{opts: o, voc: o.Rules.Vocabulary(), serveHooks: o.Webhooks != nil || o.WebhooksLater, loaded: make(chan struct{})}
 	if o.Webhooks != nil {
-		g.hooks.Store(o.Webhooks)
+		g.SetWebhooks(o.Webhooks)
 	}
 	g.access = accessCache{ttl: o.AccessCacheTTL, max: o.AccessCacheSize}
 	g.markLog.Every = 10 * time.Second
@@ -122,8 +125,33 @@ func (g *Gateway) Serve(ln net.Listener) error { return g.srv.Serve(ln) }
 func (g *Gateway) Shutdown(ctx context.Context) error { return g.srv.ShutdownWithContext(ctx) }
 
 // SetWebhooks hands over the webhooks API of a gateway built with
-// WebhooksLater: from now on it answers webhooks requests.
-func (g *Gateway) SetWebhooks(api *webhooks.API) { g.hooks.Store(api) }
+// WebhooksLater: from now on it answers webhooks requests, those waiting
+// for it included.
+func (g *Gateway) SetWebhooks(api *webhooks.API) {
+	g.hooks.Store(api)
+	g.loadedOnce.Do(func() { close(g.loaded) })
+}
+
+// webhooksAPI returns the webhooks API, waiting for it at most
+// WebhooksWait while it loads; nil if it is still not there.
+func (g *Gateway) webhooksAPI() *webhooks.API {
+	if api := g.hooks.Load(); api != nil || g.opts.WebhooksWait < 0 {
+		return api
+	}
+	g.hookWaiters.Add(1)
+	defer g.hookWaiters.Add(-1)
+	wait := g.opts.WebhooksWait
+	if wait == 0 {
+		wait = 2 * time.Second
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-g.loaded:
+	case <-t.C:
+	}
+	return g.hooks.Load()
+}
 
 // webhooksLoading reports whether webhooks requests wait for SetWebhooks.
 func (g *Gateway) webhooksLoading() bool { return g.serveHooks && g.hooks.Load() == nil }

@@ -107,9 +107,13 @@ type Options struct {
 	Webhooks *webhooks.API
 	// WebhooksLater: the webhooks API comes later, through SetWebhooks,
 	// once its registry is loaded. Meanwhile the proxy works, changes are
-	// queued, webhooks requests answer 503 api-unavailable with
-	// Retry-After, and /readyz reports the webhooks as loading.
+	// queued, /readyz reports the webhooks as loading, and a webhooks
+	// request waits for the API up to WebhooksWait, then answers 503
+	// api-unavailable with Retry-After.
 	WebhooksLater bool
+	// WebhooksWait bounds how long a webhooks request waits for
+	// SetWebhooks. Default 2s; a negative value does not wait.
+	WebhooksWait time.Duration
 	// AccessCacheTTL is how long an access-info answer is trusted.
 	// Default 5s.
 	AccessCacheTTL time.Duration

@@ -22,7 +22,7 @@ func isWebhooksPath(rel []byte) bool {
 
 // serveWebhooks answers a webhooks request (SPEC §2); it is never proxied.
 func (g *Gateway) serveWebhooks(ctx *fasthttp.RequestCtx, user, rel []byte) {
-	api := g.hooks.Load()
+	api := g.webhooksAPI()
 	if api == nil {
 		g.webhooksUnavailable(ctx)
 		return
@@ -130,8 +130,9 @@ func hasWebhookCalls(body []byte) ([]batchEntry, []json.RawMessage, bool) {
 	return entries, raws, found
 }
 
-// webhooksUnavailable answers a webhooks request while the registry
-// loads: 503, in the Pryv error shape, with a Retry-After.
+// webhooksUnavailable answers a webhooks request that waited for the
+// registry's load in vain: 503, in the Pryv error shape, with a
+// Retry-After.
 func (g *Gateway) webhooksUnavailable(ctx *fasthttp.RequestCtx) {
 	g.writeError(ctx, fasthttp.StatusServiceUnavailable, "api-unavailable", "Webhooks are loading; try again in a second.")
 	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1") // after writeError, which resets the answer
@@ -141,7 +142,7 @@ func (g *Gateway) webhooksUnavailable(ctx *fasthttp.RequestCtx) {
 // are run here, the others go upstream as one batch, and the results come
 // back in the original order in one answer, as Pryv gives them.
 func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries []batchEntry, raws []json.RawMessage, formAuth string) {
-	api := g.hooks.Load()
+	api := g.webhooksAPI()
 	if api == nil {
 		g.webhooksUnavailable(ctx)
 		return
