@@ -53,7 +53,7 @@ func TestAckAfterPending(t *testing.T) {
 	}
 
 	rc.status.Store(200)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, dir, EngineOptions{})
 		if n := r.q.Len(); n != 1 {
 			t.Fatalf("%d markers queued after the crash; want the unacknowledged one", n)

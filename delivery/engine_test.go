@@ -50,7 +50,7 @@ type testReceiver struct {
 	retryAfter       atomic.Value // string
 	inflight, maxFly atomic.Int32
 	hold             chan struct{} // nil: answer at once
-	arrived          chan struct{} // gets a value per POST, if not full
+	arrived          chan struct{} // gets a value per POST, after its hit is recorded; never blocks
 	mu               sync.Mutex
 	hits             []hit
 }
@@ -236,12 +236,6 @@ func (r *rig) close() {
 	}
 }
 
-// bubble runs f in a synctest bubble.
-func bubble(t *testing.T, f func(t *testing.T)) {
-	t.Helper()
-	synctest.Test(t, f)
-}
-
 var hookSeq atomic.Int64
 
 func (r *rig) hook(user, access, url string, interval time.Duration, maxRetries int) *core.Webhook {
@@ -285,7 +279,7 @@ func TestBootAndCoalescing(t *testing.T) {
 		recvs = append(recvs, newReceiver(t))
 	}
 	off, other := newReceiver(t), newReceiver(t)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, t.TempDir(), EngineOptions{})
 		for _, rc := range recvs {
 			r.hook("alice", "app1", rc.url(), time.Second, 5)
@@ -395,22 +389,22 @@ func TestOneInFlightAndIsolation(t *testing.T) {
 	}
 	r.start()
 	for _, rc := range healthy {
-		waitFor(t, "boot", func() bool { return rc.count() == 1 })
+		rc.waitCount(t, "boot", 1)
 	}
-	waitFor(t, "the slow receiver's boot POST", func() bool { return slow.count() == 1 })
+	slow.waitCount(t, "the slow receiver's boot POST", 1)
 	// Changes come while the slow and hung receivers hold their POSTs.
 	for range 20 {
 		r.change("alice", core.MsgEventsChanged)
 	}
 	for _, rc := range healthy {
-		waitFor(t, "healthy delivery", func() bool { return rc.count() >= 2 })
+		rc.waitCount(t, "healthy delivery", 2)
 	}
 	if n, fly := hung.count(), hung.inflight.Load(); n != 5 || fly != 5 {
 		t.Fatalf("hung receiver: %d POSTs, %d in flight; want its 5 boot POSTs, all still held", n, fly)
 	}
 	wantCount(t, "slow receiver while its first POST is held", slow, 1)
 	releaseSlow()
-	waitFor(t, "the slow receiver's coalesced change", func() bool { return slow.count() == 2 })
+	slow.waitCount(t, "the slow receiver's coalesced change", 2)
 	if m := slow.got()[1].messages; len(m) != 1 || m[0] != core.MsgEventsChanged {
 		t.Fatalf("slow receiver's second POST carried %v; want the 20 changes coalesced", m)
 	}
@@ -422,7 +416,7 @@ func TestOneInFlightAndIsolation(t *testing.T) {
 func TestRetriesDeactivationReactivation(t *testing.T) {
 	rc := newReceiver(t)
 	rc.status.Store(500)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, t.TempDir(), EngineOptions{})
 		w := r.hook("alice", "a", rc.url(), 200*time.Millisecond, 3)
 		r.start()
@@ -475,7 +469,7 @@ func TestGoneAndRetryAfter(t *testing.T) {
 	gone.status.Store(410)
 	busy.status.Store(429)
 	busy.retryAfter.Store("1")
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, t.TempDir(), EngineOptions{})
 		wg := r.hook("alice", "a", gone.url(), 100*time.Millisecond, 5)
 		r.hook("alice", "a", busy.url(), 100*time.Millisecond, 5)
@@ -502,7 +496,7 @@ func TestGoneAndRetryAfter(t *testing.T) {
 
 func TestSignedDeliveries(t *testing.T) {
 	rc := newReceiver(t)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, t.TempDir(), EngineOptions{})
 		w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: rc.url(), State: core.StateActive,
 			MinIntervalMs: 100, MaxRetries: 5, Runs: []core.Run{}, Signed: true, Secret: core.NewSigningSecret()}
@@ -532,7 +526,7 @@ func TestSignedDeliveries(t *testing.T) {
 
 func TestAccessDeletionRetiresAfterDelivery(t *testing.T) {
 	rc, keep := newReceiver(t), newReceiver(t)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, t.TempDir(), EngineOptions{})
 		mine := r.hook("alice", "doomed", rc.url(), 100*time.Millisecond, 5)
 		r.hook("alice", "survivor", keep.url(), 100*time.Millisecond, 5)
@@ -579,7 +573,7 @@ func TestAccessDeletionRetiresAfterDelivery(t *testing.T) {
 func TestRetireSurvivesRestart(t *testing.T) {
 	rc := newReceiver(t)
 	rc.status.Store(503)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
 		r := newRig(t, dir, EngineOptions{})
 		w := r.hook("alice", "doomed", rc.url(), 100*time.Millisecond, 50)
@@ -621,7 +615,7 @@ func TestRetireSurvivesRestart(t *testing.T) {
 func TestPendingSurvivesRestart(t *testing.T) {
 	rc := newReceiver(t)
 	rc.status.Store(503)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
 		r := newRig(t, dir, EngineOptions{})
 		r.hook("alice", "a", rc.url(), 100*time.Millisecond, 50)
@@ -653,7 +647,7 @@ func TestPendingSurvivesRestart(t *testing.T) {
 // that blocked on a full pool while workers waited on it would hang here).
 func TestMoreDueThanWorkers(t *testing.T) {
 	rc := newReceiver(t)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, t.TempDir(), EngineOptions{Workers: 4})
 		const n = 200
 		for i := range n {
@@ -680,18 +674,21 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
-// waitFor polls cond until it holds, and fails the test after a minute.
+// waitCount waits until r got at least n POSTs, woken by each arrival,
+// and fails the test after a minute.
 //
 // Real time: for the few engine tests whose receivers hold real sockets
-// open; the bound is generous, an outcome never a window.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// open; the bound only ends a failure.
+func (r *testReceiver) waitCount(t *testing.T, what string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after a minute waiting for %s", what)
+	timeout := time.NewTimer(time.Minute)
+	defer timeout.Stop()
+	for r.count() < n {
+		select {
+		case <-r.arrived:
+		case <-timeout.C:
+			t.Fatalf("gave up after a minute waiting for %s: %d of %d POSTs", what, r.count(), n)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -700,7 +697,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // every run record and emptied pending set on disk after a graceful stop.
 func TestBootRunsDurableAtScale(t *testing.T) {
 	rc := newReceiver(t)
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
 		r := newRig(t, dir, EngineOptions{})
 		const n = 4000
