@@ -152,6 +152,19 @@ func (s *Store) encode(w *core.Webhook) ([]byte, error) {
 	return json.Marshal(stored{User: w.User, Webhook: w, Secret: secret})
 }
 
+// entries encodes ws for store.WriteBatch.
+func (s *Store) entries(ws []*core.Webhook) ([]store.Entry, error) {
+	out := make([]store.Entry, 0, len(ws))
+	for _, w := range ws {
+		v, err := s.encode(w)
+		if err != nil {
+			return nil, fmt.Errorf("cannot encode webhook %s: %w", w.ID, err)
+		}
+		out = append(out, store.Entry{Key: key(w.ID), Value: v})
+	}
+	return out, nil
+}
+
 // put writes w durably. Must be called with mu held.
 func (s *Store) put(w *core.Webhook) error {
 	v, err := s.encode(w)
@@ -195,13 +208,9 @@ func (s *Store) Import(ws []*core.Webhook) error {
 	if err := state.CheckImport(s.x, ws); err != nil {
 		return err
 	}
-	entries := make([]store.Entry, 0, len(ws))
-	for _, w := range ws {
-		v, err := s.encode(w)
-		if err != nil {
-			return fmt.Errorf("cannot encode webhook %s: %w", w.ID, err)
-		}
-		entries = append(entries, store.Entry{Key: key(w.ID), Value: v})
+	entries, err := s.entries(ws)
+	if err != nil {
+		return err
 	}
 	if err := s.space.Check(); err != nil {
 		return fmt.Errorf("cannot import webhooks: %w", err)
@@ -308,16 +317,12 @@ func (s *Store) Flush() error {
 		s.afterCopy()
 	}
 
-	entries := make([]store.Entry, 0, len(batch))
-	for _, w := range batch {
-		v, err := s.encode(w)
-		if err != nil {
-			return fmt.Errorf("cannot encode webhook %s: %w", w.ID, err)
-		}
-		entries = append(entries, store.Entry{Key: key(w.ID), Value: v})
+	entries, err := s.entries(batch)
+	if err != nil {
+		return err
 	}
 	n := 0
-	err := s.space.Check()
+	err = s.space.Check()
 	if err == nil {
 		n, err = store.WriteBatch(s.db, entries)
 	}
