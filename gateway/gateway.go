@@ -140,11 +140,7 @@ func (g *Gateway) webhooksAPI() *webhooks.API {
 	}
 	g.hookWaiters.Add(1)
 	defer g.hookWaiters.Add(-1)
-	wait := g.opts.WebhooksWait
-	if wait == 0 {
-		wait = 2 * time.Second
-	}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(g.opts.WebhooksWait)
 	defer t.Stop()
 	select {
 	case <-g.loaded:

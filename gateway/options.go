@@ -130,6 +130,9 @@ func (o *Options) setDefaults() {
 			*d = v
 		}
 	}
+	if o.WebhooksWait == 0 {
+		o.WebhooksWait = 2 * time.Second // negative: no wait, kept
+	}
 	defInt := func(d *int, v int) {
 		if *d <= 0 {
 			*d = v
