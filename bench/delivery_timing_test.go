@@ -94,7 +94,7 @@ func BenchmarkDelivery(b *testing.B) {
 				b.Fatal(err)
 			}
 			// Active, but with no boot message in flight when timing starts.
-			st.Mutate(w.ID, func(w *core.Webhook) { w.State = core.StateActive })
+			st.RecordRun(w.ID, core.Run{Status: 200}, func(w *core.Webhook) { w.State = core.StateActive })
 		}
 		e, err := delivery.NewEngine(delivery.EngineOptions{Queue: q, Pending: store.NewPending(db, nil), Webhooks: st, Workers: 256,
 			Sender: delivery.NewClient(delivery.ClientOptions{Guard: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})})

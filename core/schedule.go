@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"time"
 )
 
@@ -173,6 +174,18 @@ func (h *fireHeap) pop() fireEntry {
 // NewScheduler returns an empty scheduler.
 func NewScheduler() *Scheduler {
 	return &Scheduler{slots: map[string]*Slot{}}
+}
+
+// Grow makes room for n more slots, so that loading many at once does
+// not grow the map and the heap step by step.
+func (s *Scheduler) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	if len(s.slots) == 0 {
+		s.slots = make(map[string]*Slot, n)
+	}
+	s.h = slices.Grow(s.h, n)
 }
 
 // Slot returns the slot of id, or nil.

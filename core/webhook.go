@@ -63,13 +63,9 @@ func (w *Webhook) Clone() *Webhook {
 }
 
 // RecordRun adds a run as Pryv does: newest first, at most keep runs,
-// lastRun = runs[0], runCount and, for a status outside 200-299,
-// failCount incremented.
+// and counts it (CountRun).
 func (w *Webhook) RecordRun(r Run, keep int) {
-	w.RunCount++
-	if r.Status < 200 || r.Status > 299 {
-		w.FailCount++
-	}
+	w.CountRun(r)
 	if keep < 1 {
 		keep = 1
 	}
@@ -77,8 +73,21 @@ func (w *Webhook) RecordRun(r Run, keep int) {
 	runs = append(runs, r)
 	runs = append(runs, w.Runs[:min(len(w.Runs), keep-1)]...)
 	w.Runs = runs
+}
+
+// CountRun counts a run without keeping it in Runs: lastRun = r,
+// runCount and, for a status outside 200-299, failCount incremented.
+func (w *Webhook) CountRun(r Run) {
+	w.RunCount++
+	if r.Status < 200 || r.Status > 299 {
+		w.FailCount++
+	}
 	w.LastRun = r
 }
+
+// RunsKept is how many runs a webhook's history keeps, as Pryv.io's
+// default runsSize.
+const RunsKept = 50
 
 // Op is a webhooks API method, for the permission table.
 type Op int

@@ -41,8 +41,6 @@ type EngineOptions struct {
 	Workers int
 	// Meta goes into every notification.
 	Meta core.Meta
-	// RunsSize is how many runs a webhook keeps. Default 50.
-	RunsSize int
 	// MaxJitter bounds the random delay added to each retry. Default 1s,
 	// and never more than a tenth of the webhook's interval.
 	MaxJitter time.Duration
@@ -119,9 +117,6 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	if o.Workers <= 0 {
 		o.Workers = 256
 	}
-	if o.RunsSize <= 0 {
-		o.RunsSize = 50
-	}
 	if o.MaxJitter <= 0 {
 		o.MaxJitter = time.Second
 	}
@@ -158,14 +153,16 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	e.retire = retire
 	e.errLog.Every = 10 * time.Second
 	now := o.Now().UnixNano()
-	for _, w := range o.Webhooks.AllActive() {
+	active, _ := o.Webhooks.Counts()
+	e.sched.Grow(active + len(pending))
+	o.Webhooks.EachActive(func(w *core.Webhook) {
 		sl := e.slotFor(w)
 		sl.Add(pending[w.ID]...)
 		sl.Add(core.MsgServiceBoot)
 		sl.Since = now
 		e.sched.Touch(w.ID)
 		delete(pending, w.ID)
-	}
+	})
 	// Pending sets of inactive webhooks stay on disk for a reactivation;
 	// those of deleted webhooks go.
 	for id, msgs := range pending {
@@ -350,7 +347,7 @@ func (e *Engine) persistPending(sync bool) error {
 		if sl != nil {
 			msgs = append(append(msgs, sl.InFlight...), sl.Pending...)
 		}
-		if e.opts.Webhooks.ByID(id) == nil || (len(msgs) == 0 && !e.retire[id]) {
+		if _, ok := e.opts.Webhooks.Target(id); !ok || (len(msgs) == 0 && !e.retire[id]) {
 			ws = append(ws, state.PendingWrite{ID: id})
 			continue
 		}
@@ -377,13 +374,13 @@ func (e *Engine) fireDue() {
 	now := e.opts.Now()
 	for _, id := range e.sched.Due(nil, now.UnixNano(), e.opts.Workers-e.flying) {
 		sl := e.sched.Slot(id)
-		w := e.opts.Webhooks.ByID(id)
-		if w == nil {
+		w, ok := e.opts.Webhooks.Target(id)
+		if !ok {
 			e.sched.Remove(id)
 			e.dirtyPending[id] = true
 			continue
 		}
-		if w.State != core.StateActive {
+		if !w.Active {
 			cancel(sl)
 			sl.Inactive = true
 			continue
@@ -492,8 +489,7 @@ func (e *Engine) outcome(r result) {
 		deactivations.Inc()
 	}
 	retries := sl.Retries
-	e.opts.Webhooks.Mutate(r.id, func(w *core.Webhook) {
-		w.RecordRun(run, e.opts.RunsSize)
+	e.opts.Webhooks.RecordRun(r.id, run, func(w *core.Webhook) {
 		w.CurrentRetries = retries
 		if deactivate {
 			w.State = core.StateInactive

@@ -9,23 +9,47 @@ import (
 )
 
 // Index is the in-memory view of a registry's webhooks: by id, by user
-// in creation order, and the ids changed by Mutate since the last
-// flush. Registries build on it; it is not safe for concurrent use, and
-// the records it holds are its own (it copies in and out).
+// in creation order, and the runs recorded since the last flush. Its
+// records hold no run history (Runs is nil). Registries build on it; it
+// is not safe for concurrent use, and the records it holds are its own
+// (it copies in and out).
 type Index struct {
 	byID   map[string]*core.Webhook
 	byUser map[string][]*core.Webhook // creation order
-	dirty  map[string]bool
+	fresh  map[string]*NewRuns        // recorded since the last TakeDirty
+	active int
 }
 
-// NewIndex returns an index of ws (taken as they are, not copied), in
-// O(n log n) whatever their order.
+// NewRuns are runs of one webhook not yet flushed, oldest first: Runs[i]
+// is the webhook's run number First+i (its first run is number 1). Of
+// more than RunsKept, only the newest are kept: Since is the number of
+// the first run recorded, kept or not.
+type NewRuns struct {
+	First, Since int
+	Runs         []core.Run
+}
+
+// Dirty is a webhook changed by RecordRun since the last flush: a copy
+// of its record, and its new runs.
+type Dirty struct {
+	W *core.Webhook
+	NewRuns
+}
+
+// NewIndex returns an index of ws (taken as they are, not copied, their
+// Runs dropped), in O(n log n) whatever their order.
 func NewIndex(ws []*core.Webhook) *Index {
-	x := &Index{byID: make(map[string]*core.Webhook, len(ws)), byUser: map[string][]*core.Webhook{}, dirty: map[string]bool{}}
-	SortByCreation(ws)
+	x := &Index{byID: make(map[string]*core.Webhook, len(ws)), byUser: map[string][]*core.Webhook{}, fresh: map[string]*NewRuns{}}
 	for _, w := range ws {
+		w.Runs = nil
 		x.byID[w.ID] = w
 		x.byUser[w.User] = append(x.byUser[w.User], w)
+		if w.State == core.StateActive {
+			x.active++
+		}
+	}
+	for _, list := range x.byUser {
+		SortByCreation(list)
 	}
 	return x
 }
@@ -56,9 +80,16 @@ func (x *Index) CheckCreate(w *core.Webhook, maxPerAccess int) error {
 // Has reports whether id is indexed.
 func (x *Index) Has(id string) bool { return x.byID[id] != nil }
 
+// resident returns a copy of w as the index keeps it.
+func resident(w *core.Webhook) *core.Webhook {
+	c := *w
+	c.Runs = nil
+	return &c
+}
+
 // Add indexes a copy of w, in creation order among its user's.
 func (x *Index) Add(w *core.Webhook) {
-	w = w.Clone()
+	w = resident(w)
 	x.byID[w.ID] = w
 	list := x.byUser[w.User]
 	i := len(list)
@@ -66,6 +97,13 @@ func (x *Index) Add(w *core.Webhook) {
 		i--
 	}
 	x.byUser[w.User] = slices.Insert(list, i, w)
+	x.count(w.State, 1)
+}
+
+func (x *Index) count(state string, d int) {
+	if state == core.StateActive {
+		x.active += d
+	}
 }
 
 func byCreation(a, b *core.Webhook) int {
@@ -75,7 +113,7 @@ func byCreation(a, b *core.Webhook) int {
 	return strings.Compare(a.ID, b.ID)
 }
 
-// Owned returns a copy of user's webhook id.
+// Owned returns a copy of user's webhook id (without runs).
 func (x *Index) Owned(user, id string) (*core.Webhook, bool) {
 	w := x.byID[id]
 	if w == nil || w.User != user {
@@ -84,11 +122,13 @@ func (x *Index) Owned(user, id string) (*core.Webhook, bool) {
 	return w.Clone(), true
 }
 
-// Replace stores w over the record of its id, which must exist, and
-// forgets a Mutate not yet flushed (w carries it).
+// Replace stores w over the record of its id, which must exist. Runs
+// recorded and not yet flushed stay to be flushed.
 func (x *Index) Replace(w *core.Webhook) {
-	*x.byID[w.ID] = *w.Clone()
-	delete(x.dirty, w.ID)
+	old := x.byID[w.ID]
+	x.count(old.State, -1)
+	*old = *resident(w)
+	x.count(old.State, 1)
 }
 
 // Remove forgets id and returns its last record, or nil.
@@ -108,7 +148,8 @@ func (x *Index) Remove(id string) *core.Webhook {
 	if len(x.byUser[w.User]) == 0 {
 		delete(x.byUser, w.User)
 	}
-	delete(x.dirty, id)
+	delete(x.fresh, id)
+	x.count(w.State, -1)
 	return w
 }
 
@@ -132,6 +173,15 @@ func (x *Index) ByID(id string) *core.Webhook {
 	return nil
 }
 
+// Target returns what a notification to webhook id needs.
+func (x *Index) Target(id string) (Target, bool) {
+	w := x.byID[id]
+	if w == nil {
+		return Target{}, false
+	}
+	return Target{URL: w.URL, Secret: w.Secret, Signed: w.Signed, Active: w.State == core.StateActive}, true
+}
+
 // Active returns copies of user's active webhooks.
 func (x *Index) Active(user string) []*core.Webhook {
 	var out []*core.Webhook
@@ -143,61 +193,125 @@ func (x *Index) Active(user string) []*core.Webhook {
 	return out
 }
 
-// AllActive returns copies of every active webhook, in creation order.
-func (x *Index) AllActive() []*core.Webhook {
-	var out []*core.Webhook
+// EachActive calls f with every active record (not copies).
+func (x *Index) EachActive(f func(w *core.Webhook)) {
 	for _, w := range x.byID {
 		if w.State == core.StateActive {
-			out = append(out, w.Clone())
+			f(w)
 		}
 	}
-	SortByCreation(out)
-	return out
 }
 
 // Counts returns how many webhooks are active and inactive.
 func (x *Index) Counts() (active, inactive int) {
-	for _, w := range x.byID {
-		if w.State == core.StateActive {
-			active++
-		} else {
-			inactive++
-		}
-	}
-	return active, inactive
+	return x.active, len(x.byID) - x.active
 }
 
-// Mutate applies fn to webhook id and marks it dirty; false for an
+// RecordRun counts run on webhook id, keeps it for the next TakeDirty,
+// applies fn (when not nil), and returns the run's number; false for an
 // unknown id.
-func (x *Index) Mutate(id string, fn func(w *core.Webhook)) bool {
+func (x *Index) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) (int, bool) {
 	w := x.byID[id]
 	if w == nil {
-		return false
+		return 0, false
 	}
-	fn(w)
-	x.dirty[id] = true
-	return true
+	x.count(w.State, -1)
+	w.CountRun(run)
+	if fn != nil {
+		fn(w)
+		w.Runs = nil
+	}
+	x.count(w.State, 1)
+	f := x.fresh[id]
+	if f == nil {
+		f = &NewRuns{First: w.RunCount, Since: w.RunCount}
+		x.fresh[id] = f
+	}
+	f.Runs = append(f.Runs, run)
+	if len(f.Runs) > RunsKept { // older ones would be dropped anyway
+		n := len(f.Runs) - RunsKept
+		f.First += n
+		f.Runs = append(f.Runs[:0], f.Runs[n:]...)
+	}
+	return w.RunCount, true
 }
 
-// TakeDirty returns copies of the webhooks marked dirty, and clears the
-// marks.
-func (x *Index) TakeDirty() []*core.Webhook {
-	out := make([]*core.Webhook, 0, len(x.dirty))
-	for id := range x.dirty {
+// Fresh returns id's runs recorded since the last TakeDirty, or nil;
+// the caller must not change them.
+func (x *Index) Fresh(id string) *NewRuns { return x.fresh[id] }
+
+// TakeDirty returns the webhooks changed by RecordRun since the last
+// call, with copies of their records, and forgets them.
+func (x *Index) TakeDirty() []Dirty {
+	out := make([]Dirty, 0, len(x.fresh))
+	for id, f := range x.fresh {
 		if w := x.byID[id]; w != nil {
-			out = append(out, w.Clone())
+			out = append(out, Dirty{W: w.Clone(), NewRuns: *f})
 		}
 	}
-	clear(x.dirty)
+	clear(x.fresh)
 	return out
 }
 
-// MarkDirty marks ws dirty again (a flush that failed), those still
-// indexed.
-func (x *Index) MarkDirty(ws []*core.Webhook) {
-	for _, w := range ws {
-		if x.byID[w.ID] != nil {
-			x.dirty[w.ID] = true
+// PutBack returns ds, taken by TakeDirty and not written, to be taken
+// again, before any run recorded since (those still indexed).
+func (x *Index) PutBack(ds []Dirty) {
+	for _, d := range ds {
+		if x.byID[d.W.ID] == nil {
+			continue
+		}
+		if f := x.fresh[d.W.ID]; f != nil {
+			d.Runs = append(slices.Clip(d.Runs), f.Runs...)
+		}
+		d.Runs = slices.Clone(d.Runs)
+		if n := len(d.Runs) - RunsKept; n > 0 {
+			d.First += n
+			d.Runs = d.Runs[n:]
+		}
+		x.fresh[d.W.ID] = &NewRuns{First: d.First, Since: d.Since, Runs: d.Runs}
+	}
+}
+
+// Numbered is a stored run and its number.
+type Numbered struct {
+	N   int
+	Run core.Run
+}
+
+// MergeRuns returns a webhook's history, newest first: its runs
+// numbered upTo (its runCount) and down, at most RunsKept, from the
+// runs not yet flushed (fresh) and those stored; a number found in
+// neither is skipped.
+func MergeRuns(upTo int, stored []Numbered, fresh ...*NewRuns) []core.Run {
+	out := make([]core.Run, 0, min(upTo, RunsKept))
+	for n := upTo; n >= 1 && n > upTo-RunsKept; n-- {
+		if r, ok := runNumbered(n, stored, fresh); ok {
+			out = append(out, r)
 		}
 	}
+	return out
+}
+
+func runNumbered(n int, stored []Numbered, fresh []*NewRuns) (core.Run, bool) {
+	for _, f := range fresh {
+		if f != nil && n >= f.First && n < f.First+len(f.Runs) {
+			return f.Runs[n-f.First], true
+		}
+	}
+	for _, s := range stored {
+		if s.N == n {
+			return s.Run, true
+		}
+	}
+	return core.Run{}, false
+}
+
+// Clone returns a copy of r, or nil for nil.
+func (r *NewRuns) Clone() *NewRuns {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Runs = slices.Clone(r.Runs)
+	return &c
 }

@@ -12,11 +12,18 @@ import (
 type Memory struct {
 	mu       sync.RWMutex
 	x        *Index
+	runs     map[string][]core.Run // newest first
 	onChange func(Change)
 }
 
 // NewMemory returns an empty in-memory registry.
-func NewMemory() *Memory { return &Memory{x: NewIndex(nil)} }
+func NewMemory() *Memory { return &Memory{x: NewIndex(nil), runs: map[string][]core.Run{}} }
+
+// withRuns fills w's history; must be called with mu held.
+func (m *Memory) withRuns(w *core.Webhook) *core.Webhook {
+	w.Runs = append([]core.Run{}, m.runs[w.ID]...)
+	return w
+}
 
 var _ Registry = (*Memory)(nil)
 
@@ -52,6 +59,7 @@ func (m *Memory) Update(user, id string, fn func(w *core.Webhook) error) (*core.
 		return nil, err
 	}
 	m.x.Replace(w)
+	m.withRuns(w)
 	m.mu.Unlock()
 	m.notify(Change{Webhook: w.Clone()})
 	return w, nil
@@ -65,6 +73,7 @@ func (m *Memory) Delete(user, id string) error {
 		return ErrNotFound
 	}
 	w := m.x.Remove(id)
+	delete(m.runs, id)
 	m.mu.Unlock()
 	m.notify(Change{Webhook: w, Deleted: true})
 	return nil
@@ -99,14 +108,22 @@ func CheckImport(x *Index, ws []*core.Webhook) error {
 func (m *Memory) Get(user, id string) (*core.Webhook, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.x.Owned(user, id)
+	w, ok := m.x.Owned(user, id)
+	if ok {
+		m.withRuns(w)
+	}
+	return w, ok
 }
 
 // List implements Registry.
 func (m *Memory) List(user, accessID string) []*core.Webhook {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.x.List(user, accessID)
+	ws := m.x.List(user, accessID)
+	for _, w := range ws {
+		m.withRuns(w)
+	}
+	return ws
 }
 
 // ByID implements Registry.
@@ -123,11 +140,18 @@ func (m *Memory) Active(user string) []*core.Webhook {
 	return m.x.Active(user)
 }
 
-// AllActive implements Registry.
-func (m *Memory) AllActive() []*core.Webhook {
+// Target implements Registry.
+func (m *Memory) Target(id string) (Target, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.x.AllActive()
+	return m.x.Target(id)
+}
+
+// EachActive implements Registry.
+func (m *Memory) EachActive(f func(w *core.Webhook)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	m.x.EachActive(f)
 }
 
 // Counts implements Registry.
@@ -140,11 +164,21 @@ func (m *Memory) Counts() (active, inactive int) {
 // OnChange implements Registry.
 func (m *Memory) OnChange(f func(Change)) { m.onChange = f }
 
-// Mutate implements Registry.
-func (m *Memory) Mutate(id string, fn func(w *core.Webhook)) bool {
+// RecordRun implements Registry.
+func (m *Memory) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.x.Mutate(id, fn)
+	if _, ok := m.x.RecordRun(id, run, fn); !ok {
+		return false
+	}
+	h := m.runs[id]
+	if len(h) < RunsKept {
+		h = append(h, core.Run{})
+	}
+	copy(h[1:], h)
+	h[0] = run
+	m.runs[id] = h
+	return true
 }
 
 // Flush implements Registry: there is nothing to write.

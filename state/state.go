@@ -72,39 +72,49 @@ var (
 //
 // The API's writes (Create, Update, Delete, Import) are durable when
 // they return, and are then heard, in the order they happened, by the
-// function given to OnChange. Run records (Mutate) are kept in memory and
-// made durable by Flush, in batches: a crash loses at most the runs since
-// the last Flush, never an API write (an API write that follows a Mutate
-// of the same webhook wins over it, even if a Flush of the older copy is
-// under way).
+// function given to OnChange. Run records (RecordRun) are kept in memory
+// and made durable by Flush, in batches: a crash loses at most the runs
+// since the last Flush, never an API write (an API write that follows a
+// RecordRun of the same webhook wins over it, even if a Flush of the
+// older copy is under way).
+//
+// A webhook's run history (Runs) need not be resident: Get and List
+// fill it, newest first, at most RunsKept runs; the delivery engine's
+// reads (ByID, Active, EachActive, Target) leave it nil, and cost no
+// disk read.
 type Registry interface {
 	// Create stores w, refusing a URL the same access already uses
 	// (ErrDuplicateURL) and more than maxPerAccess webhooks per access
-	// (ErrCapReached; 0: no cap).
+	// (ErrCapReached; 0: no cap). w.Runs is not stored.
 	Create(w *core.Webhook, maxPerAccess int) error
 	// Update applies fn to user's webhook id and stores the result; fn's
 	// error aborts the update and is returned. ErrNotFound for an
-	// unknown id or another user's.
+	// unknown id or another user's. fn's changes to Runs are ignored.
 	Update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error)
-	// Delete removes user's webhook id (ErrNotFound as for Update).
+	// Delete removes user's webhook id and its run history (ErrNotFound
+	// as for Update).
 	Delete(user, id string) error
 	// Import stores new webhooks as they are, without URL or cap checks,
 	// for tools that load many at once; it refuses an id already used.
-	// OnChange does not hear of them.
+	// OnChange does not hear of them. Their Runs are not stored.
 	Import(ws []*core.Webhook) error
 
-	// Get returns user's webhook id.
+	// Get returns user's webhook id, with its run history.
 	Get(user, id string) (*core.Webhook, bool)
-	// List returns user's webhooks in creation order; with accessID set,
-	// only that access's.
+	// List returns user's webhooks in creation order, with their run
+	// histories; with accessID set, only that access's.
 	List(user, accessID string) []*core.Webhook
 	// ByID returns webhook id, whatever its user, or nil.
 	ByID(id string) *core.Webhook
-	// Active returns user's active webhooks, in creation order, without
-	// reading the disk.
+	// Target returns what a notification to webhook id needs, without
+	// copying the record; false for an unknown id.
+	Target(id string) (Target, bool)
+	// Active returns user's active webhooks, in creation order.
 	Active(user string) []*core.Webhook
-	// AllActive returns every active webhook, in creation order.
-	AllActive() []*core.Webhook
+	// EachActive calls f for every active webhook, in no set order, with
+	// the registry's own record: f must not keep it, change it or call
+	// the registry. Writers wait until it returns.
+	EachActive(f func(w *core.Webhook))
 	// Counts returns how many webhooks are active and inactive.
 	Counts() (active, inactive int)
 	// OnChange registers the one function that hears of the API's
@@ -112,13 +122,27 @@ type Registry interface {
 	// call back into its writers synchronously. Set it once, before use.
 	OnChange(f func(Change))
 
-	// Mutate applies fn to webhook id in memory and marks it for the next
-	// Flush (delivery's run records). It reports false for an unknown id.
-	Mutate(id string, fn func(w *core.Webhook)) bool
-	// Flush makes every Mutate so far durable, in as many writes as the
-	// store's limits need. On an error, what was not written stays
-	// marked for the next Flush.
+	// RecordRun records a delivery attempt of webhook id in memory: run
+	// joins its history and is counted (core.Webhook.CountRun), then fn,
+	// if not nil, changes the record (currentRetries, a deactivation).
+	// The next Flush makes it durable. It reports false for an unknown
+	// id.
+	RecordRun(id string, run core.Run, fn func(w *core.Webhook)) bool
+	// Flush makes every RecordRun so far durable, in as many writes as
+	// the store's limits need. On an error, what was not written stays
+	// for the next Flush.
 	Flush() error
+}
+
+// RunsKept is how many runs a webhook's history keeps.
+const RunsKept = core.RunsKept
+
+// Target is what a notification needs of its webhook.
+type Target struct {
+	URL    string
+	Secret string // the signing secret, when Signed
+	Signed bool
+	Active bool
 }
 
 // PendingSet is a webhook's undelivered state.

@@ -133,6 +133,8 @@ type figures struct {
 	stormRSS              int64
 
 	durable, stored int
+	stormStart      float64 // Unix seconds: runs at or after it are the storm's
+	histories       int     // histories read back whose newest run is the storm's
 }
 
 // bench is one run: its directories, the servers in this process and the
@@ -420,8 +422,8 @@ func (b *bench) idleRestart() error {
 	return h.stop(stopBound)
 }
 
-// activateOffline makes every imported webhook active with Mutate and
-// writes them all in one Flush.
+// activateOffline makes every imported webhook active with a run
+// recorded by RecordRun, and writes them all in one Flush.
 func (b *bench) activateOffline() error {
 	start := time.Now()
 	db, hooks, err := b.openStore()
@@ -431,8 +433,9 @@ func (b *bench) activateOffline() error {
 	defer db.Close()
 	loaded := time.Since(start)
 	start = time.Now()
+	run := core.Run{Status: 200, Timestamp: float64(time.Now().UnixMilli()) / 1000}
 	for _, id := range b.ids {
-		if !hooks.Mutate(id, func(w *core.Webhook) { w.State = core.StateActive }) {
+		if !hooks.RecordRun(id, run, func(w *core.Webhook) { w.State = core.StateActive }) {
 			return fmt.Errorf("imported webhook %s is not in the store", id)
 		}
 	}
@@ -442,7 +445,7 @@ func (b *bench) activateOffline() error {
 		return err
 	}
 	b.f.flushTime, b.f.flushed = time.Since(start), len(b.ids)
-	b.printf("activate: store loaded in %.2f s; %d webhooks mutated in %.2f s; one Flush of %d dirty webhooks in %.2f s (%.0f/s)\n",
+	b.printf("activate: store loaded in %.2f s; %d runs recorded in %.2f s; one Flush of %d dirty webhooks in %.2f s (%.0f/s)\n",
 		loaded.Seconds(), len(b.ids), mutated.Seconds(), b.f.flushed, b.f.flushTime.Seconds(), float64(b.f.flushed)/b.f.flushTime.Seconds())
 	return closeStore(db)
 }
@@ -453,6 +456,7 @@ func (b *bench) activateOffline() error {
 // gracefully (which flushes the run records).
 func (b *bench) bootStorm() error {
 	c0 := b.recv.Count()
+	b.f.stormStart = float64(time.Now().UnixMilli()) / 1000
 	h, err := b.start()
 	if err != nil {
 		return err
@@ -520,7 +524,9 @@ func (b *bench) bootStorm() error {
 }
 
 // countDurable counts, offline, the webhooks whose boot delivery is on
-// disk: at least one run, the latest with status 200.
+// disk: the latest run is the storm's, with status 200. It reads back
+// the run history of up to 1,000 of them: its newest run must be that
+// one, and the activation's run must follow.
 func (b *bench) countDurable() error {
 	db, hooks, err := b.openStore()
 	if err != nil {
@@ -529,13 +535,24 @@ func (b *bench) countDurable() error {
 	defer db.Close()
 	active, inactive := hooks.Counts()
 	b.f.stored = active + inactive
-	for _, w := range hooks.AllActive() {
-		if w.RunCount >= 1 && w.LastRun.Status == 200 {
+	var sample []*core.Webhook
+	hooks.EachActive(func(w *core.Webhook) {
+		if w.LastRun.Status == 200 && w.LastRun.Timestamp >= b.f.stormStart {
 			b.f.durable++
+			if len(sample) < 1000 {
+				sample = append(sample, w.Clone())
+			}
 		}
+	})
+	for _, w := range sample {
+		got, ok := hooks.Get(w.User, w.ID)
+		if !ok || len(got.Runs) < 2 || got.Runs[0] != w.LastRun || got.Runs[1].Timestamp >= b.f.stormStart {
+			return fmt.Errorf("webhook %s: run history %v does not end with the boot run %v", w.ID, got.Runs, w.LastRun)
+		}
+		b.f.histories++
 	}
-	b.printf("run records durable: %d of %d (store holds %d webhooks: %d active, %d inactive)\n",
-		b.f.durable, b.cfg.n+b.cfg.api, b.f.stored, active, inactive)
+	b.printf("run records durable: %d of %d (store holds %d webhooks: %d active, %d inactive); %d run histories read back\n",
+		b.f.durable, b.cfg.n+b.cfg.api, b.f.stored, active, inactive, b.f.histories)
 	return closeStore(db)
 }
 

@@ -22,6 +22,8 @@ const (
 	PrefixWebhooks = "w"
 	// PrefixPending holds each webhook's undelivered messages.
 	PrefixPending = "p"
+	// PrefixRuns holds webhooks' run histories, one key per run.
+	PrefixRuns = "r"
 )
 
 // Options tunes the database. The zero value is valid.

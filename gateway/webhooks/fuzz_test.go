@@ -113,7 +113,7 @@ func TestFlushNeverOverwritesAPIWrites(t *testing.T) {
 		db.Close()
 		t.Fatal(err)
 	}
-	st.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 200, Timestamp: 1}, 50) })
+	st.RecordRun(w.ID, core.Run{Status: 200, Timestamp: 1}, nil)
 	apiDone := make(chan error, 1)
 	var parked error
 	st.afterCopy = func() {

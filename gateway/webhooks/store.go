@@ -1,7 +1,12 @@
 package webhooks
 
 import (
+	"encoding/binary"
 	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -40,6 +45,10 @@ type Store struct {
 	// never lands after a newer API write. Lock order: flushMu, then mu.
 	flushMu sync.Mutex
 
+	// writing holds the runs Flush is writing, so that Get finds them
+	// while they are on their way to disk. Guarded by mu.
+	writing map[string]*state.NewRuns
+
 	afterCopy func() // test hook: runs between Flush's copy and its write
 }
 
@@ -63,6 +72,8 @@ func (s *Store) notify(c Change) {
 }
 
 // stored is the on-disk form: the record and the user it belongs to.
+// The run history is stored apart, one key per run (runKey); a record
+// written before that may still carry its runs, which the load moves.
 type stored struct {
 	User    string        `json:"user"`
 	Webhook *core.Webhook `json:"webhook"`
@@ -71,7 +82,38 @@ type stored struct {
 	Secret string `json:"secret,omitempty"`
 }
 
-func key(id string) []byte { return []byte(store.PrefixWebhooks + "\x00" + id) }
+var (
+	recordPrefix = []byte(store.PrefixWebhooks + "\x00")
+	runsPrefix   = []byte(store.PrefixRuns + "\x00")
+)
+
+func key(id string) []byte { return append(slices.Clip(recordPrefix), id...) }
+
+// runsKey is the prefix of webhook id's runs: PrefixRuns, 0, id, 0.
+func runsKey(id string) []byte {
+	return append(append(slices.Clip(runsPrefix), id...), 0)
+}
+
+// runKey is run number n of webhook id: runsKey(id) and n as 8
+// big-endian bytes, so that a webhook's runs sort by number.
+func runKey(id string, n int) []byte {
+	return binary.BigEndian.AppendUint64(runsKey(id), uint64(n))
+}
+
+// runValue is a run's stored form: the status (4 bytes) and the
+// timestamp's float64 bits (8 bytes), big-endian.
+func runValue(r core.Run) []byte {
+	b := make([]byte, 0, 12)
+	b = binary.BigEndian.AppendUint32(b, uint32(int32(r.Status)))
+	return binary.BigEndian.AppendUint64(b, math.Float64bits(r.Timestamp))
+}
+
+func decodeRun(v []byte) (core.Run, error) {
+	if len(v) != 12 {
+		return core.Run{}, fmt.Errorf("run record of %d bytes; want 12", len(v))
+	}
+	return core.Run{Status: int(int32(binary.BigEndian.Uint32(v))), Timestamp: math.Float64frombits(binary.BigEndian.Uint64(v[4:]))}, nil
+}
 
 // OpenStore loads every webhook of db into memory, with signing secrets
 // stored as they are.
@@ -81,41 +123,133 @@ func OpenStore(db *badger.DB) (*Store, error) { return OpenSealedStore(db, nil) 
 // are written sealed by sealer, and read whether sealed or not (a store
 // that had no key is sealed as each webhook is next written). A sealed
 // secret that sealer cannot open fails the load with ErrSecretKey.
+//
+// The records are read by one goroutine and decoded by the others, so
+// the load takes about as long as the longer of the two. Records that
+// still carry their run history (written by an older version) have it
+// moved to run keys before the store is returned.
 func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 	s := &Store{db: db, sealer: sealer}
-	var all []*core.Webhook
-	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(store.PrefixWebhooks + "\x00"), PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			err := it.Item().Value(func(v []byte) error {
-				var st stored
-				if err := json.Unmarshal(v, &st); err != nil || st.Webhook == nil {
-					return fmt.Errorf("webhook record %q: %v", it.Item().Key(), err)
-				}
-				secret, err := sealer.Open(st.Webhook.ID, st.Secret)
-				if err != nil {
-					return fmt.Errorf("webhook %s: %w", st.Webhook.ID, err)
-				}
-				st.Webhook.User, st.Webhook.Secret = st.User, secret
-				if st.Webhook.Runs == nil {
-					st.Webhook.Runs = []core.Run{}
-				}
-				compact(st.Webhook)
-				all = append(all, st.Webhook)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	all, legacy, err := load(db, sealer)
 	if err != nil {
 		return nil, fmt.Errorf("cannot load webhooks: %w", err)
 	}
+	if len(legacy) > 0 {
+		if err := s.moveRuns(legacy); err != nil {
+			return nil, fmt.Errorf("cannot move run histories to their own keys: %w", err)
+		}
+	}
 	s.x = state.NewIndex(all)
 	return s, nil
+}
+
+// rawBatch is records read, to decode: their values back to back.
+type rawBatch struct {
+	buf  []byte
+	ends []int
+}
+
+// load reads and decodes every record of db: decoders run beside the
+// reader, on the other CPUs.
+func load(db *badger.DB, sealer *Sealer) (all, legacy []*core.Webhook, err error) {
+	workers := max(runtime.GOMAXPROCS(0)-1, 1)
+	batches := make(chan *rawBatch, 2*workers)
+	free := make(chan *rawBatch, 4*workers)
+	type part struct {
+		ws, legacy []*core.Webhook
+		err        error
+	}
+	parts := make([]part, workers)
+	var wg sync.WaitGroup
+	for i := range parts {
+		wg.Add(1)
+		go func(p *part) {
+			defer wg.Done()
+			for b := range batches {
+				from := 0
+				for _, end := range b.ends {
+					if p.err == nil {
+						w, err := decodeRecord(b.buf[from:end], sealer)
+						if err != nil {
+							p.err = err
+						} else if len(w.Runs) > 0 {
+							p.legacy = append(p.legacy, w)
+						} else {
+							p.ws = append(p.ws, w)
+						}
+					}
+					from = end
+				}
+				select {
+				case free <- b:
+				default:
+				}
+			}
+		}(&parts[i])
+	}
+	err = db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix, PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		var b *rawBatch
+		for it.Rewind(); it.Valid(); it.Next() {
+			if b == nil {
+				select {
+				case b = <-free:
+					b.buf, b.ends = b.buf[:0], b.ends[:0]
+				default:
+					b = &rawBatch{buf: make([]byte, 0, 256<<10)}
+				}
+			}
+			v, err := it.Item().ValueCopy(b.buf[len(b.buf):cap(b.buf)])
+			if err != nil {
+				return err
+			}
+			b.buf = append(b.buf, v...)
+			b.ends = append(b.ends, len(b.buf))
+			if len(b.ends) == 1024 {
+				batches <- b
+				b = nil
+			}
+		}
+		if b != nil {
+			batches <- b
+		}
+		return nil
+	})
+	close(batches)
+	wg.Wait()
+	if err != nil {
+		return nil, nil, err
+	}
+	n := 0
+	for _, p := range parts {
+		if p.err != nil {
+			return nil, nil, p.err
+		}
+		n += len(p.ws) + len(p.legacy)
+	}
+	all = make([]*core.Webhook, 0, n)
+	for _, p := range parts {
+		all = append(all, p.ws...)
+		all = append(all, p.legacy...)
+		legacy = append(legacy, p.legacy...)
+	}
+	return all, legacy, nil
+}
+
+// decodeRecord decodes a stored record.
+func decodeRecord(v []byte, sealer *Sealer) (*core.Webhook, error) {
+	var st stored
+	if err := json.Unmarshal(v, &st); err != nil || st.Webhook == nil || st.Webhook.ID == "" {
+		return nil, fmt.Errorf("unreadable webhook record %.60q: %v", v, err)
+	}
+	secret, err := sealer.Open(st.Webhook.ID, st.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("webhook %s: %w", st.Webhook.ID, err)
+	}
+	st.Webhook.User, st.Webhook.Secret = st.User, secret
+	compact(st.Webhook)
+	return st.Webhook, nil
 }
 
 // compact shares the strings a decoded record repeats, so that a million
@@ -135,6 +269,59 @@ func compact(w *core.Webhook) {
 	}
 }
 
+// moveRuns writes the run histories that legacy records carry to run
+// keys, and the records without them, in as many transactions as
+// needed, and syncs. A crash in between leaves records that still carry
+// their runs: moved again at the next load.
+func (s *Store) moveRuns(legacy []*core.Webhook) error {
+	var entries []store.Entry
+	for _, w := range legacy {
+		top := max(w.RunCount, len(w.Runs))
+		for i, r := range w.Runs[:min(len(w.Runs), state.RunsKept)] {
+			entries = append(entries, store.Entry{Key: runKey(w.ID, top-i), Value: runValue(r)})
+		}
+		w.RunCount = top
+		w.Runs = nil
+		v, err := s.encode(w)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, store.Entry{Key: key(w.ID), Value: v})
+	}
+	if _, err := store.WriteBatch(s.db, entries); err != nil {
+		return err
+	}
+	return s.db.Sync()
+}
+
+// storedRuns reads webhook id's stored runs numbered upTo and down, at
+// most RunsKept, newest first.
+func storedRuns(txn *badger.Txn, id string, upTo int) ([]state.Numbered, error) {
+	prefix := runsKey(id)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: true, PrefetchSize: state.RunsKept})
+	defer it.Close()
+	var out []state.Numbered
+	for it.Seek(runKey(id, upTo)); it.Valid() && len(out) < state.RunsKept; it.Next() {
+		k := it.Item().Key()
+		if len(k) != len(prefix)+8 {
+			continue
+		}
+		n := int(binary.BigEndian.Uint64(k[len(prefix):]))
+		if n <= upTo-state.RunsKept {
+			break
+		}
+		err := it.Item().Value(func(v []byte) error {
+			r, err := decodeRun(v)
+			out = append(out, state.Numbered{N: n, Run: r})
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s, run %d: %w", id, n, err)
+		}
+	}
+	return out, nil
+}
+
 // lockWrite takes the locks an API write needs, in the lock order
 // (flushMu, then mu), and returns the function that releases them.
 func (s *Store) lockWrite() (unlock func()) {
@@ -143,13 +330,15 @@ func (s *Store) lockWrite() (unlock func()) {
 	return func() { s.mu.Unlock(); s.flushMu.Unlock() }
 }
 
-// encode is a record's on-disk form.
+// encode is a record's on-disk form, without its runs.
 func (s *Store) encode(w *core.Webhook) ([]byte, error) {
 	secret := w.Secret
 	if secret != "" && s.sealer != nil {
 		secret = s.sealer.Seal(w.ID, secret)
 	}
-	return json.Marshal(stored{User: w.User, Webhook: w, Secret: secret})
+	c := *w
+	c.Runs = nil
+	return json.Marshal(stored{User: w.User, Webhook: &c, Secret: secret})
 }
 
 // entries encodes ws for store.WriteBatch.
@@ -227,43 +416,107 @@ func (s *Store) Import(ws []*core.Webhook) error {
 	return nil
 }
 
-// Get implements state.Registry.
+// unstored is a copy of a record, with its runs not known to be on
+// disk: those recorded since the last Flush, and those it is writing.
+type unstored struct {
+	w              *core.Webhook
+	fresh, writing *state.NewRuns
+}
+
+// copyOut copies w and its runs not on disk; must be called with mu
+// held.
+func (s *Store) copyOut(w *core.Webhook) unstored {
+	return unstored{w: w, fresh: s.x.Fresh(w.ID).Clone(), writing: s.writing[w.ID]}
+}
+
+// withRuns fills the run history of each record, from memory and disk.
+// It is called without locks: a run Flush writes meanwhile is in
+// writing, which it does not change, or on disk.
+func (s *Store) withRuns(us []unstored) ([]*core.Webhook, error) {
+	out := make([]*core.Webhook, len(us))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for i, u := range us {
+			var disk []state.Numbered
+			if u.w.RunCount > 0 {
+				var err error
+				if disk, err = storedRuns(txn, u.w.ID, u.w.RunCount); err != nil {
+					return err
+				}
+			}
+			u.w.Runs = state.MergeRuns(u.w.RunCount, disk, u.fresh, u.writing)
+			out[i] = u.w
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Get implements state.Registry. A run history that cannot be read is
+// logged and left empty: the record itself is in memory.
 func (s *Store) Get(user, id string) (*core.Webhook, bool) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.x.Owned(user, id)
+	w, ok := s.x.Owned(user, id)
+	var u unstored
+	if ok {
+		u = s.copyOut(w)
+	}
+	s.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	return s.filled([]unstored{u})[0], true
+}
+
+// filled is withRuns, logging an error.
+func (s *Store) filled(us []unstored) []*core.Webhook {
+	ws, err := s.withRuns(us)
+	if err != nil {
+		slog.Error("cannot read run histories", "err", err)
+		for i, u := range us {
+			u.w.Runs = state.MergeRuns(u.w.RunCount, nil, u.fresh, u.writing)
+			ws[i] = u.w
+		}
+	}
+	return ws
 }
 
 // List implements state.Registry.
 func (s *Store) List(user, accessID string) []*core.Webhook {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.x.List(user, accessID)
+	ws := s.x.List(user, accessID)
+	us := make([]unstored, len(ws))
+	for i, w := range ws {
+		us[i] = s.copyOut(w)
+	}
+	s.mu.RUnlock()
+	return s.filled(us)
 }
 
 // Update implements state.Registry.
 func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
-	w, err := s.update(user, id, fn)
-	if err == nil {
-		s.notify(Change{Webhook: w.Clone()})
+	u, err := s.update(user, id, fn)
+	if err != nil {
+		return nil, err
 	}
-	return w, err
+	s.notify(Change{Webhook: u.w.Clone()})
+	return s.filled([]unstored{u})[0], nil
 }
 
-func (s *Store) update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
+func (s *Store) update(user, id string, fn func(w *core.Webhook) error) (unstored, error) {
 	defer s.lockWrite()()
 	w, ok := s.x.Owned(user, id)
 	if !ok {
-		return nil, ErrNotFound
+		return unstored{}, ErrNotFound
 	}
 	if err := fn(w); err != nil {
-		return nil, err
+		return unstored{}, err
 	}
+	w.Runs = nil
 	if err := s.put(w); err != nil {
-		return nil, err
+		return unstored{}, err
 	}
 	s.x.Replace(w)
-	return w.Clone(), nil
+	return s.copyOut(w.Clone()), nil
 }
 
 // Delete implements state.Registry.
@@ -283,32 +536,56 @@ func (s *Store) delete(user, id string) (*core.Webhook, error) {
 	if err := s.space.Check(); err != nil {
 		return nil, fmt.Errorf("cannot delete webhook: %w", err)
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(id)) }); err != nil {
+	err := s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(key(id)); err != nil {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: runsKey(id)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := txn.Delete(it.Item().KeyCopy(nil)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("cannot delete webhook: %w", err)
 	}
 	if err := s.db.Sync(); err != nil {
 		return nil, err
 	}
-	return s.x.Remove(id), nil
+	w := s.x.Remove(id)
+	w.Runs = []core.Run{}
+	return w, nil
 }
 
-// Mutate implements state.Registry: run records are batched by Flush
-// rather than synced one by one.
-func (s *Store) Mutate(id string, fn func(w *core.Webhook)) bool {
+// RecordRun implements state.Registry: runs are written by Flush, in
+// batches, rather than synced one by one.
+func (s *Store) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.x.Mutate(id, fn)
+	_, ok := s.x.RecordRun(id, run, fn)
+	return ok
 }
 
-// Flush implements state.Registry: it writes every webhook changed by
-// Mutate, in as many transactions as the store's limits need, and syncs
-// once. The records are copied under the lock and written outside it, so
-// readers (the delivery engine's lookups) never wait for the disk.
+// Flush implements state.Registry: it writes every webhook that
+// RecordRun changed, its new runs, and deletes its runs past the
+// RunsKept newest, in as many transactions as the store's limits need,
+// and syncs once. The records are copied under the lock and written
+// outside it, so readers (the delivery engine's lookups) never wait for
+// the disk.
 func (s *Store) Flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	batch := s.x.TakeDirty()
+	if len(batch) > 0 {
+		s.writing = make(map[string]*state.NewRuns, len(batch))
+		for i := range batch {
+			s.writing[batch[i].W.ID] = &batch[i].NewRuns
+		}
+	}
 	s.mu.Unlock()
 	if len(batch) == 0 {
 		return nil
@@ -316,15 +593,15 @@ func (s *Store) Flush() error {
 	if s.afterCopy != nil {
 		s.afterCopy()
 	}
-
-	entries, err := s.entries(batch)
-	if err != nil {
-		return err
-	}
-	n := 0
-	err = s.space.Check()
+	entries, ends, err := s.runEntries(batch)
+	n := 0 // webhooks written
 	if err == nil {
-		n, err = store.WriteBatch(s.db, entries)
+		err = s.space.Check()
+	}
+	if err == nil {
+		var k int
+		k, err = store.WriteBatch(s.db, entries)
+		n, _ = slices.BinarySearch(ends, k+1) // webhooks whose entries all are in
 	}
 	if err == nil {
 		err = s.db.Sync()
@@ -332,13 +609,39 @@ func (s *Store) Flush() error {
 			n = 0 // written, not known durable: written again
 		}
 	}
+	s.mu.Lock()
+	s.writing = nil
 	if err != nil {
-		s.mu.Lock()
-		s.x.MarkDirty(batch[n:]) // written again by the next flush
-		s.mu.Unlock()
-		return fmt.Errorf("cannot store webhook runs (%d of %d written): %w", n, len(batch), err)
+		s.x.PutBack(batch[n:]) // written again by the next flush
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("cannot store webhook runs (%d of %d webhooks written): %w", n, len(batch), err)
 	}
 	return nil
+}
+
+// runEntries encodes what Flush writes for each webhook of batch: its
+// record, its new runs, and the deletion of the runs they push out.
+// ends[i] is the number of entries up to the end of batch[i]'s.
+func (s *Store) runEntries(batch []state.Dirty) (entries []store.Entry, ends []int, err error) {
+	entries = make([]store.Entry, 0, 3*len(batch))
+	ends = make([]int, len(batch))
+	for i, d := range batch {
+		v, err := s.encode(d.W)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot encode webhook %s: %w", d.W.ID, err)
+		}
+		for j, r := range d.Runs {
+			entries = append(entries, store.Entry{Key: runKey(d.W.ID, d.First+j), Value: runValue(r)})
+		}
+		for n := max(1, d.Since-state.RunsKept); n <= d.First+len(d.Runs)-1-state.RunsKept; n++ {
+			entries = append(entries, store.Entry{Key: runKey(d.W.ID, n), Delete: true})
+		}
+		entries = append(entries, store.Entry{Key: key(d.W.ID), Value: v})
+		ends[i] = len(entries)
+	}
+	return entries, ends, nil
 }
 
 // ByID implements state.Registry.
@@ -348,6 +651,13 @@ func (s *Store) ByID(id string) *core.Webhook {
 	return s.x.ByID(id)
 }
 
+// Target implements state.Registry.
+func (s *Store) Target(id string) (state.Target, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.x.Target(id)
+}
+
 // Counts implements state.Registry.
 func (s *Store) Counts() (active, inactive int) {
 	s.mu.RLock()
@@ -355,11 +665,11 @@ func (s *Store) Counts() (active, inactive int) {
 	return s.x.Counts()
 }
 
-// AllActive implements state.Registry.
-func (s *Store) AllActive() []*core.Webhook {
+// EachActive implements state.Registry.
+func (s *Store) EachActive(f func(w *core.Webhook)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.x.AllActive()
+	s.x.EachActive(f)
 }
 
 // ByAccess returns copies of user's webhooks created by access id.

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	json "github.com/goccy/go-json"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/state"
 )
 
 func openDB(t *testing.T, dir string) *badger.DB {
@@ -66,10 +69,7 @@ func TestFlushAnySize(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range ws {
-		s.Mutate(w.ID, func(w *core.Webhook) {
-			w.RecordRun(core.Run{Status: 200, Timestamp: 1}, 50)
-			w.CurrentRetries = 0
-		})
+		s.RecordRun(w.ID, core.Run{Status: 200, Timestamp: 1}, func(w *core.Webhook) { w.CurrentRetries = 0 })
 	}
 	if err := s.Flush(); err != nil {
 		t.Fatalf("flush of %d webhooks: %v", n, err)
@@ -117,7 +117,7 @@ func TestFlushRetriesWhatFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range ws {
-		s.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 500, Timestamp: 2}, 50) })
+		s.RecordRun(w.ID, core.Run{Status: 500, Timestamp: 2}, nil)
 	}
 	full := store.NewSpace(dir, 1<<62) // no disk has that much free
 	s.SetSpace(full)
@@ -155,5 +155,119 @@ func TestImportRefusesKnownIDs(t *testing.T) {
 	}
 	if err := s.Import([]*core.Webhook{ws[1].Clone(), ws[1].Clone()}); err == nil {
 		t.Fatal("an import naming one id twice was accepted")
+	}
+}
+
+// countKeys counts the keys under prefix.
+func countKeys(t *testing.T, db *badger.DB, prefix []byte) int {
+	t.Helper()
+	n := 0
+	db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// TestRunsOffTheRecord: a webhook's runs are keys of their own, at most
+// RunsKept of them, not part of its record; Get finds the runs a Flush
+// is writing.
+func TestRunsOffTheRecord(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	s, err := OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := manyHooks(1)[0]
+	if err := s.Create(w, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3*state.RunsKept; i++ {
+		s.RecordRun(w.ID, core.Run{Status: 200, Timestamp: float64(i)}, nil)
+		if i%7 == 0 {
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.RecordRun(w.ID, core.Run{Status: 503, Timestamp: 1000}, nil)
+	var during []core.Run
+	s.afterCopy = func() {
+		got, _ := s.Get(w.User, w.ID)
+		during = got.Runs
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(during) != state.RunsKept || during[0].Timestamp != 1000 {
+		t.Fatalf("Get during the flush: %d runs, newest %+v; want %d, the one being written first", len(during), during[0], state.RunsKept)
+	}
+	if n := countKeys(t, db, runsKey(w.ID)); n != state.RunsKept {
+		t.Fatalf("%d run keys on disk; want %d", n, state.RunsKept)
+	}
+	var rec []byte
+	db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key(w.ID))
+		if err == nil {
+			rec, err = item.ValueCopy(nil)
+		}
+		return err
+	})
+	var st stored
+	if err := json.Unmarshal(rec, &st); err != nil || st.Webhook.RunCount != 3*state.RunsKept+1 || len(st.Webhook.Runs) != 0 {
+		t.Fatalf("the record on disk: %s (%v); want its counts and no runs", rec, err)
+	}
+}
+
+// TestLegacyRunsMoved: a record written with its runs inside (before
+// runs had keys of their own) loads with its history, which moves to
+// run keys, numbered so that new runs follow it.
+func TestLegacyRunsMoved(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	w := manyHooks(1)[0]
+	for i := 1; i <= 60; i++ {
+		w.RecordRun(core.Run{Status: 200 + i, Timestamp: float64(i)}, state.RunsKept)
+	}
+	v, err := json.Marshal(stored{User: w.User, Webhook: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(key(w.ID), v) }); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get(w.User, w.ID)
+	if got == nil || got.RunCount != 60 || !reflect.DeepEqual(got.Runs, w.Runs) {
+		t.Fatalf("after the move: %+v; want runs %v", got, w.Runs)
+	}
+	if len(s.ByID(w.ID).Runs) != 0 {
+		t.Fatal("the resident record holds runs")
+	}
+	if n := countKeys(t, db, runsKey(w.ID)); n != state.RunsKept {
+		t.Fatalf("%d run keys; want %d", n, state.RunsKept)
+	}
+	s.RecordRun(w.ID, core.Run{Status: 200, Timestamp: 61}, nil)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openDB(t, dir)
+	defer db.Close()
+	s, err = OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Get(w.User, w.ID)
+	if got.RunCount != 61 || len(got.Runs) != state.RunsKept || got.Runs[0].Timestamp != 61 || got.Runs[1].Timestamp != 60 || got.Runs[49].Timestamp != 12 {
+		t.Fatalf("after a new run and a reopen: count %d, runs %v", got.RunCount, got.Runs)
 	}
 }

@@ -154,8 +154,11 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 		if a, i := r.Counts(); a != 1 || i != 1 {
 			t.Fatalf("Counts = %d, %d; want 1, 1", a, i)
 		}
-		if all := ids(r.AllActive()); !slices.Equal(all, []string{w2.ID}) {
-			t.Fatalf("AllActive = %v", all)
+		if all := allActive(r); !slices.Equal(all, []string{w2.ID}) {
+			t.Fatalf("EachActive = %v", all)
+		}
+		if tg, ok := r.Target(w1.ID); !ok || tg.Active || tg.URL != w1.URL {
+			t.Fatalf("Target of the inactive one = %+v, %v", tg, ok)
 		}
 		if err := r.Delete("bob", w1.ID); !errors.Is(err, state.ErrNotFound) {
 			t.Fatalf("Delete of another user's webhook: %v", err)
@@ -184,35 +187,83 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 		w := hook("alice", "app", "http://127.0.0.1/r")
 		r.Create(w, 0)
 		feed.take()
-		if r.Mutate("nope", func(*core.Webhook) {}) {
-			t.Fatal("Mutate of an unknown id reported true")
+		if r.RecordRun("nope", core.Run{Status: 200}, nil) {
+			t.Fatal("RecordRun of an unknown id reported true")
 		}
-		if !r.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 500, Timestamp: 1}, 50); w.CurrentRetries = 1 }) {
-			t.Fatal("Mutate reported false")
+		if !r.RecordRun(w.ID, core.Run{Status: 500, Timestamp: 1}, func(w *core.Webhook) { w.CurrentRetries = 1 }) {
+			t.Fatal("RecordRun reported false")
 		}
-		if got := r.ByID(w.ID); got.RunCount != 1 || got.CurrentRetries != 1 {
-			t.Fatalf("after Mutate: %+v", got)
+		if got := r.ByID(w.ID); got.RunCount != 1 || got.FailCount != 1 || got.CurrentRetries != 1 || got.LastRun.Timestamp != 1 || len(got.Runs) != 0 {
+			t.Fatalf("ByID after RecordRun: %+v; want the counts, no history", got)
+		}
+		if got, _ := r.Get("alice", w.ID); len(got.Runs) != 1 || got.Runs[0] != (core.Run{Status: 500, Timestamp: 1}) {
+			t.Fatalf("Get before any Flush: runs %v", got.Runs)
 		}
 		if got := feed.take(); len(got) != 0 {
-			t.Fatalf("Mutate was heard: %v", got)
+			t.Fatalf("RecordRun was heard: %v", got)
 		}
 		if err := r.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		// An API write after a Mutate keeps the run: it starts from the
-		// record as mutated.
+		// An API write after a RecordRun keeps the run: it starts from the
+		// record as changed.
 		r.Update("alice", w.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
-		r.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 200, Timestamp: 2}, 50) })
+		r.RecordRun(w.ID, core.Run{Status: 200, Timestamp: 2}, nil)
+		got, _ := r.Update("alice", w.ID, func(w *core.Webhook) error { w.URL = "http://127.0.0.1/r2"; return nil })
+		if got.RunCount != 2 || len(got.Runs) != 2 || got.Runs[0].Timestamp != 2 {
+			t.Fatalf("Update's result: %+v; want both runs", got)
+		}
 		if err := r.Flush(); err != nil {
 			t.Fatal(err)
 		}
+		// More runs than a history keeps, over several flushes and in one.
+		for i := 3; i <= 2*state.RunsKept+7; i++ {
+			r.RecordRun(w.ID, core.Run{Status: 200 + i%2, Timestamp: float64(i)}, nil)
+			if i%13 == 0 {
+				if err := r.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		checkHistory := func(r state.Registry, top int) {
+			t.Helper()
+			got, _ := r.Get("alice", w.ID)
+			if got == nil || got.RunCount != top || got.FailCount != 1 || got.LastRun.Timestamp != float64(top) || got.State != core.StateInactive || got.URL != "http://127.0.0.1/r2" {
+				t.Fatalf("record: %+v", got)
+			}
+			if len(got.Runs) != state.RunsKept {
+				t.Fatalf("%d runs kept; want %d", len(got.Runs), state.RunsKept)
+			}
+			for i, run := range got.Runs {
+				if want := float64(top - i); run.Timestamp != want || run.Status != 200+(top-i)%2 {
+					t.Fatalf("run %d = %+v; want timestamp %v, newest first", i, run, want)
+				}
+			}
+		}
+		top := 2*state.RunsKept + 7
+		checkHistory(r, top)
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		checkHistory(r, top)
 		if reopen == nil {
 			return
 		}
 		r = reopen()
-		got := r.ByID(w.ID)
-		if got == nil || got.RunCount != 2 || got.FailCount != 1 || got.LastRun.Status != 200 || got.State != core.StateInactive || len(got.Runs) != 2 {
-			t.Fatalf("after reopen: %+v; want 2 runs, the last 200, inactive", got)
+		checkHistory(r, top)
+		// A deleted webhook's history goes with it: the same id imported
+		// again has none.
+		if err := r.Delete("alice", w.ID); err != nil {
+			t.Fatal(err)
+		}
+		again := *w
+		again.RunCount, again.FailCount = 0, 0
+		if err := r.Import([]*core.Webhook{&again}); err != nil {
+			t.Fatal(err)
+		}
+		r.RecordRun(w.ID, core.Run{Status: 200, Timestamp: 9}, nil)
+		if got, _ := r.Get("alice", w.ID); len(got.Runs) != 1 || got.Runs[0].Timestamp != 9 {
+			t.Fatalf("a re-imported id's history: %v; want its one new run", got.Runs)
 		}
 	})
 	t.Run("durable", func(t *testing.T) {
@@ -259,7 +310,7 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 			t.Fatal("importing a known id again was accepted")
 		}
 		for _, w := range ws {
-			r.Mutate(w.ID, func(w *core.Webhook) { w.RecordRun(core.Run{Status: 200, Timestamp: 3}, 50) })
+			r.RecordRun(w.ID, core.Run{Status: 200, Timestamp: 3}, nil)
 		}
 		if err := r.Flush(); err != nil {
 			t.Fatalf("flush of %d webhooks: %v", n, err)
@@ -281,13 +332,21 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 				t.Fatalf("List not in creation order: %v then %v", list[i-1].Created, list[i].Created)
 			}
 		}
-		all := r.AllActive()
-		for i := 1; i < len(all); i++ {
-			if all[i].Created <= all[i-1].Created {
-				t.Fatalf("AllActive not in creation order at %d", i)
-			}
+		if got := len(allActive(r)); got != n {
+			t.Fatalf("EachActive saw %d webhooks; want %d", got, n)
+		}
+		if w, _ := r.Get(ws[0].User, ws[0].ID); len(w.Runs) != 1 || w.Runs[0].Timestamp != 3 {
+			t.Fatalf("Get after the big flush: runs %v", w.Runs)
 		}
 	})
+}
+
+// allActive returns the ids EachActive gives, sorted.
+func allActive(r state.Registry) []string {
+	var out []string
+	r.EachActive(func(w *core.Webhook) { out = append(out, w.ID) })
+	slices.Sort(out)
+	return out
 }
 
 // RunPending runs the pending-set contract.
