@@ -13,6 +13,9 @@ type Slot struct {
 	Pending  []string
 	InFlight []string // nil when no delivery is in flight
 	Flying   bool
+	// Stored: a pending set of this slot is stored (the engine's to
+	// keep), so that an empty one need not be deleted.
+	Stored   bool
 	LastEnd  int64         // when the last run ended; 0 before the first
 	Interval time.Duration // minIntervalMs
 	Retries  int           // currentRetries

@@ -80,6 +80,7 @@ type config struct {
 	hookgate string // path of the hookgate binary
 	dir      string // parent of the work directory ("" for the system's)
 	keep     bool   // keep the work directory
+	profile  bool   // save CPU and heap profiles of the boot storm
 }
 
 func main() {
@@ -89,6 +90,7 @@ func main() {
 	flag.StringVar(&c.hookgate, "hookgate", "bin/hookgate", "hookgate `binary`")
 	flag.StringVar(&c.dir, "dir", "", "`directory` in which the work directory (data directory and hookgate logs) is created; default the system's temporary directory")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory at the end")
+	flag.BoolVar(&c.profile, "profile", false, "save hookgate's CPU profile of the boot storm's first 20 s (storm-cpu.pprof) and its heap after the storm (storm-heap.pprof) in the work directory")
 	flag.Parse()
 	if c.n < 1 || c.api < 0 {
 		fmt.Fprintln(os.Stderr, "scale: -n must be at least 1 and -api at least 0")
@@ -471,6 +473,11 @@ func (b *bench) bootStorm() error {
 		return err
 	}
 	b.f.beforeReady = b.recv.Count() - c0
+	var profiled chan error
+	if b.cfg.profile {
+		profiled = make(chan error, 1)
+		go func() { profiled <- h.saveProfile("profile?seconds=20", filepath.Join(b.work, "storm-cpu.pprof")) }()
+	}
 
 	want := int64(b.total())
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -507,6 +514,15 @@ func (b *bench) bootStorm() error {
 	}
 	if b.f.stormRSS, err = h.rss(); err != nil {
 		return err
+	}
+	if b.cfg.profile {
+		if err := <-profiled; err != nil {
+			return err
+		}
+		if err := h.saveProfile("heap", filepath.Join(b.work, "storm-heap.pprof")); err != nil {
+			return err
+		}
+		b.printf("boot storm: profiles in %s (storm-cpu.pprof, storm-heap.pprof); %s\n", b.work, h.memStatus())
 	}
 	b.printf("boot restart (%d active): /healthz 200 after %.3f s, /readyz 200 after %.3f s\n",
 		want, b.f.bootHealth.Seconds(), b.f.bootReady.Seconds())

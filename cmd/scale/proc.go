@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -162,6 +163,44 @@ func (h *hookgate) rss() (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS in /proc/PID/status")
+}
+
+// memStatus returns the memory lines of /proc/PID/status: RSS split in
+// anonymous, file-backed and shared memory.
+func (h *hookgate) memStatus() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.pid()))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "Rss") || strings.HasPrefix(line, "VmHWM") {
+			out = append(out, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// saveProfile saves /debug/pprof/<what> of the ops listener in path.
+func (h *hookgate) saveProfile(what, path string) error {
+	c := &http.Client{Timeout: time.Minute}
+	resp, err := c.Get("http://" + h.ops + "/debug/pprof/" + what)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", what, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", what, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // cpuTicks returns the CPU time the process has used, user and system,

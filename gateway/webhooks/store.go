@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -10,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
-	json "github.com/goccy/go-json"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/store"
@@ -71,9 +71,10 @@ func (s *Store) notify(c Change) {
 	}
 }
 
-// stored is the on-disk form: the record and the user it belongs to.
-// The run history is stored apart, one key per run (runKey); a record
-// written before that may still carry its runs, which the load moves.
+// stored is the JSON form of a record, which earlier versions wrote: the
+// record and the user it belongs to, and maybe its runs, which the load
+// moves to run keys. Records are now written in a binary form
+// (record.go), and the run history apart, one key per run (runKey).
 type stored struct {
 	User    string        `json:"user"`
 	Webhook *core.Webhook `json:"webhook"`
@@ -124,8 +125,7 @@ func OpenStore(db *badger.DB) (*Store, error) { return OpenSealedStore(db, nil) 
 // that had no key is sealed as each webhook is next written). A sealed
 // secret that sealer cannot open fails the load with ErrSecretKey.
 //
-// The records are read by one goroutine and decoded by the others, so
-// the load takes about as long as the longer of the two. Records that
+// The records are read and decoded on every CPU. Records that
 // still carry their run history (written by an older version) have it
 // moved to run keys before the store is returned.
 func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
@@ -143,81 +143,38 @@ func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 	return s, nil
 }
 
-// rawBatch is records read, to decode: their values back to back.
-type rawBatch struct {
-	buf  []byte
-	ends []int
-}
-
-// load reads and decodes every record of db: decoders run beside the
-// reader, on the other CPUs.
+// load reads and decodes every record of db, on every CPU: the key
+// space is cut at the bounds of Badger's tables into more ranges than
+// CPUs, and each goroutine reads and decodes one range after another.
 func load(db *badger.DB, sealer *Sealer) (all, legacy []*core.Webhook, err error) {
-	workers := max(runtime.GOMAXPROCS(0)-1, 1)
-	batches := make(chan *rawBatch, 2*workers)
-	free := make(chan *rawBatch, 4*workers)
+	workers := runtime.GOMAXPROCS(0)
+	ranges := keyRanges(db, recordPrefix, 4*workers)
+	next := make(chan [2][]byte, len(ranges))
+	for _, r := range ranges {
+		next <- r
+	}
+	close(next)
 	type part struct {
 		ws, legacy []*core.Webhook
 		err        error
 	}
 	parts := make([]part, workers)
-	var wg sync.WaitGroup
-	for i := range parts {
-		wg.Add(1)
-		go func(p *part) {
-			defer wg.Done()
-			for b := range batches {
-				from := 0
-				for _, end := range b.ends {
-					if p.err == nil {
-						w, err := decodeRecord(b.buf[from:end], sealer)
-						if err != nil {
-							p.err = err
-						} else if len(w.Runs) > 0 {
-							p.legacy = append(p.legacy, w)
-						} else {
-							p.ws = append(p.ws, w)
-						}
-					}
-					from = end
-				}
-				select {
-				case free <- b:
-				default:
-				}
-			}
-		}(&parts[i])
-	}
 	err = db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix, PrefetchValues: true, PrefetchSize: 256})
-		defer it.Close()
-		var b *rawBatch
-		for it.Rewind(); it.Valid(); it.Next() {
-			if b == nil {
-				select {
-				case b = <-free:
-					b.buf, b.ends = b.buf[:0], b.ends[:0]
-				default:
-					b = &rawBatch{buf: make([]byte, 0, 256<<10)}
+		var wg sync.WaitGroup
+		for i := range parts {
+			wg.Add(1)
+			go func(p *part) {
+				defer wg.Done()
+				for r := range next {
+					if p.err == nil {
+						p.err = loadRange(txn, r, sealer, &p.ws, &p.legacy)
+					}
 				}
-			}
-			v, err := it.Item().ValueCopy(b.buf[len(b.buf):cap(b.buf)])
-			if err != nil {
-				return err
-			}
-			b.buf = append(b.buf, v...)
-			b.ends = append(b.ends, len(b.buf))
-			if len(b.ends) == 1024 {
-				batches <- b
-				b = nil
-			}
+			}(&parts[i])
 		}
-		if b != nil {
-			batches <- b
-		}
+		wg.Wait()
 		return nil
 	})
-	close(batches)
-	wg.Wait()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -237,19 +194,67 @@ func load(db *badger.DB, sealer *Sealer) (all, legacy []*core.Webhook, err error
 	return all, legacy, nil
 }
 
-// decodeRecord decodes a stored record.
-func decodeRecord(v []byte, sealer *Sealer) (*core.Webhook, error) {
-	var st stored
-	if err := json.Unmarshal(v, &st); err != nil || st.Webhook == nil || st.Webhook.ID == "" {
-		return nil, fmt.Errorf("unreadable webhook record %.60q: %v", v, err)
+// loadRange decodes the records in r, [r[0], r[1]) (r[1] nil: to the
+// end of the prefix), appending them to ws, and to legacy those that
+// still carry their runs.
+func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ws, legacy *[]*core.Webhook) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix})
+	defer it.Close()
+	for it.Seek(r[0]); it.Valid(); it.Next() {
+		item := it.Item()
+		if r[1] != nil && bytes.Compare(item.Key(), r[1]) >= 0 {
+			return nil
+		}
+		err := item.Value(func(v []byte) error {
+			w, err := decodeRecord(v, sealer)
+			if err != nil {
+				return err
+			}
+			if len(w.Runs) > 0 {
+				*legacy = append(*legacy, w)
+			} else {
+				*ws = append(*ws, w)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
-	secret, err := sealer.Open(st.Webhook.ID, st.Secret)
-	if err != nil {
-		return nil, fmt.Errorf("webhook %s: %w", st.Webhook.ID, err)
+	return nil
+}
+
+// keyRanges cuts the keys under prefix into at most n ranges, at the
+// largest keys of Badger's tables, so that each range holds about as
+// many tables. The first range starts at prefix; the last has no end.
+func keyRanges(db *badger.DB, prefix []byte, n int) [][2][]byte {
+	var bounds [][]byte
+	for _, t := range db.Tables() {
+		if len(t.Right) <= 8 {
+			continue
+		}
+		k := t.Right[:len(t.Right)-8] // without its version
+		if bytes.HasPrefix(k, prefix) {
+			bounds = append(bounds, k)
+		}
 	}
-	st.Webhook.User, st.Webhook.Secret = st.User, secret
-	compact(st.Webhook)
-	return st.Webhook, nil
+	slices.SortFunc(bounds, bytes.Compare)
+	bounds = slices.CompactFunc(bounds, bytes.Equal)
+	cuts := [][]byte{prefix}
+	if len(bounds) > 0 {
+		step := max(len(bounds)/n, 1)
+		for i := step - 1; i < len(bounds) && len(cuts) < n; i += step {
+			cuts = append(cuts, bounds[i])
+		}
+	}
+	out := make([][2][]byte, len(cuts))
+	for i, c := range cuts {
+		out[i][0] = c
+		if i+1 < len(cuts) {
+			out[i][1] = cuts[i+1]
+		}
+	}
+	return out
 }
 
 // compact shares the strings a decoded record repeats, so that a million
@@ -330,15 +335,13 @@ func (s *Store) lockWrite() (unlock func()) {
 	return func() { s.mu.Unlock(); s.flushMu.Unlock() }
 }
 
-// encode is a record's on-disk form, without its runs.
+// encode is a record's on-disk form (record.go), without its runs.
 func (s *Store) encode(w *core.Webhook) ([]byte, error) {
 	secret := w.Secret
 	if secret != "" && s.sealer != nil {
 		secret = s.sealer.Seal(w.ID, secret)
 	}
-	c := *w
-	c.Runs = nil
-	return json.Marshal(stored{User: w.User, Webhook: &c, Secret: secret})
+	return appendRecord(make([]byte, 0, 128+len(w.URL)+len(secret)), w, secret), nil
 }
 
 // entries encodes ws for store.WriteBatch.

@@ -218,9 +218,8 @@ func TestRunsOffTheRecord(t *testing.T) {
 		}
 		return err
 	})
-	var st stored
-	if err := json.Unmarshal(rec, &st); err != nil || st.Webhook.RunCount != 3*state.RunsKept+1 || len(st.Webhook.Runs) != 0 {
-		t.Fatalf("the record on disk: %s (%v); want its counts and no runs", rec, err)
+	if got, err := decodeRecord(rec, nil); err != nil || got.RunCount != 3*state.RunsKept+1 || len(got.Runs) != 0 {
+		t.Fatalf("the record on disk: %q (%v); want its counts and no runs", rec, err)
 	}
 }
 
