@@ -93,9 +93,134 @@ type Engine struct {
 	inflight     sync.WaitGroup
 	serial       uint64
 
+	// The boot: Run gives every active webhook a slot and a boot message,
+	// a chunk per turn of its loop, so that a start with a million
+	// webhooks is ready at once and delivers while it boots.
+	booting   bool                // the boot list is not taken yet
+	boot      []bootSlot          // active webhooks still to boot
+	bootState map[string]uint8    // bootChanged, bootEarly; nil once booted
+	stored    map[string][]string // pending sets loaded, not yet given to a slot
+
 	// beforeAck, if set, runs between a batch's pending write and its
 	// acknowledgement: a test crashes the process there.
 	beforeAck func()
+}
+
+// bootSlot is what a slot needs of an active webhook, taken at the boot.
+type bootSlot struct {
+	id                  string
+	interval            time.Duration
+	maxRetries, retries int
+	lastEnd             int64
+}
+
+// bootChunk is how many webhooks one turn of the loop boots.
+const bootChunk = 4096
+
+// Boot states of a webhook not yet booted by bootNext.
+const (
+	// bootChanged: the API changed it: booted as the registry has it then.
+	bootChanged = 1 + iota
+	// bootEarly: a marker reached it first, and booted it (bootOne).
+	bootEarly
+)
+
+// takeBoot lists the active webhooks to boot.
+func (e *Engine) takeBoot() {
+	e.booting = false
+	active, _ := e.opts.Webhooks.Counts()
+	e.boot = make([]bootSlot, 0, active)
+	e.opts.Webhooks.EachActive(func(w *core.Webhook) {
+		e.boot = append(e.boot, bootSlot{id: w.ID, interval: time.Duration(w.MinIntervalMs) * time.Millisecond,
+			maxRetries: w.MaxRetries, retries: w.CurrentRetries, lastEnd: int64(w.LastRun.Timestamp * 1e9)})
+	})
+	e.sched.Grow(len(e.boot) + len(e.stored))
+	e.bootState = map[string]uint8{}
+	if len(e.boot) == 0 {
+		e.bootDone()
+	}
+}
+
+// bootNext gives the next chunk of webhooks their slot, their stored
+// pending set and a boot message. Slots and their first pending sets
+// come from two slabs per chunk: a slot outlives its webhook's deletion
+// until the next start, at 144 bytes.
+func (e *Engine) bootNext() {
+	n := min(len(e.boot), bootChunk)
+	chunk := e.boot[:n]
+	e.boot = e.boot[n:]
+	slab := make([]core.Slot, n)
+	msgs := make([]string, n)
+	now := e.opts.Now().UnixNano()
+	for i, b := range chunk {
+		var sl *core.Slot
+		switch e.bootState[b.id] {
+		case bootEarly:
+			continue
+		case bootChanged:
+			w := e.opts.Webhooks.ByID(b.id)
+			if w == nil || w.State != core.StateActive {
+				continue // deleted or deactivated meanwhile: the change did what was needed
+			}
+			e.bootOne(w)
+			continue
+		}
+		sl = &slab[i]
+		sl.Interval, sl.MaxRetries, sl.Retries, sl.LastEnd = b.interval, b.maxRetries, b.retries, b.lastEnd
+		e.sched.Put(b.id, sl)
+		if stored, ok := e.stored[b.id]; ok {
+			sl.Stored = true
+			sl.Add(stored...)
+			sl.Add(core.MsgServiceBoot)
+			delete(e.stored, b.id)
+		} else {
+			msgs[i] = core.MsgServiceBoot
+			sl.Pending = msgs[i : i+1 : i+1]
+		}
+		sl.Since = now
+		e.sched.Touch(b.id)
+	}
+	if len(e.boot) == 0 {
+		e.bootDone()
+	}
+}
+
+// bootOne boots w, active and not booted yet, out of turn, and returns
+// its slot.
+func (e *Engine) bootOne(w *core.Webhook) *core.Slot {
+	sl := e.slotFor(w)
+	if stored, ok := e.stored[w.ID]; ok {
+		sl.Stored = true
+		sl.Add(stored...)
+		delete(e.stored, w.ID)
+	}
+	sl.Add(core.MsgServiceBoot)
+	sl.Since = e.opts.Now().UnixNano()
+	e.bootState[w.ID] = bootEarly
+	e.sched.Touch(w.ID)
+	return sl
+}
+
+// bootDone ends the boot: pending sets of inactive webhooks stay on
+// disk, in a slot that does not fire, for a reactivation; those of
+// deleted webhooks go.
+func (e *Engine) bootDone() {
+	e.boot, e.bootState = nil, nil
+	for id, msgs := range e.stored {
+		w := e.opts.Webhooks.ByID(id)
+		if w == nil {
+			e.dirtyPending[id] = true
+			continue
+		}
+		sl := e.slotFor(w)
+		sl.Stored = true
+		sl.Add(msgs...)
+		if w.State != core.StateActive {
+			sl.Inactive = true
+		}
+		e.sched.Touch(id)
+	}
+	e.stored = nil
 }
 
 type result struct {
@@ -152,48 +277,8 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	}
 	e.retire = retire
 	e.errLog.Every = 10 * time.Second
-	now := o.Now().UnixNano()
-	// Every active webhook gets a slot and a boot message. Slots and
-	// their first pending sets come from two slabs, in two allocations
-	// instead of two per webhook: a slot outlives its webhook's deletion
-	// until the next start, at 144 bytes.
-	active, _ := o.Webhooks.Counts()
-	e.sched.Grow(active + len(pending))
-	slab := make([]core.Slot, active)
-	boot := make([]string, active)
-	o.Webhooks.EachActive(func(w *core.Webhook) {
-		var sl *core.Slot
-		if len(slab) > 0 {
-			sl, slab = &slab[0], slab[1:]
-		} else {
-			sl = new(core.Slot) // activated since Counts
-		}
-		e.initSlot(sl, w)
-		if msgs, ok := pending[w.ID]; ok {
-			sl.Stored = true
-			sl.Add(msgs...)
-			sl.Add(core.MsgServiceBoot)
-			delete(pending, w.ID)
-		} else if len(boot) > 0 {
-			boot[0] = core.MsgServiceBoot
-			sl.Pending, boot = boot[:1:1], boot[1:]
-		} else {
-			sl.Add(core.MsgServiceBoot)
-		}
-		sl.Since = now
-		e.sched.Touch(w.ID)
-	})
-	// Pending sets of inactive webhooks stay on disk for a reactivation;
-	// those of deleted webhooks go.
-	for id, msgs := range pending {
-		if w := o.Webhooks.ByID(id); w != nil {
-			sl := e.slotFor(w)
-			sl.Add(msgs...)
-			sl.Inactive, sl.Stored = true, true
-		} else {
-			e.dirtyPending[id] = true
-		}
-	}
+	e.stored = pending
+	e.booting = true
 	o.Webhooks.OnChange(func(c state.Change) {
 		select {
 		case e.changes <- c:
@@ -243,10 +328,18 @@ func (e *Engine) Run() {
 	defer timer.Stop()
 	flush := time.NewTicker(e.opts.FlushInterval)
 	defer flush.Stop()
+	if e.booting {
+		e.safely(e.takeBoot)
+	}
 	e.dispatch() // markers left from before a restart
 	for {
+		if len(e.boot) > 0 {
+			e.safely(e.bootNext)
+		}
 		e.safely(e.fireDue)
-		if at, ok := e.sched.Next(); ok && e.flying < e.opts.Workers {
+		if len(e.boot) > 0 {
+			timer.Reset(0) // the next chunk, after what is waiting
+		} else if at, ok := e.sched.Next(); ok && e.flying < e.opts.Workers {
 			timer.Reset(max(time.Duration(at-e.opts.Now().UnixNano()), 0))
 		} else {
 			timer.Reset(time.Hour) // nothing due, or the pool is full: a result wakes the loop
@@ -334,7 +427,12 @@ func (e *Engine) dispatch() {
 func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 	webhookChanges.Add(len(hooks))
 	for _, w := range hooks {
-		sl := e.slotFor(w)
+		var sl *core.Slot
+		if e.bootState != nil && e.bootState[w.ID] != bootEarly && e.sched.Slot(w.ID) == nil {
+			sl = e.bootOne(w) // the boot message comes first
+		} else {
+			sl = e.slotFor(w)
+		}
 		if len(sl.Pending) == 0 && !sl.Flying {
 			sl.Since = m.Time
 		}
@@ -539,6 +637,11 @@ func (e *Engine) change(c state.Change) {
 		e.sched.Remove(id)
 		delete(e.retire, id)
 		e.dirtyPending[id] = true
+		if e.bootState != nil && e.bootState[id] != bootEarly {
+			e.bootState[id] = bootChanged // not booted, if not yet
+		}
+	case e.bootState != nil && e.bootState[id] == 0 && sl == nil:
+		e.bootState[id] = bootChanged // not booted yet: booted as it is then
 	case c.Webhook.State == core.StateInactive:
 		if sl != nil {
 			sl.Inactive = true // stops at once; an in-flight POST finishes

@@ -9,12 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -249,7 +251,9 @@ func run(c config, log *slog.Logger) error {
 	log.Info("hookgate listening; loading webhooks", "listen", ln.Addr().String(), "ops", c.opsListen)
 
 	loadStart := time.Now()
+	restoreGC := loadingGC()
 	hooks, err := webhooks.OpenSealedStore(db, sealer)
+	restoreGC()
 	if err != nil {
 		// Stop serving before the deferred closes of the queue and the
 		// database.
@@ -279,8 +283,8 @@ func run(c config, log *slog.Logger) error {
 		}
 		return err
 	}
+	g.SetWebhooks(api) // ready: the engine boots every active webhook as it runs
 	go engine.Run()
-	g.SetWebhooks(api)
 	debug.FreeOSMemory() // what decoding the records left behind: RSS follows the live heap
 	active, inactive := hooks.Counts()
 	log.Info("webhooks loaded", "active", active, "inactive", inactive, "took", time.Since(loadStart).Round(time.Millisecond))
@@ -369,4 +373,44 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// loadingGC turns the garbage collector off while the webhooks load, and
+// returns the function that turns it back on. A load builds a heap that
+// is nearly all live: collecting it on the way, as it doubles, would
+// only mark the same records again and again (at a million webhooks,
+// a third of the load). Unless GOMEMLIMIT sets a limit, half of the
+// machine's memory bounds the heap meanwhile, so that a load larger
+// than that still collects.
+func loadingGC() (restore func()) {
+	limit := debug.SetMemoryLimit(-1)
+	if limit == math.MaxInt64 {
+		if total := memTotal(); total > 0 {
+			debug.SetMemoryLimit(total / 2)
+		}
+	}
+	gc := debug.SetGCPercent(-1)
+	return func() {
+		debug.SetGCPercent(gc)
+		debug.SetMemoryLimit(limit)
+	}
+}
+
+// memTotal returns the machine's memory in bytes, from /proc/meminfo, or
+// 0 where it cannot be read.
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -1,0 +1,100 @@
+package delivery
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/queue"
+	"github.com/hookgate/hookgate/state"
+)
+
+// nopSender answers 200 to every notification without sending it.
+type nopSender struct{}
+
+func (nopSender) Send(string, []byte, [][2]string) (int, time.Duration, error) { return 200, 0, nil }
+
+// TestBootInChunks drives the boot one step at a time, as Run does,
+// over more webhooks than one chunk: each active webhook gets one boot
+// message, first; a stored pending set goes before it; a marker that
+// reaches a webhook not booted yet boots it first; a webhook deleted or
+// deactivated before its turn gets none, one created meanwhile none,
+// and an inactive one keeps its stored set without firing.
+func TestBootInChunks(t *testing.T) {
+	reg, pend := state.NewMemory(), state.NewMemPending()
+	n := 3*bootChunk + 17
+	var ws []*core.Webhook
+	for i := range n {
+		w := &core.Webhook{ID: core.NewID(), User: fmt.Sprintf("u%05d", i), AccessID: "a", URL: "http://127.0.0.1:1/",
+			State: core.StateActive, MinIntervalMs: 1000, MaxRetries: 3, CurrentRetries: i % 2, Created: float64(i)}
+		ws = append(ws, w)
+	}
+	off := &core.Webhook{ID: core.NewID(), User: "off", AccessID: "a", URL: "http://127.0.0.1:1/", State: core.StateInactive}
+	if err := reg.Import(append(slices.Clone(ws), off)); err != nil {
+		t.Fatal(err)
+	}
+	stored, marked, deleted, deactivated := ws[1], ws[2], ws[3], ws[4]
+	pend.Write([]state.PendingWrite{
+		{ID: stored.ID, Set: &state.PendingSet{Messages: []string{core.MsgEventsChanged}}},
+		{ID: off.ID, Set: &state.PendingSet{Messages: []string{core.MsgStreamsChanged}}},
+		{ID: "gone", Set: &state.PendingSet{Messages: []string{core.MsgEventsChanged}}},
+	})
+	q := queue.NewMemory(queue.Options{})
+	e, err := NewEngine(EngineOptions{Queue: q, Pending: pend, Webhooks: reg, Sender: nopSender{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.pool.Release()
+
+	e.takeBoot()
+	if len(e.boot) != n {
+		t.Fatalf("%d webhooks to boot; want %d", len(e.boot), n)
+	}
+	// Before the first chunk: a marker, an API deletion, a deactivation,
+	// a creation.
+	e.apply(core.Marker{User: marked.User, Messages: []string{core.MsgStreamsChanged}, Time: 1}, reg.Active(marked.User))
+	reg.Delete(deleted.User, deleted.ID)
+	e.change(state.Change{Webhook: deleted, Deleted: true})
+	d, _ := reg.Update(deactivated.User, deactivated.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
+	e.change(state.Change{Webhook: d})
+	fresh := &core.Webhook{ID: core.NewID(), User: "new", AccessID: "a", URL: "http://127.0.0.1:1/", State: core.StateActive}
+	reg.Create(fresh, 0)
+	e.change(state.Change{Webhook: fresh.Clone()})
+
+	for steps := 0; e.bootState != nil; steps++ {
+		if steps > n/bootChunk+1 {
+			t.Fatalf("still booting after %d steps", steps)
+		}
+		e.bootNext()
+	}
+	for _, w := range ws {
+		got := e.Pending(w.ID)
+		var want []string
+		switch w {
+		case deleted, deactivated:
+		case stored:
+			want = []string{core.MsgEventsChanged, core.MsgServiceBoot}
+		case marked:
+			want = []string{core.MsgServiceBoot, core.MsgStreamsChanged}
+		default:
+			want = []string{core.MsgServiceBoot}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("webhook %s pending %v; want %v", w.User, got, want)
+		}
+		if sl := e.sched.Slot(w.ID); sl != nil && (sl.Retries != w.CurrentRetries || sl.Interval != time.Second || sl.MaxRetries != 3) {
+			t.Fatalf("webhook %s slot %+v", w.User, sl)
+		}
+	}
+	if got := e.Pending(fresh.ID); len(got) != 0 {
+		t.Fatalf("a webhook created while booting has %v pending", got)
+	}
+	if sl := e.sched.Slot(off.ID); sl == nil || !sl.Inactive || !slices.Equal(e.Pending(off.ID), []string{core.MsgStreamsChanged}) {
+		t.Fatalf("inactive webhook's slot %+v, pending %v; want its stored set, not firing", sl, e.Pending(off.ID))
+	}
+	if !e.dirtyPending["gone"] {
+		t.Fatal("the pending set of a deleted webhook is not marked for deletion")
+	}
+}
