@@ -40,7 +40,7 @@ FUZZTIME ?= 30s
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/rules FuzzClassify
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway FuzzSplitUser FuzzBatchAndAccessInfo
-	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate FuzzDecodeRecord
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate FuzzDecodeRecord FuzzDecodeCounters
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
 

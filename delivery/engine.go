@@ -97,6 +97,7 @@ type Engine struct {
 	// a chunk per turn of its loop, so that a start with a million
 	// webhooks is ready at once and delivers while it boots.
 	booting   bool                // the boot list is not taken yet
+	started   int64               // when NewEngine ran: webhooks created since get no boot message
 	boot      []bootSlot          // active webhooks still to boot
 	bootState map[string]uint8    // bootChanged, bootEarly; nil once booted
 	stored    map[string][]string // pending sets loaded, not yet given to a slot
@@ -112,6 +113,7 @@ type bootSlot struct {
 	interval            time.Duration
 	maxRetries, retries int
 	lastEnd             int64
+	created             float64
 }
 
 // bootChunk is how many webhooks one turn of the loop boots.
@@ -123,6 +125,8 @@ const (
 	bootChanged = 1 + iota
 	// bootEarly: a marker reached it first, and booted it (bootOne).
 	bootEarly
+	// bootSkip: created since the engine started: no boot message.
+	bootSkip
 )
 
 // takeBoot lists the active webhooks to boot.
@@ -132,7 +136,7 @@ func (e *Engine) takeBoot() {
 	e.boot = make([]bootSlot, 0, active)
 	e.opts.Webhooks.EachActive(func(w *core.Webhook) {
 		e.boot = append(e.boot, bootSlot{id: w.ID, interval: time.Duration(w.MinIntervalMs) * time.Millisecond,
-			maxRetries: w.MaxRetries, retries: w.CurrentRetries, lastEnd: int64(w.LastRun.Timestamp * 1e9)})
+			maxRetries: w.MaxRetries, retries: w.CurrentRetries, lastEnd: int64(w.LastRun.Timestamp * 1e9), created: w.Created})
 	})
 	e.sched.Grow(len(e.boot) + len(e.stored))
 	e.bootState = map[string]uint8{}
@@ -155,8 +159,12 @@ func (e *Engine) bootNext() {
 	for i, b := range chunk {
 		var sl *core.Slot
 		switch e.bootState[b.id] {
-		case bootEarly:
+		case bootEarly, bootSkip:
 			continue
+		case 0:
+			if b.created*1e9 >= float64(e.started) {
+				continue // created since the engine started
+			}
 		case bootChanged:
 			w := e.opts.Webhooks.ByID(b.id)
 			if w == nil || w.State != core.StateActive {
@@ -279,6 +287,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	e.errLog.Every = 10 * time.Second
 	e.stored = pending
 	e.booting = true
+	e.started = o.Now().UnixNano()
 	o.Webhooks.OnChange(func(c state.Change) {
 		select {
 		case e.changes <- c:
@@ -428,7 +437,7 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 	webhookChanges.Add(len(hooks))
 	for _, w := range hooks {
 		var sl *core.Slot
-		if e.bootState != nil && e.bootState[w.ID] != bootEarly && e.sched.Slot(w.ID) == nil {
+		if st := e.bootState[w.ID]; e.bootState != nil && st != bootEarly && st != bootSkip && e.sched.Slot(w.ID) == nil {
 			sl = e.bootOne(w) // the boot message comes first
 		} else {
 			sl = e.slotFor(w)
@@ -641,7 +650,12 @@ func (e *Engine) change(c state.Change) {
 			e.bootState[id] = bootChanged // not booted, if not yet
 		}
 	case e.bootState != nil && e.bootState[id] == 0 && sl == nil:
-		e.bootState[id] = bootChanged // not booted yet: booted as it is then
+		// Not booted yet: booted as it is then, unless created since the
+		// engine started.
+		e.bootState[id] = bootChanged
+		if c.Webhook.Created*1e9 >= float64(e.started) {
+			e.bootState[id] = bootSkip
+		}
 	case c.Webhook.State == core.StateInactive:
 		if sl != nil {
 			sl.Inactive = true // stops at once; an in-flight POST finishes

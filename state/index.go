@@ -22,17 +22,34 @@ type Index struct {
 
 // NewRuns are runs of one webhook not yet flushed, oldest first: Runs[i]
 // is the webhook's run number First+i (its first run is number 1). Of
-// more than RunsKept, only the newest are kept: Since is the number of
-// the first run recorded, kept or not.
+// more than RunsKept, only the newest are kept.
 type NewRuns struct {
-	First, Since int
-	Runs         []core.Run
+	First int
+	Runs  []core.Run
 }
 
-// Dirty is a webhook changed by RecordRun since the last flush: a copy
-// of its record, and its new runs.
+// Counters are the fields of a record that delivery changes.
+type Counters struct {
+	RunCount, FailCount, CurrentRetries int
+	LastRun                             core.Run
+	State                               string
+}
+
+// CountersOf returns w's counters.
+func CountersOf(w *core.Webhook) Counters {
+	return Counters{RunCount: w.RunCount, FailCount: w.FailCount, CurrentRetries: w.CurrentRetries, LastRun: w.LastRun, State: w.State}
+}
+
+// Apply sets w's counters to c.
+func (c Counters) Apply(w *core.Webhook) {
+	w.RunCount, w.FailCount, w.CurrentRetries, w.LastRun, w.State = c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun, c.State
+}
+
+// Dirty is a webhook changed by RecordRun since the last flush: its
+// counters, and its new runs.
 type Dirty struct {
-	W *core.Webhook
+	ID string
+	Counters
 	NewRuns
 }
 
@@ -235,7 +252,7 @@ func (x *Index) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) (in
 	x.count(w.State, 1)
 	f := x.fresh[id]
 	if f == nil {
-		f = &NewRuns{First: w.RunCount, Since: w.RunCount}
+		f = &NewRuns{First: w.RunCount}
 		x.fresh[id] = f
 	}
 	f.Runs = append(f.Runs, run)
@@ -252,15 +269,17 @@ func (x *Index) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) (in
 func (x *Index) Fresh(id string) *NewRuns { return x.fresh[id] }
 
 // TakeDirty returns the webhooks changed by RecordRun since the last
-// call, with copies of their records, and forgets them.
+// call, with their counters, and forgets them.
 func (x *Index) TakeDirty() []Dirty {
 	out := make([]Dirty, 0, len(x.fresh))
 	for id, f := range x.fresh {
 		if w := x.byID[id]; w != nil {
-			out = append(out, Dirty{W: w.Clone(), NewRuns: *f})
+			out = append(out, Dirty{ID: w.ID, Counters: CountersOf(w), NewRuns: *f})
 		}
 	}
-	clear(x.fresh)
+	// A new map rather than clear: one that held a boot storm's million
+	// entries would keep their room.
+	x.fresh = make(map[string]*NewRuns, min(len(out), 1024))
 	return out
 }
 
@@ -268,10 +287,10 @@ func (x *Index) TakeDirty() []Dirty {
 // again, before any run recorded since (those still indexed).
 func (x *Index) PutBack(ds []Dirty) {
 	for _, d := range ds {
-		if x.byID[d.W.ID] == nil {
+		if x.byID[d.ID] == nil {
 			continue
 		}
-		if f := x.fresh[d.W.ID]; f != nil {
+		if f := x.fresh[d.ID]; f != nil {
 			d.Runs = append(slices.Clip(d.Runs), f.Runs...)
 		}
 		d.Runs = slices.Clone(d.Runs)
@@ -279,7 +298,7 @@ func (x *Index) PutBack(ds []Dirty) {
 			d.First += n
 			d.Runs = d.Runs[n:]
 		}
-		x.fresh[d.W.ID] = &NewRuns{First: d.First, Since: d.Since, Runs: d.Runs}
+		x.fresh[d.ID] = &NewRuns{First: d.First, Runs: d.Runs}
 	}
 }
 

@@ -24,6 +24,8 @@ const (
 	PrefixPending = "p"
 	// PrefixRuns holds webhooks' run histories, one key per run.
 	PrefixRuns = "r"
+	// PrefixCounters holds the counters of each webhook's runs.
+	PrefixCounters = "c"
 )
 
 // Options tunes the database. The zero value is valid.
@@ -61,6 +63,7 @@ func Open(dir string, o Options) (*badger.DB, error) {
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(o.MemTableSize).
 		WithNumMemtables(3).
+		WithNumCompactors(2).
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(opt)

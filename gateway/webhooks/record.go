@@ -9,6 +9,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/state"
 )
 
 // A record is stored in a binary form, which loads several times faster
@@ -206,4 +207,87 @@ func decodeRecord(v []byte, sealer *Sealer) (*core.Webhook, error) {
 		return nil, fmt.Errorf("webhook %s: %w", w.ID, err)
 	}
 	return w, nil
+}
+
+// Counters are stored apart from the record, under their own key, so
+// that recording a run rewrites some 20 bytes and not the whole record:
+//
+//	byte     countersV1
+//	byte     state, as in a record
+//	varint   runCount, failCount, currentRetries, lastRun.status
+//	8 bytes  lastRun.timestamp
+//	[string] state
+//
+// Every write of a record writes its counters too, in the same
+// transaction; where they are found, they override the record's.
+const countersV1 = 1
+
+func appendCounters(b []byte, c state.Counters) []byte {
+	var st byte
+	switch c.State {
+	case core.StateActive:
+		st = 1
+	case core.StateInactive:
+		st = 2
+	}
+	b = append(b, countersV1, st)
+	for _, n := range []int{c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun.Status} {
+		b = binary.AppendVarint(b, int64(n))
+	}
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.LastRun.Timestamp))
+	if st == 0 {
+		b = binary.AppendUvarint(b, uint64(len(c.State)))
+		b = append(b, c.State...)
+	}
+	return b
+}
+
+func decodeCounters(v []byte) (state.Counters, error) {
+	var c state.Counters
+	if len(v) < 2 || v[0] != countersV1 || v[1] > 2 || len(v) > maxRecord {
+		return c, errRecord
+	}
+	r := &recordReader{b: v, off: 2}
+	c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun.Status = r.int(), r.int(), r.int(), r.int()
+	c.LastRun.Timestamp = r.float()
+	switch v[1] {
+	case 1:
+		c.State = core.StateActive
+	case 2:
+		c.State = core.StateInactive
+	default:
+		r.s = string(v[r.off:])
+		r.b, r.off = v[r.off:], 0
+		c.State = r.str()
+	}
+	if r.err == nil && r.off != len(r.b) {
+		r.err = errRecord
+	}
+	return c, r.err
+}
+
+// A run is stored under ringKey(id, n), in one of RunsKept keys that
+// recording overwrites in turn, so that a run costs one write and no
+// deletion. Its value is the run's number and the run:
+//
+//	8 bytes  n
+//	4 bytes  status
+//	8 bytes  timestamp (float64 bits)
+func runValue(n int, r core.Run) []byte {
+	b := make([]byte, 0, 20)
+	b = binary.BigEndian.AppendUint64(b, uint64(n))
+	b = binary.BigEndian.AppendUint32(b, uint32(int32(r.Status)))
+	return binary.BigEndian.AppendUint64(b, math.Float64bits(r.Timestamp))
+}
+
+func decodeRun(v []byte) (state.Numbered, error) {
+	if len(v) != 20 {
+		return state.Numbered{}, fmt.Errorf("run record of %d bytes; want 20", len(v))
+	}
+	n := binary.BigEndian.Uint64(v)
+	if n == 0 || n > math.MaxInt32 {
+		return state.Numbered{}, fmt.Errorf("run number %d", n)
+	}
+	return state.Numbered{N: int(n), Run: core.Run{Status: int(int32(binary.BigEndian.Uint32(v[8:]))),
+		Timestamp: math.Float64frombits(binary.BigEndian.Uint64(v[12:]))}}, nil
 }

@@ -8,6 +8,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/state"
 )
 
 func recordSamples() []*core.Webhook {
@@ -86,4 +87,50 @@ func FuzzDecodeRecord(f *testing.F) {
 
 func hasNaN(w *core.Webhook) bool {
 	return w.Created != w.Created || w.Modified != w.Modified || w.LastRun.Timestamp != w.LastRun.Timestamp
+}
+
+// TestCountersRoundTrip: counters and run values decode to what was
+// encoded, and a truncation is refused.
+func TestCountersRoundTrip(t *testing.T) {
+	for _, c := range []state.Counters{
+		{State: core.StateActive},
+		{RunCount: 1 << 30, FailCount: 7, CurrentRetries: 3, LastRun: core.Run{Status: 503, Timestamp: 1.7e9 + 0.123}, State: core.StateInactive},
+		{LastRun: core.Run{Status: -1}, State: "odd"},
+	} {
+		v := appendCounters(nil, c)
+		if got, err := decodeCounters(v); err != nil || got != c {
+			t.Fatalf("counters %+v: %+v, %v", c, got, err)
+		}
+		for n := range len(v) {
+			if _, err := decodeCounters(v[:n]); err == nil {
+				t.Fatalf("%d of %d bytes of counters decoded", n, len(v))
+			}
+		}
+	}
+	r := core.Run{Status: 410, Timestamp: 12.5}
+	if got, err := decodeRun(runValue(51, r)); err != nil || got != (state.Numbered{N: 51, Run: r}) {
+		t.Fatalf("run: %+v, %v", got, err)
+	}
+	if _, err := decodeRun(runValue(0, r)); err == nil {
+		t.Fatal("run number 0 decoded")
+	}
+}
+
+// FuzzDecodeCounters: counters and run values from any bytes decode or
+// are refused, never panic; what decodes encodes back to the same.
+func FuzzDecodeCounters(f *testing.F) {
+	f.Add(appendCounters(nil, state.Counters{RunCount: 3, State: "odd"}))
+	f.Add(runValue(7, core.Run{Status: 200, Timestamp: 1}))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if c, err := decodeCounters(v); err == nil {
+			if again, err := decodeCounters(appendCounters(nil, c)); err != nil || (again != c && c.LastRun.Timestamp == c.LastRun.Timestamp) {
+				t.Fatalf("counters %+v re-encoded: %+v, %v", c, again, err)
+			}
+		}
+		if r, err := decodeRun(v); err == nil {
+			if again, err := decodeRun(runValue(r.N, r.Run)); err != nil || (again != r && r.Run.Timestamp == r.Run.Timestamp) {
+				t.Fatalf("run %+v re-encoded: %+v, %v", r, again, err)
+			}
+		}
+	})
 }

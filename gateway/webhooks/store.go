@@ -2,10 +2,8 @@ package webhooks
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -73,8 +71,8 @@ func (s *Store) notify(c Change) {
 
 // stored is the JSON form of a record, which earlier versions wrote: the
 // record and the user it belongs to, and maybe its runs, which the load
-// moves to run keys. Records are now written in a binary form
-// (record.go), and the run history apart, one key per run (runKey).
+// moves to run keys. Records are now written in a binary form, with
+// their counters and runs under keys of their own (record.go).
 type stored struct {
 	User    string        `json:"user"`
 	Webhook *core.Webhook `json:"webhook"`
@@ -84,36 +82,23 @@ type stored struct {
 }
 
 var (
-	recordPrefix = []byte(store.PrefixWebhooks + "\x00")
-	runsPrefix   = []byte(store.PrefixRuns + "\x00")
+	recordPrefix   = []byte(store.PrefixWebhooks + "\x00")
+	countersPrefix = []byte(store.PrefixCounters + "\x00")
+	runsPrefix     = []byte(store.PrefixRuns + "\x00")
 )
 
-func key(id string) []byte { return append(slices.Clip(recordPrefix), id...) }
+func key(id string) []byte         { return append(slices.Clip(recordPrefix), id...) }
+func countersKey(id string) []byte { return append(slices.Clip(countersPrefix), id...) }
 
 // runsKey is the prefix of webhook id's runs: PrefixRuns, 0, id, 0.
 func runsKey(id string) []byte {
 	return append(append(slices.Clip(runsPrefix), id...), 0)
 }
 
-// runKey is run number n of webhook id: runsKey(id) and n as 8
-// big-endian bytes, so that a webhook's runs sort by number.
-func runKey(id string, n int) []byte {
-	return binary.BigEndian.AppendUint64(runsKey(id), uint64(n))
-}
-
-// runValue is a run's stored form: the status (4 bytes) and the
-// timestamp's float64 bits (8 bytes), big-endian.
-func runValue(r core.Run) []byte {
-	b := make([]byte, 0, 12)
-	b = binary.BigEndian.AppendUint32(b, uint32(int32(r.Status)))
-	return binary.BigEndian.AppendUint64(b, math.Float64bits(r.Timestamp))
-}
-
-func decodeRun(v []byte) (core.Run, error) {
-	if len(v) != 12 {
-		return core.Run{}, fmt.Errorf("run record of %d bytes; want 12", len(v))
-	}
-	return core.Run{Status: int(int32(binary.BigEndian.Uint32(v))), Timestamp: math.Float64frombits(binary.BigEndian.Uint64(v[4:]))}, nil
+// ringKey is the key of run number n of webhook id: runsKey(id) and
+// (n-1) mod RunsKept, as one byte.
+func ringKey(id string, n int) []byte {
+	return append(runsKey(id), byte((n-1)%state.RunsKept))
 }
 
 // OpenStore loads every webhook of db into memory, with signing secrets
@@ -195,30 +180,54 @@ func load(db *badger.DB, sealer *Sealer) (all, legacy []*core.Webhook, err error
 }
 
 // loadRange decodes the records in r, [r[0], r[1]) (r[1] nil: to the
-// end of the prefix), appending them to ws, and to legacy those that
-// still carry their runs.
+// end of the prefix), with their counters, appending them to ws, and to
+// legacy those that still carry their runs. Records and counters are
+// both in id order: one pass over each joins them.
 func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ws, legacy *[]*core.Webhook) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix})
 	defer it.Close()
+	ct := txn.NewIterator(badger.IteratorOptions{Prefix: countersPrefix})
+	defer ct.Close()
+	ct.Seek(append(slices.Clip(countersPrefix), r[0][len(recordPrefix):]...))
 	for it.Seek(r[0]); it.Valid(); it.Next() {
 		item := it.Item()
 		if r[1] != nil && bytes.Compare(item.Key(), r[1]) >= 0 {
 			return nil
 		}
+		var w *core.Webhook
 		err := item.Value(func(v []byte) error {
-			w, err := decodeRecord(v, sealer)
-			if err != nil {
-				return err
-			}
-			if len(w.Runs) > 0 {
-				*legacy = append(*legacy, w)
-			} else {
-				*ws = append(*ws, w)
-			}
-			return nil
+			var err error
+			w, err = decodeRecord(v, sealer)
+			return err
 		})
 		if err != nil {
 			return err
+		}
+		id := item.Key()[len(recordPrefix):]
+		for ; ct.Valid(); ct.Next() {
+			c := bytes.Compare(ct.Item().Key()[len(countersPrefix):], id)
+			if c > 0 {
+				break
+			}
+			if c < 0 {
+				continue // a record deleted while its counters were written: left over
+			}
+			err := ct.Item().Value(func(v []byte) error {
+				c, err := decodeCounters(v)
+				if err != nil {
+					return fmt.Errorf("counters of webhook %s: %w", id, err)
+				}
+				c.Apply(w)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if len(w.Runs) > 0 {
+			*legacy = append(*legacy, w)
+		} else {
+			*ws = append(*ws, w)
 		}
 	}
 	return nil
@@ -275,23 +284,23 @@ func compact(w *core.Webhook) {
 }
 
 // moveRuns writes the run histories that legacy records carry to run
-// keys, and the records without them, in as many transactions as
-// needed, and syncs. A crash in between leaves records that still carry
-// their runs: moved again at the next load.
+// keys, and the records without them, with their counters, in as many
+// transactions as needed, and syncs. A crash in between leaves records
+// that still carry their runs: moved again at the next load.
 func (s *Store) moveRuns(legacy []*core.Webhook) error {
 	var entries []store.Entry
 	for _, w := range legacy {
 		top := max(w.RunCount, len(w.Runs))
 		for i, r := range w.Runs[:min(len(w.Runs), state.RunsKept)] {
-			entries = append(entries, store.Entry{Key: runKey(w.ID, top-i), Value: runValue(r)})
+			entries = append(entries, store.Entry{Key: ringKey(w.ID, top-i), Value: runValue(top-i, r)})
 		}
 		w.RunCount = top
 		w.Runs = nil
-		v, err := s.encode(w)
+		es, err := s.recordEntries(w)
 		if err != nil {
 			return err
 		}
-		entries = append(entries, store.Entry{Key: key(w.ID), Value: v})
+		entries = append(entries, es...)
 	}
 	if _, err := store.WriteBatch(s.db, entries); err != nil {
 		return err
@@ -299,29 +308,19 @@ func (s *Store) moveRuns(legacy []*core.Webhook) error {
 	return s.db.Sync()
 }
 
-// storedRuns reads webhook id's stored runs numbered upTo and down, at
-// most RunsKept, newest first.
-func storedRuns(txn *badger.Txn, id string, upTo int) ([]state.Numbered, error) {
-	prefix := runsKey(id)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: true, PrefetchSize: state.RunsKept})
+// storedRuns reads webhook id's stored runs, in no order.
+func storedRuns(txn *badger.Txn, id string) ([]state.Numbered, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: runsKey(id), PrefetchValues: true, PrefetchSize: state.RunsKept})
 	defer it.Close()
 	var out []state.Numbered
-	for it.Seek(runKey(id, upTo)); it.Valid() && len(out) < state.RunsKept; it.Next() {
-		k := it.Item().Key()
-		if len(k) != len(prefix)+8 {
-			continue
-		}
-		n := int(binary.BigEndian.Uint64(k[len(prefix):]))
-		if n <= upTo-state.RunsKept {
-			break
-		}
+	for it.Rewind(); it.Valid(); it.Next() {
 		err := it.Item().Value(func(v []byte) error {
 			r, err := decodeRun(v)
-			out = append(out, state.Numbered{N: n, Run: r})
+			out = append(out, r)
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("webhook %s, run %d: %w", id, n, err)
+			return nil, fmt.Errorf("webhook %s: %w", id, err)
 		}
 	}
 	return out, nil
@@ -344,29 +343,36 @@ func (s *Store) encode(w *core.Webhook) ([]byte, error) {
 	return appendRecord(make([]byte, 0, 128+len(w.URL)+len(secret)), w, secret), nil
 }
 
-// entries encodes ws for store.WriteBatch.
-func (s *Store) entries(ws []*core.Webhook) ([]store.Entry, error) {
-	out := make([]store.Entry, 0, len(ws))
-	for _, w := range ws {
-		v, err := s.encode(w)
-		if err != nil {
-			return nil, fmt.Errorf("cannot encode webhook %s: %w", w.ID, err)
-		}
-		out = append(out, store.Entry{Key: key(w.ID), Value: v})
+// recordEntries encodes w's record and counters for store.WriteBatch.
+func (s *Store) recordEntries(w *core.Webhook) ([]store.Entry, error) {
+	v, err := s.encode(w)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode webhook %s: %w", w.ID, err)
 	}
-	return out, nil
+	return []store.Entry{
+		{Key: key(w.ID), Value: v},
+		{Key: countersKey(w.ID), Value: appendCounters(nil, state.CountersOf(w))},
+	}, nil
 }
 
 // put writes w durably. Must be called with mu held.
 func (s *Store) put(w *core.Webhook) error {
-	v, err := s.encode(w)
+	entries, err := s.recordEntries(w)
 	if err != nil {
 		return err
 	}
 	if err := s.space.Check(); err != nil {
 		return fmt.Errorf("cannot store webhook: %w", err)
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(key(w.ID), v) }); err != nil {
+	err = s.db.Update(func(txn *badger.Txn) error {
+		for _, e := range entries {
+			if err := txn.Set(e.Key, e.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("cannot store webhook: %w", err)
 	}
 	return s.db.Sync()
@@ -400,9 +406,13 @@ func (s *Store) Import(ws []*core.Webhook) error {
 	if err := state.CheckImport(s.x, ws); err != nil {
 		return err
 	}
-	entries, err := s.entries(ws)
-	if err != nil {
-		return err
+	var entries []store.Entry
+	for _, w := range ws {
+		es, err := s.recordEntries(w)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, es...)
 	}
 	if err := s.space.Check(); err != nil {
 		return fmt.Errorf("cannot import webhooks: %w", err)
@@ -442,7 +452,7 @@ func (s *Store) withRuns(us []unstored) ([]*core.Webhook, error) {
 			var disk []state.Numbered
 			if u.w.RunCount > 0 {
 				var err error
-				if disk, err = storedRuns(txn, u.w.ID, u.w.RunCount); err != nil {
+				if disk, err = storedRuns(txn, u.w.ID); err != nil {
 					return err
 				}
 			}
@@ -543,6 +553,9 @@ func (s *Store) delete(user, id string) (*core.Webhook, error) {
 		if err := txn.Delete(key(id)); err != nil {
 			return err
 		}
+		if err := txn.Delete(countersKey(id)); err != nil {
+			return err
+		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: runsKey(id)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -572,10 +585,9 @@ func (s *Store) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) boo
 	return ok
 }
 
-// Flush implements state.Registry: it writes every webhook that
-// RecordRun changed, its new runs, and deletes its runs past the
-// RunsKept newest, in as many transactions as the store's limits need,
-// and syncs once. The records are copied under the lock and written
+// Flush implements state.Registry: it writes the counters and new runs
+// of every webhook that RecordRun changed, in as many transactions as
+// the store's limits need, and syncs once. The records are copied under the lock and written
 // outside it, so readers (the delivery engine's lookups) never wait for
 // the disk.
 func (s *Store) Flush() error {
@@ -586,7 +598,7 @@ func (s *Store) Flush() error {
 	if len(batch) > 0 {
 		s.writing = make(map[string]*state.NewRuns, len(batch))
 		for i := range batch {
-			s.writing[batch[i].W.ID] = &batch[i].NewRuns
+			s.writing[batch[i].ID] = &batch[i].NewRuns
 		}
 	}
 	s.mu.Unlock()
@@ -625,23 +637,20 @@ func (s *Store) Flush() error {
 }
 
 // runEntries encodes what Flush writes for each webhook of batch: its
-// record, its new runs, and the deletion of the runs they push out.
-// ends[i] is the number of entries up to the end of batch[i]'s.
+// new runs, each over the oldest of its ring, and its counters. ends[i]
+// is the number of entries up to the end of batch[i]'s.
 func (s *Store) runEntries(batch []state.Dirty) (entries []store.Entry, ends []int, err error) {
-	entries = make([]store.Entry, 0, 3*len(batch))
+	entries = make([]store.Entry, 0, 2*len(batch))
 	ends = make([]int, len(batch))
 	for i, d := range batch {
-		v, err := s.encode(d.W)
-		if err != nil {
-			return nil, nil, fmt.Errorf("cannot encode webhook %s: %w", d.W.ID, err)
+		runs, first := d.Runs, d.First
+		if n := len(runs) - state.RunsKept; n > 0 {
+			runs, first = runs[n:], first+n
 		}
-		for j, r := range d.Runs {
-			entries = append(entries, store.Entry{Key: runKey(d.W.ID, d.First+j), Value: runValue(r)})
+		for j, r := range runs {
+			entries = append(entries, store.Entry{Key: ringKey(d.ID, first+j), Value: runValue(first+j, r)})
 		}
-		for n := max(1, d.Since-state.RunsKept); n <= d.First+len(d.Runs)-1-state.RunsKept; n++ {
-			entries = append(entries, store.Entry{Key: runKey(d.W.ID, n), Delete: true})
-		}
-		entries = append(entries, store.Entry{Key: key(d.W.ID), Value: v})
+		entries = append(entries, store.Entry{Key: countersKey(d.ID), Value: appendCounters(make([]byte, 0, 24), d.Counters)})
 		ends[i] = len(entries)
 	}
 	return entries, ends, nil

@@ -210,16 +210,26 @@ func TestRunsOffTheRecord(t *testing.T) {
 	if n := countKeys(t, db, runsKey(w.ID)); n != state.RunsKept {
 		t.Fatalf("%d run keys on disk; want %d", n, state.RunsKept)
 	}
-	var rec []byte
-	db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key(w.ID))
-		if err == nil {
-			rec, err = item.ValueCopy(nil)
+	get := func(k []byte) []byte {
+		var v []byte
+		err := db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(k)
+			if err == nil {
+				v, err = item.ValueCopy(nil)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%q: %v", k, err)
 		}
-		return err
-	})
-	if got, err := decodeRecord(rec, nil); err != nil || got.RunCount != 3*state.RunsKept+1 || len(got.Runs) != 0 {
-		t.Fatalf("the record on disk: %q (%v); want its counts and no runs", rec, err)
+		return v
+	}
+	// Runs rewrite the counters, never the record.
+	if got, err := decodeRecord(get(key(w.ID)), nil); err != nil || got.RunCount != 0 || len(got.Runs) != 0 {
+		t.Fatalf("the record on disk: %+v (%v); want it as created", got, err)
+	}
+	if c, err := decodeCounters(get(countersKey(w.ID))); err != nil || c.RunCount != 3*state.RunsKept+1 || c.FailCount != 1 || c.LastRun.Status != 503 {
+		t.Fatalf("the counters on disk: %+v (%v)", c, err)
 	}
 }
 
