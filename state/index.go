@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 
@@ -10,14 +11,171 @@ import (
 
 // Index is the in-memory view of a registry's webhooks: by id, by user
 // in creation order, and the runs recorded since the last flush. Its
-// records hold no run history (Runs is nil). Registries build on it; it
-// is not safe for concurrent use, and the records it holds are its own
-// (it copies in and out).
+// records hold no run history. Registries build on it; it is not safe
+// for concurrent use, and the records it holds are its own (it copies in
+// and out).
+//
+// A record is kept packed (Packed): its strings in one allocation, its
+// numbers beside them, so that a million resident webhooks cost the
+// garbage collector one pointer each, not ten, and some 220 bytes.
 type Index struct {
-	byID   map[string]*core.Webhook
-	byUser map[string][]*core.Webhook // creation order
-	fresh  map[string]*NewRuns        // recorded since the last TakeDirty
+	byID   map[string]*Packed
+	byUser map[string][]*Packed // creation order
+	fresh  map[string]*NewRuns  // recorded since the last TakeDirty
 	active int
+}
+
+// Packed is a resident webhook record: its strings back to back in s,
+// and its numbers.
+type Packed struct {
+	s    string    // id, user, accessId, url, createdBy, modifiedBy, secret, state
+	ends [7]uint32 // where each string but the last ends in s
+
+	minIntervalMs     int64
+	created, modified float64
+	lastRun           core.Run
+	maxRetries        int32
+	currentRetries    int32
+	runCount          int32
+	failCount         int32
+	state             uint8 // stateActive, stateInactive, or 0: the last string of s
+	signed            bool
+}
+
+const (
+	stateActive = 1 + iota
+	stateInactive
+)
+
+// Pack returns w packed, without its runs.
+func Pack(w *core.Webhook) *Packed {
+	p := &Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, lastRun: w.LastRun, signed: w.Signed}
+	p.setCounters(CountersOf(w))
+	p.maxRetries = clamp32(w.MaxRetries)
+	strs := [...]string{w.ID, w.User, w.AccessID, w.URL, w.CreatedBy, w.ModifiedBy, w.Secret, ""}
+	if p.state == 0 {
+		strs[7] = w.State
+	}
+	n := 0
+	for _, x := range strs {
+		n += len(x)
+	}
+	b := make([]byte, 0, n)
+	for i, x := range strs {
+		b = append(b, x...)
+		if i < len(p.ends) {
+			p.ends[i] = uint32(len(b))
+		}
+	}
+	p.s = string(b)
+	return p
+}
+
+func clamp32(n int) int32 {
+	return int32(max(min(n, math.MaxInt32), math.MinInt32))
+}
+
+func (p *Packed) str(i int) string {
+	from := uint32(0)
+	if i > 0 {
+		from = p.ends[i-1]
+	}
+	if i == len(p.ends) {
+		return p.s[from:]
+	}
+	return p.s[from:p.ends[i]]
+}
+
+// ID returns the record's id.
+func (p *Packed) ID() string { return p.str(0) }
+
+func (p *Packed) user() string     { return p.str(1) }
+func (p *Packed) accessID() string { return p.str(2) }
+func (p *Packed) url() string      { return p.str(3) }
+
+func (p *Packed) stateString() string {
+	switch p.state {
+	case stateActive:
+		return core.StateActive
+	case stateInactive:
+		return core.StateInactive
+	}
+	return p.str(7)
+}
+
+func (p *Packed) active() bool { return p.state == stateActive }
+
+// Unpack writes the record into w, whose strings then share the
+// record's; Runs is left nil.
+func (p *Packed) Unpack(w *core.Webhook) {
+	*w = core.Webhook{ID: p.str(0), User: p.str(1), AccessID: p.str(2), URL: p.str(3), CreatedBy: p.str(4), ModifiedBy: p.str(5), Secret: p.str(6),
+		MinIntervalMs: p.minIntervalMs, MaxRetries: int(p.maxRetries), CurrentRetries: int(p.currentRetries), State: p.stateString(),
+		RunCount: int(p.runCount), FailCount: int(p.failCount), LastRun: p.lastRun, Created: p.created, Modified: p.modified, Signed: p.signed}
+}
+
+// webhook returns a new copy of the record, with an empty history.
+func (p *Packed) webhook() *core.Webhook {
+	w := new(core.Webhook)
+	p.Unpack(w)
+	w.Runs = []core.Run{}
+	return w
+}
+
+// setCounters sets the fields delivery changes. A state other than
+// active or inactive changes only through Replace.
+func (p *Packed) setCounters(c Counters) {
+	p.runCount, p.failCount, p.currentRetries, p.lastRun = clamp32(c.RunCount), clamp32(c.FailCount), clamp32(c.CurrentRetries), c.LastRun
+	switch c.State {
+	case core.StateActive:
+		p.state = stateActive
+	case core.StateInactive:
+		p.state = stateInactive
+	default:
+		p.state = 0
+	}
+}
+
+func (p *Packed) counters() Counters {
+	return Counters{RunCount: int(p.runCount), FailCount: int(p.failCount), CurrentRetries: int(p.currentRetries), LastRun: p.lastRun, State: p.stateString()}
+}
+
+// NewIndex returns an index of ws, in O(n log n) whatever their order.
+func NewIndex(ws []*core.Webhook) *Index {
+	ps := make([]*Packed, len(ws))
+	for i, w := range ws {
+		ps[i] = Pack(w)
+	}
+	return NewPackedIndex(ps)
+}
+
+// NewPackedIndex returns an index of ps, taken as they are.
+func NewPackedIndex(ps []*Packed) *Index {
+	// Users are not counted before: room for one per four webhooks spares
+	// most of the map's growth, and wastes little when they are fewer.
+	x := &Index{byID: make(map[string]*Packed, len(ps)), byUser: make(map[string][]*Packed, len(ps)/4), fresh: map[string]*NewRuns{}}
+	for _, p := range ps {
+		if p.active() {
+			x.active++
+		}
+	}
+	// The two maps are built side by side: each insert is mostly a cache
+	// miss, and a million of them take a second.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, p := range ps {
+			u := p.user()
+			x.byUser[u] = append(x.byUser[u], p)
+		}
+		for _, list := range x.byUser {
+			slices.SortFunc(list, byCreation)
+		}
+	}()
+	for _, p := range ps {
+		x.byID[p.ID()] = p
+	}
+	<-done
+	return x
 }
 
 // NewRuns are runs of one webhook not yet flushed, oldest first: Runs[i]
@@ -53,48 +211,24 @@ type Dirty struct {
 	NewRuns
 }
 
-// NewIndex returns an index of ws (taken as they are, not copied, their
-// Runs dropped), in O(n log n) whatever their order.
-func NewIndex(ws []*core.Webhook) *Index {
-	x := &Index{byID: make(map[string]*core.Webhook, len(ws)), byUser: map[string][]*core.Webhook{}, fresh: map[string]*NewRuns{}}
-	for _, w := range ws {
-		w.Runs = nil
-		if w.State == core.StateActive {
-			x.active++
-		}
-	}
-	// The two maps are built side by side: each insert is mostly a cache
-	// miss, and a million of them take a second.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, w := range ws {
-			x.byUser[w.User] = append(x.byUser[w.User], w)
-		}
-		for _, list := range x.byUser {
-			SortByCreation(list)
-		}
-	}()
-	for _, w := range ws {
-		x.byID[w.ID] = w
-	}
-	<-done
-	return x
-}
-
 // SortByCreation orders ws by creation time, then id.
 func SortByCreation(ws []*core.Webhook) {
-	slices.SortFunc(ws, byCreation)
+	slices.SortFunc(ws, func(a, b *core.Webhook) int {
+		if c := cmp.Compare(a.Created, b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }
 
 // CheckCreate returns the error Registry.Create must give for w, or nil.
 func (x *Index) CheckCreate(w *core.Webhook, maxPerAccess int) error {
 	n := 0
 	for _, o := range x.byUser[w.User] {
-		if o.AccessID != w.AccessID {
+		if o.accessID() != w.AccessID {
 			continue
 		}
-		if o.URL == w.URL {
+		if o.url() == w.URL {
 			return ErrDuplicateURL
 		}
 		n++
@@ -108,86 +242,81 @@ func (x *Index) CheckCreate(w *core.Webhook, maxPerAccess int) error {
 // Has reports whether id is indexed.
 func (x *Index) Has(id string) bool { return x.byID[id] != nil }
 
-// resident returns a copy of w as the index keeps it.
-func resident(w *core.Webhook) *core.Webhook {
-	c := *w
-	c.Runs = nil
-	return &c
-}
-
 // Add indexes a copy of w, in creation order among its user's.
 func (x *Index) Add(w *core.Webhook) {
-	w = resident(w)
-	x.byID[w.ID] = w
+	p := Pack(w)
+	x.byID[p.ID()] = p
 	list := x.byUser[w.User]
 	i := len(list)
-	for i > 0 && byCreation(list[i-1], w) > 0 { // new webhooks come last: no step
+	for i > 0 && byCreation(list[i-1], p) > 0 { // new webhooks come last: no step
 		i--
 	}
-	x.byUser[w.User] = slices.Insert(list, i, w)
-	x.count(w.State, 1)
+	x.byUser[p.user()] = slices.Insert(list, i, p)
+	x.count(p, 1)
 }
 
-func (x *Index) count(state string, d int) {
-	if state == core.StateActive {
+func (x *Index) count(p *Packed, d int) {
+	if p.active() {
 		x.active += d
 	}
 }
 
-func byCreation(a, b *core.Webhook) int {
-	if c := cmp.Compare(a.Created, b.Created); c != 0 {
+func byCreation(a, b *Packed) int {
+	if c := cmp.Compare(a.created, b.created); c != 0 {
 		return c
 	}
-	return strings.Compare(a.ID, b.ID)
+	return strings.Compare(a.ID(), b.ID())
 }
 
 // Owned returns a copy of user's webhook id (without runs).
 func (x *Index) Owned(user, id string) (*core.Webhook, bool) {
-	w := x.byID[id]
-	if w == nil || w.User != user {
+	p := x.byID[id]
+	if p == nil || p.user() != user {
 		return nil, false
 	}
-	return w.Clone(), true
+	return p.webhook(), true
 }
 
 // Replace stores w over the record of its id, which must exist. Runs
 // recorded and not yet flushed stay to be flushed.
 func (x *Index) Replace(w *core.Webhook) {
 	old := x.byID[w.ID]
-	x.count(old.State, -1)
-	*old = *resident(w)
-	x.count(old.State, 1)
+	x.count(old, -1)
+	*old = *Pack(w) // the lists hold old: it stays where it is
+	x.count(old, 1)
+	x.byID[old.ID()] = old // keyed by its own copy of the id, not the old one's
 }
 
 // Remove forgets id and returns its last record, or nil.
 func (x *Index) Remove(id string) *core.Webhook {
-	w := x.byID[id]
-	if w == nil {
+	p := x.byID[id]
+	if p == nil {
 		return nil
 	}
 	delete(x.byID, id)
-	list := x.byUser[w.User]
-	for i, o := range list {
-		if o.ID == id {
-			x.byUser[w.User] = append(list[:i:i], list[i+1:]...)
-			break
-		}
+	u := p.user()
+	list := x.byUser[u]
+	if i := slices.Index(list, p); i >= 0 {
+		list = append(list[:i:i], list[i+1:]...)
 	}
-	if len(x.byUser[w.User]) == 0 {
-		delete(x.byUser, w.User)
+	// The key is a part of one record: it is keyed again by a record that
+	// stays, so that the map does not keep the memory of one gone.
+	delete(x.byUser, u)
+	if len(list) > 0 {
+		x.byUser[list[0].user()] = list
 	}
 	delete(x.fresh, id)
-	x.count(w.State, -1)
-	return w
+	x.count(p, -1)
+	return p.webhook()
 }
 
 // List returns copies of user's webhooks in creation order; with
 // accessID set, only that access's.
 func (x *Index) List(user, accessID string) []*core.Webhook {
 	out := []*core.Webhook{}
-	for _, w := range x.byUser[user] {
-		if accessID == "" || w.AccessID == accessID {
-			out = append(out, w.Clone())
+	for _, p := range x.byUser[user] {
+		if accessID == "" || p.accessID() == accessID {
+			out = append(out, p.webhook())
 		}
 	}
 	return out
@@ -195,37 +324,40 @@ func (x *Index) List(user, accessID string) []*core.Webhook {
 
 // ByID returns a copy of webhook id, or nil.
 func (x *Index) ByID(id string) *core.Webhook {
-	if w := x.byID[id]; w != nil {
-		return w.Clone()
+	if p := x.byID[id]; p != nil {
+		return p.webhook()
 	}
 	return nil
 }
 
 // Target returns what a notification to webhook id needs.
 func (x *Index) Target(id string) (Target, bool) {
-	w := x.byID[id]
-	if w == nil {
+	p := x.byID[id]
+	if p == nil {
 		return Target{}, false
 	}
-	return Target{URL: w.URL, Secret: w.Secret, Signed: w.Signed, Active: w.State == core.StateActive}, true
+	return Target{URL: p.url(), Secret: p.str(6), Signed: p.signed, Active: p.active()}, true
 }
 
 // Active returns copies of user's active webhooks.
 func (x *Index) Active(user string) []*core.Webhook {
 	var out []*core.Webhook
-	for _, w := range x.byUser[user] {
-		if w.State == core.StateActive {
-			out = append(out, w.Clone())
+	for _, p := range x.byUser[user] {
+		if p.active() {
+			out = append(out, p.webhook())
 		}
 	}
 	return out
 }
 
-// EachActive calls f with every active record (not copies).
+// EachActive calls f with every active record, unpacked into one
+// webhook that f must not keep.
 func (x *Index) EachActive(f func(w *core.Webhook)) {
-	for _, w := range x.byID {
-		if w.State == core.StateActive {
-			f(w)
+	var w core.Webhook
+	for _, p := range x.byID {
+		if p.active() {
+			p.Unpack(&w)
+			f(&w)
 		}
 	}
 }
@@ -236,23 +368,29 @@ func (x *Index) Counts() (active, inactive int) {
 }
 
 // RecordRun counts run on webhook id, keeps it for the next TakeDirty,
-// applies fn (when not nil), and returns the run's number; false for an
-// unknown id.
+// applies fn (when not nil) to the record's counters, and returns the
+// run's number; false for an unknown id. fn's changes to other fields
+// are not kept.
 func (x *Index) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) (int, bool) {
-	w := x.byID[id]
-	if w == nil {
+	p := x.byID[id]
+	if p == nil {
 		return 0, false
 	}
-	x.count(w.State, -1)
+	x.count(p, -1)
+	var w core.Webhook
+	p.Unpack(&w)
 	w.CountRun(run)
 	if fn != nil {
-		fn(w)
-		w.Runs = nil
+		fn(&w)
 	}
-	x.count(w.State, 1)
+	p.setCounters(CountersOf(&w))
+	if p.stateString() != w.State {
+		p.state = stateInactive // a state the record cannot hold: not active
+	}
+	x.count(p, 1)
 	f := x.fresh[id]
 	if f == nil {
-		f = &NewRuns{First: w.RunCount}
+		f = &NewRuns{First: int(p.runCount)}
 		x.fresh[id] = f
 	}
 	f.Runs = append(f.Runs, run)
@@ -261,7 +399,7 @@ func (x *Index) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) (in
 		f.First += n
 		f.Runs = append(f.Runs[:0], f.Runs[n:]...)
 	}
-	return w.RunCount, true
+	return int(p.runCount), true
 }
 
 // Fresh returns id's runs recorded since the last TakeDirty, or nil;
@@ -273,8 +411,8 @@ func (x *Index) Fresh(id string) *NewRuns { return x.fresh[id] }
 func (x *Index) TakeDirty() []Dirty {
 	out := make([]Dirty, 0, len(x.fresh))
 	for id, f := range x.fresh {
-		if w := x.byID[id]; w != nil {
-			out = append(out, Dirty{ID: w.ID, Counters: CountersOf(w), NewRuns: *f})
+		if p := x.byID[id]; p != nil {
+			out = append(out, Dirty{ID: p.ID(), Counters: p.counters(), NewRuns: *f})
 		}
 	}
 	// A new map rather than clear: one that held a boot storm's million

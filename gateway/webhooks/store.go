@@ -124,14 +124,18 @@ func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 			return nil, fmt.Errorf("cannot move run histories to their own keys: %w", err)
 		}
 	}
-	s.x = state.NewIndex(all)
+	for _, w := range legacy {
+		all = append(all, state.Pack(w))
+	}
+	s.x = state.NewPackedIndex(all)
 	return s, nil
 }
 
 // load reads and decodes every record of db, on every CPU: the key
 // space is cut at the bounds of Badger's tables into more ranges than
-// CPUs, and each goroutine reads and decodes one range after another.
-func load(db *badger.DB, sealer *Sealer) (all, legacy []*core.Webhook, err error) {
+// CPUs, and each goroutine reads, decodes and packs one range after
+// another. Records that still carry their runs come apart, in legacy.
+func load(db *badger.DB, sealer *Sealer) (all []*state.Packed, legacy []*core.Webhook, err error) {
 	workers := runtime.GOMAXPROCS(0)
 	ranges := keyRanges(db, recordPrefix, 4*workers)
 	next := make(chan [2][]byte, len(ranges))
@@ -140,8 +144,9 @@ func load(db *badger.DB, sealer *Sealer) (all, legacy []*core.Webhook, err error
 	}
 	close(next)
 	type part struct {
-		ws, legacy []*core.Webhook
-		err        error
+		ps     []*state.Packed
+		legacy []*core.Webhook
+		err    error
 	}
 	parts := make([]part, workers)
 	err = db.View(func(txn *badger.Txn) error {
@@ -152,7 +157,7 @@ func load(db *badger.DB, sealer *Sealer) (all, legacy []*core.Webhook, err error
 				defer wg.Done()
 				for r := range next {
 					if p.err == nil {
-						p.err = loadRange(txn, r, sealer, &p.ws, &p.legacy)
+						p.err = loadRange(txn, r, sealer, &p.ps, &p.legacy)
 					}
 				}
 			}(&parts[i])
@@ -168,22 +173,21 @@ func load(db *badger.DB, sealer *Sealer) (all, legacy []*core.Webhook, err error
 		if p.err != nil {
 			return nil, nil, p.err
 		}
-		n += len(p.ws) + len(p.legacy)
+		n += len(p.ps) + len(p.legacy)
 	}
-	all = make([]*core.Webhook, 0, n)
+	all = make([]*state.Packed, 0, n)
 	for _, p := range parts {
-		all = append(all, p.ws...)
-		all = append(all, p.legacy...)
+		all = append(all, p.ps...)
 		legacy = append(legacy, p.legacy...)
 	}
 	return all, legacy, nil
 }
 
 // loadRange decodes the records in r, [r[0], r[1]) (r[1] nil: to the
-// end of the prefix), with their counters, appending them to ws, and to
-// legacy those that still carry their runs. Records and counters are
+// end of the prefix), with their counters: those that still carry their
+// runs go to legacy, the others, packed, to ps. Records and counters are
 // both in id order: one pass over each joins them.
-func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ws, legacy *[]*core.Webhook) error {
+func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ps *[]*state.Packed, legacy *[]*core.Webhook) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix})
 	defer it.Close()
 	ct := txn.NewIterator(badger.IteratorOptions{Prefix: countersPrefix})
@@ -227,7 +231,7 @@ func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ws, legacy *[]*core
 		if len(w.Runs) > 0 {
 			*legacy = append(*legacy, w)
 		} else {
-			*ws = append(*ws, w)
+			*ps = append(*ps, state.Pack(w))
 		}
 	}
 	return nil
