@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strings"
@@ -23,6 +24,8 @@ type Index struct {
 	byUser map[string][]*Packed // creation order
 	fresh  map[string]*NewRuns  // recorded since the last TakeDirty
 	active int
+
+	scratch core.Webhook // RecordRun's unpacked record, not allocated per run
 }
 
 // Packed is a resident webhook record: its strings back to back in s,
@@ -150,32 +153,84 @@ func NewIndex(ws []*core.Webhook) *Index {
 
 // NewPackedIndex returns an index of ps, taken as they are.
 func NewPackedIndex(ps []*Packed) *Index {
-	// Users are not counted before: room for one per four webhooks spares
-	// most of the map's growth, and wastes little when they are fewer.
-	x := &Index{byID: make(map[string]*Packed, len(ps)), byUser: make(map[string][]*Packed, len(ps)/4), fresh: map[string]*NewRuns{}}
+	x := &Index{byID: make(map[string]*Packed, len(ps)), fresh: map[string]*NewRuns{}}
 	for _, p := range ps {
 		if p.active() {
 			x.active++
 		}
 	}
-	// The two maps are built side by side: each insert is mostly a cache
-	// miss, and a million of them take a second.
+	// The two maps are built side by side: each insert into a map is
+	// mostly a cache miss, and a million of them take a second.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for _, p := range ps {
-			u := p.user()
-			x.byUser[u] = append(x.byUser[u], p)
-		}
-		for _, list := range x.byUser {
-			slices.SortFunc(list, byCreation)
-		}
+		seed := maphash.MakeSeed()
+		x.byUser = groupByUser(ps, func(u string) uint64 { return maphash.String(seed, u) })
 	}()
 	for _, p := range ps {
 		x.byID[p.ID()] = p
 	}
 	<-done
 	return x
+}
+
+// userKey places a record in groupByUser's sort.
+type userKey struct {
+	h       uint64 // hash of the user
+	created float64
+	p       *Packed
+}
+
+// groupByUser returns ps by user, each user's in creation order. It sorts
+// them by a hash of their user, so that the map gets one insert per user
+// rather than one per webhook, and every user's list is a part of one
+// array (full: an append to it copies it first).
+func groupByUser(ps []*Packed, hash func(user string) uint64) map[string][]*Packed {
+	keys := make([]userKey, len(ps))
+	for i, p := range ps {
+		keys[i] = userKey{hash(p.user()), p.created, p}
+	}
+	slices.SortFunc(keys, func(a, b userKey) int {
+		if c := cmp.Compare(a.h, b.h); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.created, b.created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.p.ID(), b.p.ID())
+	})
+	all := make([]*Packed, len(keys))
+	for i, k := range keys {
+		all[i] = k.p
+	}
+	out := make(map[string][]*Packed, len(ps)/4)
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && keys[j].h == keys[i].h {
+			j++
+		}
+		run := all[i:j:j]
+		u := run[0].user()
+		same := true
+		for _, p := range run[1:] {
+			if p.user() != u {
+				same = false
+				break
+			}
+		}
+		if same {
+			out[u] = run
+		} else { // users whose hashes collide: each its own list, in order
+			for _, p := range run {
+				out[p.user()] = append(out[p.user()], p)
+			}
+			for _, p := range run {
+				out[p.user()] = slices.Clip(out[p.user()])
+			}
+		}
+		i = j
+	}
+	return out
 }
 
 // NewRuns are runs of one webhook not yet flushed, oldest first: Runs[i]
@@ -377,13 +432,13 @@ func (x *Index) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) (in
 		return 0, false
 	}
 	x.count(p, -1)
-	var w core.Webhook
-	p.Unpack(&w)
+	w := &x.scratch
+	p.Unpack(w)
 	w.CountRun(run)
 	if fn != nil {
-		fn(&w)
+		fn(w)
 	}
-	p.setCounters(CountersOf(&w))
+	p.setCounters(CountersOf(w))
 	if p.stateString() != w.State {
 		p.state = stateInactive // a state the record cannot hold: not active
 	}

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"fmt"
+	"hash/maphash"
 	"reflect"
 	"testing"
 
@@ -33,5 +35,39 @@ func TestPackRoundTrip(t *testing.T) {
 	x.RecordRun("y", core.Run{Status: 200}, nil)
 	if a, i := x.Counts(); a != 0 || i != 1 {
 		t.Fatalf("Counts = %d, %d", a, i)
+	}
+}
+
+// TestGroupByUser: lists by user in creation order, whatever the order
+// given and however the users' hashes collide; each list full, so that
+// an append never writes into another's.
+func TestGroupByUser(t *testing.T) {
+	var ps []*Packed
+	for i := range 300 {
+		ps = append(ps, Pack(&core.Webhook{ID: core.NewID(), User: fmt.Sprintf("u%d", i%7), Created: float64((i * 37) % 300)}))
+	}
+	for name, hash := range map[string]func(string) uint64{
+		"maphash":  nil, // set below, with one seed
+		"fnv-like": func(u string) uint64 { return uint64(len(u))*1000003 + uint64(u[len(u)-1]) },
+		"collide":  func(string) uint64 { return 42 },
+	} {
+		if name == "maphash" {
+			seed := maphash.MakeSeed()
+			hash = func(u string) uint64 { return maphash.String(seed, u) }
+		}
+		got := groupByUser(ps, hash)
+		if len(got) != 7 {
+			t.Fatalf("%s: %d users; want 7", name, len(got))
+		}
+		for u, list := range got {
+			if len(list) < 42 || cap(list) != len(list) {
+				t.Fatalf("%s: user %s has %d webhooks (cap %d)", name, u, len(list), cap(list))
+			}
+			for i, p := range list {
+				if p.user() != u || (i > 0 && p.created <= list[i-1].created) {
+					t.Fatalf("%s: user %s, entry %d: user %s, created %v", name, u, i, p.user(), p.created)
+				}
+			}
+		}
 	}
 }

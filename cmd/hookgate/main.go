@@ -51,7 +51,17 @@ type config struct {
 	maxHeader, maxClientConns, maxConnsPerIP                       int
 }
 
+// defaultGOGC is the garbage collector's target unless GOGC is set: the
+// heap may grow by half its live size between collections, not double.
+// hookgate's live heap is mostly its resident webhooks (about 0.7 KiB
+// each), which a collection costs little to mark, and 50 keeps a million
+// of them within 1.5 GiB (BENCHMARKS.md, "State at scale").
+const defaultGOGC = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	var c config
 	fs := flag.NewFlagSet("hookgate", flag.ExitOnError)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` the proxy listens on, host:port (use :8080 for every interface)")
@@ -254,6 +264,7 @@ func run(c config, log *slog.Logger) error {
 	restoreGC := loadingGC()
 	hooks, err := webhooks.OpenSealedStore(db, sealer)
 	restoreGC()
+	loaded := time.Since(loadStart)
 	if err != nil {
 		// Stop serving before the deferred closes of the queue and the
 		// database.
@@ -284,10 +295,12 @@ func run(c config, log *slog.Logger) error {
 		return err
 	}
 	g.SetWebhooks(api) // ready: the engine boots every active webhook as it runs
+	ready := time.Since(loadStart)
 	go engine.Run()
 	debug.FreeOSMemory() // what decoding the records left behind: RSS follows the live heap
 	active, inactive := hooks.Counts()
-	log.Info("webhooks loaded", "active", active, "inactive", inactive, "took", time.Since(loadStart).Round(time.Millisecond))
+	log.Info("webhooks loaded", "active", active, "inactive", inactive, "took", loaded.Round(time.Millisecond),
+		"ready_after", ready.Round(time.Millisecond), "settled_after", time.Since(loadStart).Round(time.Millisecond))
 	metrics.NewGauge(`hookgate_delivery_pool_running`, func() float64 { return float64(engine.PoolRunning()) })
 	metrics.NewGauge(`hookgate_delivery_pool_free`, func() float64 { return float64(engine.PoolFree()) })
 	metrics.NewGauge(`hookgate_webhooks{state="active"}`, func() float64 { a, _ := hooks.Counts(); return float64(a) })

@@ -15,8 +15,11 @@
 //     through its API with 64 concurrent clients, stop it;
 //  3. with hookgate stopped, import N inactive webhooks into the data
 //     directory, 100,000 per Import call;
-//  4. restart hookgate: time to /healthz and /readyz, then its RSS;
-//  5. offline, make the N webhooks active and write them in one Flush;
+//  4. restart hookgate: time to /healthz and /readyz, then its RSS once
+//     it has logged that the webhooks are loaded (and the garbage of the
+//     load given back);
+//  5. offline, record a run on each of the N webhooks, making it active,
+//     and write them all in one Flush;
 //  6. restart hookgate: every active webhook gets a webhooksServiceBoot
 //     notification; time the storm, hookgate's CPU and RSS, stop it;
 //  7. offline, count the webhooks whose latest run (status 200) is stored;
@@ -411,6 +414,11 @@ func (b *bench) idleRestart() error {
 	}
 	defer h.kill()
 	if b.f.idleHealth, b.f.idleReady, err = h.waitReady(b.ctx, readyBound); err != nil {
+		return err
+	}
+	// Ready comes before the garbage the load left is given back: RSS is
+	// read once hookgate logs that it has been.
+	if err := h.waitLog(b.ctx, `msg="webhooks loaded"`, readyBound); err != nil {
 		return err
 	}
 	if err := b.sleep(settle, h); err != nil {

@@ -165,6 +165,27 @@ func (h *hookgate) rss() (int64, error) {
 	return 0, errors.New("no VmRSS in /proc/PID/status")
 }
 
+// waitLog waits until hookgate's log has a line containing what.
+func (h *hookgate) waitLog(ctx context.Context, what string, bound time.Duration) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(bound)
+	for {
+		if b, err := os.ReadFile(h.logPath); err == nil && strings.Contains(string(b), what) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-h.done:
+			return h.exitError()
+		case <-deadline:
+			return fmt.Errorf("no %s in hookgate's log within %v: %s", what, bound, h.logPath)
+		case <-tick.C:
+		}
+	}
+}
+
 // memStatus returns the memory lines of /proc/PID/status: RSS split in
 // anonymous, file-backed and shared memory.
 func (h *hookgate) memStatus() string {

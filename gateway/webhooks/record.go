@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	json "github.com/goccy/go-json"
 
@@ -142,12 +143,19 @@ func (r *recordReader) str() string {
 }
 
 // decodeBinary decodes a binary record into w, and returns its secret as
-// stored. w's strings share one copy of v.
-func decodeBinary(v []byte, w *core.Webhook) (secret string, err error) {
+// stored. w's strings share one copy of v; with borrow set they are views
+// of v itself, valid only while v is, for a caller that copies them
+// before v goes (the load, which packs each record at once).
+func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret string, err error) {
 	if len(v) < 3 || v[0] != recordV1 || len(v) > maxRecord {
 		return "", errRecord
 	}
-	r := &recordReader{b: v, s: string(v), off: 3}
+	r := &recordReader{b: v, off: 3}
+	if borrow {
+		r.s = unsafe.String(unsafe.SliceData(v), len(v))
+	} else {
+		r.s = string(v)
+	}
 	flags, st := v[1], v[2]
 	if flags&^(flagSigned|flagCreatedByAccess|flagModifiedByCreator) != 0 || st > 2 {
 		return "", errRecord
@@ -195,7 +203,7 @@ func decodeRecord(v []byte, sealer *Sealer) (*core.Webhook, error) {
 		compact(w)
 	} else {
 		var err error
-		if secret, err = decodeBinary(v, w); err != nil {
+		if secret, err = decodeBinary(v, w, false); err != nil {
 			return nil, fmt.Errorf("unreadable webhook record %.60q: %w", v, err)
 		}
 	}

@@ -193,46 +193,71 @@ func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ps *[]*state.Packed
 	ct := txn.NewIterator(badger.IteratorOptions{Prefix: countersPrefix})
 	defer ct.Close()
 	ct.Seek(append(slices.Clip(countersPrefix), r[0][len(recordPrefix):]...))
+	var w core.Webhook
 	for it.Seek(r[0]); it.Valid(); it.Next() {
 		item := it.Item()
 		if r[1] != nil && bytes.Compare(item.Key(), r[1]) >= 0 {
 			return nil
 		}
-		var w *core.Webhook
+		id := item.Key()[len(recordPrefix):]
+		// A binary record is decoded in place: its strings are views of
+		// the value, packed (copied) before the value goes.
 		err := item.Value(func(v []byte) error {
-			var err error
-			w, err = decodeRecord(v, sealer)
-			return err
+			rec := &w
+			if len(v) > 0 && v[0] == '{' { // written by an earlier version
+				var err error
+				if rec, err = decodeRecord(v, sealer); err != nil {
+					return err
+				}
+			} else {
+				w = core.Webhook{}
+				secret, err := decodeBinary(v, &w, true)
+				if err != nil {
+					return fmt.Errorf("unreadable webhook record %.60q: %w", v, err)
+				}
+				if w.ID == "" {
+					return fmt.Errorf("webhook record %.60q has no id", v)
+				}
+				if w.Secret, err = sealer.Open(w.ID, secret); err != nil {
+					return fmt.Errorf("webhook %s: %w", w.ID, err)
+				}
+			}
+			if err := joinCounters(ct, id, rec); err != nil {
+				return err
+			}
+			if len(rec.Runs) > 0 {
+				*legacy = append(*legacy, rec)
+			} else {
+				*ps = append(*ps, state.Pack(rec))
+			}
+			return nil
 		})
 		if err != nil {
 			return err
 		}
-		id := item.Key()[len(recordPrefix):]
-		for ; ct.Valid(); ct.Next() {
-			c := bytes.Compare(ct.Item().Key()[len(countersPrefix):], id)
-			if c > 0 {
-				break
-			}
-			if c < 0 {
-				continue // a record deleted while its counters were written: left over
-			}
-			err := ct.Item().Value(func(v []byte) error {
-				c, err := decodeCounters(v)
-				if err != nil {
-					return fmt.Errorf("counters of webhook %s: %w", id, err)
-				}
-				c.Apply(w)
-				return nil
-			})
+	}
+	return nil
+}
+
+// joinCounters moves ct, an iterator over counters, up to webhook id's,
+// and applies them to w if there are any.
+func joinCounters(ct *badger.Iterator, id []byte, w *core.Webhook) error {
+	for ; ct.Valid(); ct.Next() {
+		c := bytes.Compare(ct.Item().Key()[len(countersPrefix):], id)
+		if c > 0 {
+			return nil
+		}
+		if c < 0 {
+			continue // a record deleted while its counters were written: left over
+		}
+		return ct.Item().Value(func(v []byte) error {
+			c, err := decodeCounters(v)
 			if err != nil {
-				return err
+				return fmt.Errorf("counters of webhook %s: %w", id, err)
 			}
-		}
-		if len(w.Runs) > 0 {
-			*legacy = append(*legacy, w)
-		} else {
-			*ps = append(*ps, state.Pack(w))
-		}
+			c.Apply(w)
+			return nil
+		})
 	}
 	return nil
 }
