@@ -36,6 +36,8 @@ func TestSmallRun(t *testing.T) {
 	}
 	for _, want := range []string{
 		"run records durable: 2010 of 2010",
+		"; 1000 run histories read back",
+		"restart after the graceful stop (2010 active): /healthz 200 after ",
 		"| measure ",
 		"| create through the API, 64 clients ",
 		"| 0 failures of 10 ",

@@ -1,16 +1,20 @@
 // Package statetest is the contract suite of package state: every
-// implementation of state.Registry and state.Pending runs it from its
-// own tests, so that each one meets the contracts the delivery engine
+// implementation of state.Registry, state.Pending and state.Log runs it
+// from its own tests, so that each one meets the contracts the delivery engine
 // relies on, in memory, on Badger or in a cluster alike.
 package statetest
 
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/state"
@@ -411,4 +415,212 @@ func RunPending(t *testing.T, open OpenPending) {
 			t.Fatalf("%d sets loaded; want %d", len(got), n)
 		}
 	})
+}
+
+// OpenLog returns an empty marker log for one subtest, the function that
+// appends to it (the gateway's side, which state.Log leaves out), and
+// reopen, which closes it and opens it again on the same storage (nil for
+// an implementation that keeps nothing).
+type OpenLog func(t *testing.T) (l state.Log, appendData func([]byte) (uint64, error), reopen func() state.Log)
+
+// RunLog runs the marker log contract: order, acknowledgement, the
+// update signal and, where it keeps anything, durability across a
+// reopen.
+//
+// Real time: an update signal is awaited for at most 10 s, a bound
+// against a hang, not a window any pass depends on.
+func RunLog(t *testing.T, open OpenLog) {
+	add := func(t *testing.T, appendData func([]byte) (uint64, error), data string) uint64 {
+		t.Helper()
+		seq, err := appendData([]byte(data))
+		if err != nil {
+			t.Fatalf("append %q: %v", data, err)
+		}
+		return seq
+	}
+	read := func(t *testing.T, l state.Log, from uint64, max int) []string {
+		t.Helper()
+		recs, err := l.Read(nil, from, max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]string, len(recs))
+		for i, r := range recs {
+			out[i] = fmt.Sprintf("%d:%s", r.Seq, r.Data)
+		}
+		return out
+	}
+	t.Run("order", func(t *testing.T) {
+		l, appendData, _ := open(t)
+		for i, data := range []string{"a", "b", "c"} {
+			if seq := add(t, appendData, data); seq != uint64(i+1) {
+				t.Fatalf("append %q: seq %d; want %d", data, seq, i+1)
+			}
+		}
+		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"1:a", "2:b", "3:c"}) {
+			t.Fatalf("Read(0) = %v", got)
+		}
+		if got := read(t, l, 2, 1); !slices.Equal(got, []string{"2:b"}) {
+			t.Fatalf("Read(2, max 1) = %v", got)
+		}
+		if got := read(t, l, 4, 10); len(got) != 0 {
+			t.Fatalf("Read past the end = %v", got)
+		}
+		dst := []state.Record{{Seq: 99}}
+		dst, err := l.Read(dst, 3, 10)
+		if err != nil || len(dst) != 2 || dst[0].Seq != 99 || dst[1].Seq != 3 {
+			t.Fatalf("Read appends to dst: %+v, %v", dst, err)
+		}
+	})
+	t.Run("ack", func(t *testing.T) {
+		l, appendData, _ := open(t)
+		for i := range 5 {
+			add(t, appendData, fmt.Sprint(i))
+		}
+		if err := l.Ack(2); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"3:2", "4:3", "5:4"}) {
+			t.Fatalf("after Ack(2): %v", got)
+		}
+		if err := l.Ack(1); err != nil {
+			t.Fatalf("acknowledging again: %v", err)
+		}
+		if got := read(t, l, 0, 10); len(got) != 3 {
+			t.Fatalf("after a second, older Ack: %v", got)
+		}
+		if err := l.Ack(5); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, l, 0, 10); len(got) != 0 {
+			t.Fatalf("after Ack of all: %v", got)
+		}
+		if seq := add(t, appendData, "next"); seq != 6 {
+			t.Fatalf("after acknowledging all, the next seq is %d; want 6 (never reused)", seq)
+		}
+	})
+	t.Run("updated", func(t *testing.T) {
+		l, appendData, _ := open(t)
+		add(t, appendData, "x")
+		select {
+		case <-l.Updated():
+		case <-time.After(10 * time.Second):
+			t.Fatal("no update signal after an append")
+		}
+		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"1:x"}) {
+			t.Fatalf("after the signal: %v", got)
+		}
+	})
+	t.Run("durable", func(t *testing.T) {
+		l, appendData, reopen := open(t)
+		if reopen == nil {
+			t.Skip("keeps nothing")
+		}
+		for _, data := range []string{"a", "b", "c"} {
+			add(t, appendData, data)
+		}
+		if err := l.Ack(1); err != nil {
+			t.Fatal(err)
+		}
+		l = reopen()
+		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"2:b", "3:c"}) {
+			t.Fatalf("after reopen: %v; want the unacknowledged records", got)
+		}
+	})
+}
+
+// OpenShared opens, in dir, a marker log, the function that appends to
+// it, and the pending sets that go with it, as a process would at start;
+// done releases them (a child that crashes never calls it).
+type OpenShared func(t *testing.T, dir string) (l state.Log, appendData func([]byte) (uint64, error), p state.Pending, done func())
+
+// RunAckOrder runs the acknowledgement rule across a real crash. The
+// test binary runs again, as a child, the test that called it (name); the
+// child appends a marker, writes the pending set it produces, and kills
+// itself with SIGKILL, once before acknowledging the marker and once just
+// after. After the first crash the marker is still in the log; after
+// the second the set is found: an acknowledgement never outlives the
+// pending state written before it.
+//
+// The calling test must call it before anything else: in the child it
+// does the child's part and does not return.
+//
+// Real time: each child is a process of its own, waited for at most a
+// minute.
+func RunAckOrder(t *testing.T, name string, open OpenShared) {
+	const env = "HOOKGATE_STATETEST_ACK"
+	if v := os.Getenv(env); v != "" {
+		step, dir, _ := strings.Cut(v, ":")
+		ackOrderChild(t, step, dir, open)
+		return
+	}
+	for _, step := range []string{"before-ack", "after-ack"} {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v")
+			cmd.Env = append(os.Environ(), env+"="+step+":"+dir)
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case <-exited:
+			case <-time.After(time.Minute):
+				cmd.Process.Kill()
+				<-exited
+				t.Fatalf("the child did not crash within a minute:\n%s", out.String())
+			}
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+				t.Fatalf("the child ended with %v; want killed by SIGKILL:\n%s", cmd.ProcessState, out.String())
+			}
+			l, _, p, done := open(t, dir)
+			defer done()
+			recs, err := l.Read(nil, 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var found []string
+			if err := p.Load(func(id string, s state.PendingSet) error {
+				found = append(found, id+" "+strings.Join(s.Messages, ","))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			switch step {
+			case "before-ack":
+				if len(recs) != 1 || string(recs[0].Data) != "marker" {
+					t.Fatalf("after a crash before the acknowledgement the log holds %+v; want the marker", recs)
+				}
+			case "after-ack":
+				if len(recs) != 0 {
+					t.Fatalf("after a crash past the acknowledgement the log still holds %+v", recs)
+				}
+				if !slices.Equal(found, []string{"w1 " + core.MsgEventsChanged}) {
+					t.Fatalf("the marker's acknowledgement survived the crash, its pending set did not: %v", found)
+				}
+			}
+		})
+	}
+}
+
+// ackOrderChild is RunAckOrder's child: it never returns.
+func ackOrderChild(t *testing.T, step, dir string, open OpenShared) {
+	l, appendData, p, _ := open(t, dir)
+	seq, err := appendData([]byte("marker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Write([]state.PendingWrite{{ID: "w1", Set: &state.PendingSet{Messages: []string{core.MsgEventsChanged}}}}); err != nil || n != 1 {
+		t.Fatalf("pending write: %d, %v", n, err)
+	}
+	if step == "after-ack" {
+		if err := l.Ack(seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
 }
