@@ -135,8 +135,8 @@ type figures struct {
 
 	bootHealth, bootReady time.Duration
 	warmHealth, warmReady time.Duration // the restart after the storm's graceful stop
-	beforeReady           int64   // boot notifications that arrived before /readyz said ready
-	stormRate             float64 // deliveries per second, ready to the last
+	beforeReady           int64         // boot notifications that arrived before /readyz said ready
+	stormRate             float64       // deliveries per second, ready to the last
 	stormTime             time.Duration
 	cpuPerDelivery        float64 // µs, ready to the last
 	stormRSS              int64
