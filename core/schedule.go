@@ -15,7 +15,10 @@ type Slot struct {
 	Flying   bool
 	// Stored: a pending set of this slot is stored (the engine's to
 	// keep), so that an empty one need not be deleted.
-	Stored   bool
+	Stored bool
+	// Inactive slots keep their pending messages but never fire, until
+	// Reactivate.
+	Inactive bool
 	LastEnd  int64         // when the last run ended; 0 before the first
 	Interval time.Duration // minIntervalMs
 	Retries  int           // currentRetries
@@ -23,9 +26,6 @@ type Slot struct {
 	MaxRetries int
 	// RetryAt is the earliest time of the next attempt after a failure.
 	RetryAt int64
-	// Inactive slots keep their pending messages but never fire, until
-	// Reactivate.
-	Inactive bool
 	// Since is when the oldest pending message was accepted (Unix
 	// nanoseconds), for the notification latency.
 	Since int64
@@ -124,6 +124,8 @@ func mergeFront(front, rest []string) []string {
 type Scheduler struct {
 	slots map[string]*Slot
 	h     fireHeap
+	gen   uint64 // the last generation given to a slot: every Touch takes a new one
+	peak  int    // the most slots held since the map was last built
 }
 
 type fireEntry struct {
@@ -194,19 +196,34 @@ func (s *Scheduler) Grow(n int) {
 // Slot returns the slot of id, or nil.
 func (s *Scheduler) Slot(id string) *Slot { return s.slots[id] }
 
-// Put installs (or replaces) the slot of id and schedules it.
+// Put installs (or replaces) the slot of id and schedules it. Heap
+// entries of an earlier slot of id stay stale: generations are never
+// given twice.
 func (s *Scheduler) Put(id string, sl *Slot) {
-	if old := s.slots[id]; old != nil {
-		sl.gen = old.gen // the old slot's heap entries stay stale
-	}
 	s.slots[id] = sl
+	s.peak = max(s.peak, len(s.slots))
 	s.Touch(id)
 }
 
-// Remove forgets id; its heap entries become stale. An id removed must
-// not be Put again: its stale entries could match the new slot.
+// Remove forgets id; its heap entries become stale. It may be Put again.
 func (s *Scheduler) Remove(id string) {
 	delete(s.slots, id)
+}
+
+// Shrink gives back the room of slots removed and of heap entries
+// popped, once most of it is unused: a map keeps the size of its peak,
+// and a boot storm's million slots would otherwise stay allocated.
+func (s *Scheduler) Shrink() {
+	if s.peak > 4096 && len(s.slots) < s.peak/4 {
+		m := make(map[string]*Slot, len(s.slots))
+		for id, sl := range s.slots {
+			m[id] = sl
+		}
+		s.slots, s.peak = m, len(m)
+	}
+	if cap(s.h) > 4096 && len(s.h) < cap(s.h)/4 {
+		s.h = append(make(fireHeap, 0, 2*len(s.h)), s.h...)
+	}
 }
 
 // Len returns the number of slots.
@@ -218,7 +235,8 @@ func (s *Scheduler) Touch(id string) {
 	if sl == nil {
 		return
 	}
-	sl.gen++
+	s.gen++
+	sl.gen = s.gen
 	if at, ok := sl.FireAt(); ok {
 		s.h.push(fireEntry{at: at, id: id, gen: sl.gen})
 	}
@@ -252,7 +270,8 @@ func (s *Scheduler) Due(dst []string, now int64, limit int) []string {
 			continue
 		}
 		sl.Take()
-		sl.gen++
+		s.gen++
+		sl.gen = s.gen
 		dst = append(dst, e.id)
 		limit--
 	}

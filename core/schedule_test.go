@@ -1,7 +1,9 @@
 package core
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -167,5 +169,44 @@ func TestSchedulerDueLimit(t *testing.T) {
 	}
 	if got := sc.Due(nil, 0, -1); len(got) != 7 {
 		t.Fatalf("the rest: %d; want 7", len(got))
+	}
+}
+
+// TestSchedulerRemovePutAgain: a slot removed and put again is scheduled
+// as the new one says, never by the old one's heap entries; Shrink keeps
+// every slot and its schedule.
+func TestSchedulerRemovePutAgain(t *testing.T) {
+	sc := NewScheduler()
+	old := &Slot{LastEnd: 0, Interval: time.Second}
+	old.Add("x")
+	sc.Put("a", old) // due at once
+	sc.Remove("a")
+	fresh := &Slot{LastEnd: 1000 * ms, Interval: time.Second}
+	fresh.Add("y")
+	sc.Put("a", fresh) // due at 2000ms
+	if got := sc.Due(nil, 1500*ms, -1); len(got) != 0 {
+		t.Fatalf("Due(1500ms) = %v: the removed slot's entry fired the new one", got)
+	}
+	if at, ok := sc.Next(); !ok || at != 2000*ms {
+		t.Fatalf("Next = %d, %v; want 2000ms", at, ok)
+	}
+
+	for i := range 10000 {
+		s := &Slot{Interval: time.Second, LastEnd: int64(i) * ms}
+		s.Add("m")
+		sc.Put(fmt.Sprint(i), s)
+	}
+	for i := range 9990 {
+		sc.Remove(fmt.Sprint(i))
+	}
+	sc.Shrink()
+	if sc.Len() != 11 || sc.peak != 11 {
+		t.Fatalf("after Shrink: %d slots, peak %d; want 11", sc.Len(), sc.peak)
+	}
+	got := sc.Due(nil, 20000*ms, -1)
+	slices.Sort(got)
+	want := []string{"9990", "9991", "9992", "9993", "9994", "9995", "9996", "9997", "9998", "9999", "a"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Due after Shrink = %v; want %v", got, want)
 	}
 }

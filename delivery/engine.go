@@ -67,6 +67,7 @@ var (
 	notifyLatency    = metrics.NewPrometheusHistogramExt(`hookgate_notification_latency_seconds`, core.LatencyBuckets)
 	deliveryDuration = metrics.NewPrometheusHistogramExt(`hookgate_delivery_duration_seconds`, core.LatencyBuckets)
 	enginePanics     = metrics.NewCounter(`hookgate_engine_panics_total`)
+	slotsPruned      = metrics.NewCounter(`hookgate_delivery_slots_pruned_total`)
 )
 
 // Engine reads change markers, keeps each webhook's pending messages
@@ -101,6 +102,8 @@ type Engine struct {
 	boot      []bootSlot          // active webhooks still to boot
 	bootState map[string]uint8    // bootChanged, bootEarly; nil once booted
 	stored    map[string][]string // pending sets loaded, not yet given to a slot
+
+	idle []idleSlot // slots to forget once idle for their interval, in order of success
 
 	// beforeAck, if set, runs between a batch's pending write and its
 	// acknowledgement: a test crashes the process there.
@@ -147,8 +150,9 @@ func (e *Engine) takeBoot() {
 
 // bootNext gives the next chunk of webhooks their slot, their stored
 // pending set and a boot message. Slots and their first pending sets
-// come from two slabs per chunk: a slot outlives its webhook's deletion
-// until the next start, at 144 bytes.
+// come from two slabs per chunk, two allocations instead of two per
+// webhook: a chunk's memory goes once every slot of it is pruned
+// (pruneIdle).
 func (e *Engine) bootNext() {
 	n := min(len(e.boot), bootChunk)
 	chunk := e.boot[:n]
@@ -610,6 +614,8 @@ func (e *Engine) outcome(r result) {
 		if e.retire[r.id] {
 			delete(e.retire, r.id)
 			deactivate = true // its access is gone: the news was delivered, now stop
+		} else if len(sl.Pending) == 0 {
+			e.idle = append(e.idle, idleSlot{id: r.id, at: now + int64(sl.Interval)})
 		}
 	case r.status == 410:
 		deliveriesGone.Inc()
@@ -693,6 +699,47 @@ func (e *Engine) flush() {
 		if err := e.opts.Queue.Ack(e.unacked); err == nil {
 			e.unacked = 0
 		}
+	}
+	e.pruneIdle()
+}
+
+// idleSlot is a webhook whose delivery succeeded with nothing left: its
+// slot may go once its interval has passed (at).
+type idleSlot struct {
+	id string
+	at int64
+}
+
+// pruneIdle forgets the slots of webhooks idle for their interval, so
+// that a million webhooks that were notified once, at boot, do not keep
+// a slot each. A slot is what the registry has (the last run, no
+// retries) plus what is pending: an idle one is made again from the
+// registry by the next change, which then fires at once, as it would
+// have. Not while booting: a slot's absence then means "not booted".
+func (e *Engine) pruneIdle() {
+	if e.bootState != nil || len(e.idle) == 0 {
+		return
+	}
+	now := e.opts.Now().UnixNano()
+	n := 0
+	for ; n < len(e.idle) && e.idle[n].at <= now; n++ {
+		id := e.idle[n].id
+		sl := e.sched.Slot(id)
+		if sl == nil || len(sl.Pending) > 0 || sl.Flying || sl.Retries > 0 || sl.Inactive || sl.Stored ||
+			e.dirtyPending[id] || e.retire[id] || now < sl.LastEnd+int64(sl.Interval) {
+			continue // busy again, or gone
+		}
+		e.sched.Remove(id)
+		slotsPruned.Inc()
+	}
+	e.idle = e.idle[n:]
+	if len(e.idle) == 0 {
+		e.idle = nil
+	} else if n > 0 && cap(e.idle) > 4096 && len(e.idle) < cap(e.idle)/4 {
+		e.idle = append([]idleSlot(nil), e.idle...)
+	}
+	if n > 0 {
+		e.sched.Shrink()
 	}
 }
 
