@@ -64,6 +64,11 @@ func Open(dir string, o Options) (*badger.DB, error) {
 		WithMemTableSize(o.MemTableSize).
 		WithNumMemtables(3).
 		WithNumCompactors(2).
+		// A close compacts level 0, so that the next start does not load
+		// the webhooks while the compaction competes for the CPU (at a
+		// million webhooks, 2.0 s to ready after a graceful stop instead
+		// of 2.1-2.3 s; the stop takes a second or two more).
+		WithCompactL0OnClose(true).
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(opt)
