@@ -41,6 +41,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -52,6 +53,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +68,7 @@ import (
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/store"
 	"github.com/hookgate/hookgate/gateway/webhooks"
+	"github.com/hookgate/hookgate/state"
 )
 
 // Bounds of the waits, and the shape of the load.
@@ -554,8 +557,8 @@ func (b *bench) bootStorm() error {
 
 // countDurable counts, offline, the webhooks whose boot delivery is on
 // disk: the latest run is the storm's, with status 200. It reads back
-// the run history of up to 1,000 of them: its newest run must be that
-// one, and the activation's run must follow.
+// the run history of up to 1,000 of them: every run counted (up to the
+// 50 kept), newest first, the storm's first.
 func (b *bench) countDurable() error {
 	db, hooks, err := b.openStore()
 	if err != nil {
@@ -575,8 +578,9 @@ func (b *bench) countDurable() error {
 	})
 	for _, w := range sample {
 		got, ok := hooks.Get(w.User, w.ID)
-		if !ok || len(got.Runs) < 2 || got.Runs[0] != w.LastRun || got.Runs[1].Timestamp >= b.f.stormStart {
-			return fmt.Errorf("webhook %s: run history %v does not end with the boot run %v", w.ID, got.Runs, w.LastRun)
+		if !ok || len(got.Runs) != min(w.RunCount, state.RunsKept) || got.Runs[0] != w.LastRun ||
+			!slices.IsSortedFunc(got.Runs, func(a, b core.Run) int { return cmp.Compare(b.Timestamp, a.Timestamp) }) {
+			return fmt.Errorf("webhook %s: run history %v; want its %d runs, newest first, the boot run %v first", w.ID, got.Runs, w.RunCount, w.LastRun)
 		}
 		b.f.histories++
 	}
