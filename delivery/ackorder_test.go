@@ -2,9 +2,7 @@ package delivery
 
 import (
 	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/internal/testproc"
 	"github.com/hookgate/hookgate/state"
 )
 
@@ -22,8 +21,8 @@ import (
 // acknowledgement; after the crash the marker is still queued, its
 // message is pending, and a restarted engine delivers it once.
 //
-// Real time: the child is a process of its own, waited for at most a
-// minute.
+// The child is a process of its own, waited for at most a minute
+// (testproc.RunKilled).
 func TestAckAfterPending(t *testing.T) {
 	if dir := os.Getenv("HOOKGATE_ACK_CHILD"); dir != "" {
 		ackChild(t, dir, os.Getenv("HOOKGATE_ACK_URL"))
@@ -32,25 +31,7 @@ func TestAckAfterPending(t *testing.T) {
 	rc := newReceiver(t)
 	rc.status.Store(503) // the child's boot message fails, and stays pending
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAckAfterPending$", "-test.v")
-	cmd.Env = append(os.Environ(), "HOOKGATE_ACK_CHILD="+dir, "HOOKGATE_ACK_URL="+rc.url())
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case <-exited:
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		<-exited
-		t.Fatalf("the child did not crash within a minute:\n%s", out.String())
-	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("the child ended with %v; want killed by SIGKILL between write and acknowledgement:\n%s", cmd.ProcessState, out.String())
-	}
+	testproc.RunKilled(t, "TestAckAfterPending", "HOOKGATE_ACK_CHILD="+dir, "HOOKGATE_ACK_URL="+rc.url())
 
 	rc.status.Store(200)
 	synctest.Test(t, func(t *testing.T) {

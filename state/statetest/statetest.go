@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/internal/testproc"
 	"github.com/hookgate/hookgate/state"
 )
 
@@ -545,8 +545,8 @@ type OpenShared func(t *testing.T, dir string) (l state.Log, appendData func([]b
 // The calling test must call it before anything else: in the child it
 // does the child's part and does not return.
 //
-// Real time: each child is a process of its own, waited for at most a
-// minute.
+// Each child is a process of its own, waited for at most a minute
+// (testproc.RunKilled).
 func RunAckOrder(t *testing.T, name string, open OpenShared) {
 	const env = "HOOKGATE_STATETEST_ACK"
 	if v := os.Getenv(env); v != "" {
@@ -557,25 +557,7 @@ func RunAckOrder(t *testing.T, name string, open OpenShared) {
 	for _, step := range []string{"before-ack", "after-ack"} {
 		t.Run(step, func(t *testing.T) {
 			dir := t.TempDir()
-			cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v")
-			cmd.Env = append(os.Environ(), env+"="+step+":"+dir)
-			var out strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			select {
-			case <-exited:
-			case <-time.After(time.Minute):
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("the child did not crash within a minute:\n%s", out.String())
-			}
-			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("the child ended with %v; want killed by SIGKILL:\n%s", cmd.ProcessState, out.String())
-			}
+			testproc.RunKilled(t, name, env+"="+step+":"+dir)
 			l, _, p, done := open(t, dir)
 			defer done()
 			recs, err := l.Read(nil, 0, 10)
