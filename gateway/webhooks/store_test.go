@@ -139,13 +139,20 @@ func TestFlushRetriesWhatFailed(t *testing.T) {
 	}
 }
 
-func TestImportRefusesKnownIDs(t *testing.T) {
+// newStore returns a store on a fresh database, closed at the end of t.
+func newStore(t *testing.T) (*badger.DB, *Store) {
+	t.Helper()
 	db := openDB(t, t.TempDir())
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	s, err := OpenStore(db)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, s
+}
+
+func TestImportRefusesKnownIDs(t *testing.T) {
+	_, s := newStore(t)
 	ws := manyHooks(3)
 	if err := s.Import(ws); err != nil {
 		t.Fatal(err)
@@ -177,12 +184,7 @@ func countKeys(t *testing.T, db *badger.DB, prefix []byte) int {
 // RunsKept of them, not part of its record; Get finds the runs a Flush
 // is writing.
 func TestRunsOffTheRecord(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	defer db.Close()
-	s, err := OpenStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s := newStore(t)
 	w := manyHooks(1)[0]
 	if err := s.Create(w, 0); err != nil {
 		t.Fatal(err)
