@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -101,5 +102,95 @@ func TestBootInChunks(t *testing.T) {
 	}
 	if !e.dirtyPending["gone"] {
 		t.Fatal("the pending set of a deleted webhook is not marked for deletion")
+	}
+}
+
+// syncFails is a pending store whose Sync fails while fail is set.
+type syncFails struct {
+	*state.MemPending
+	fail bool
+}
+
+func (p *syncFails) Sync() error {
+	if p.fail {
+		return errors.New("sync failed")
+	}
+	return nil
+}
+
+// TestStoredAfterFailedSync: a pending set written, whose sync failed, is
+// on disk all the same: once its messages are delivered, it is deleted,
+// not left to be delivered again after a restart.
+func TestStoredAfterFailedSync(t *testing.T) {
+	reg, pend := state.NewMemory(), &syncFails{MemPending: state.NewMemPending(), fail: true}
+	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "http://127.0.0.1:1/", State: core.StateActive, MinIntervalMs: 1000, MaxRetries: 3}
+	if err := reg.Import([]*core.Webhook{w}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(EngineOptions{Queue: queue.NewMemory(queue.Options{}), Pending: pend, Webhooks: reg, Sender: nopSender{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.pool.Release()
+	e.takeBoot()
+	for e.bootState != nil {
+		e.bootNext()
+	}
+	e.apply(core.Marker{User: "alice", Messages: []string{core.MsgEventsChanged}, Time: 1}, reg.Active("alice"))
+	if err := e.persistPending(true); err == nil {
+		t.Fatal("persistPending did not report the failed sync")
+	}
+	stored := func() bool {
+		found := false
+		pend.Load(func(id string, _ state.PendingSet) error { found = found || id == w.ID; return nil })
+		return found
+	}
+	if !stored() || !e.sched.Slot(w.ID).Stored {
+		t.Fatalf("after a write whose sync failed: stored %v, slot says %v; want both true", stored(), e.sched.Slot(w.ID).Stored)
+	}
+	pend.fail = false
+	now := time.Now()
+	if ids := e.sched.Due(nil, now.UnixNano(), 10); len(ids) != 1 {
+		t.Fatalf("due: %v", ids)
+	}
+	e.flying++
+	e.outcome(result{id: w.ID, status: 200, sentAt: now, ended: now})
+	if err := e.persistPending(true); err != nil {
+		t.Fatal(err)
+	}
+	if stored() {
+		t.Fatal("the delivered set is still stored: it would go out again after a restart")
+	}
+}
+
+// TestBootSkipsWebhooksCreatedSinceStart: a webhook created after the
+// engine started, reached by a marker before its change is heard, gets
+// no boot message.
+func TestBootSkipsWebhooksCreatedSinceStart(t *testing.T) {
+	reg := state.NewMemory()
+	old := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "http://127.0.0.1:1/old", State: core.StateActive, MinIntervalMs: 1000, MaxRetries: 3}
+	if err := reg.Import([]*core.Webhook{old}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(EngineOptions{Queue: queue.NewMemory(queue.Options{}), Pending: state.NewMemPending(), Webhooks: reg, Sender: nopSender{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.pool.Release()
+	e.takeBoot()
+	created := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "http://127.0.0.1:1/new", State: core.StateActive,
+		MinIntervalMs: 1000, MaxRetries: 3, Created: float64(e.started)/1e9 + 1}
+	if err := reg.Create(created, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.apply(core.Marker{User: "alice", Messages: []string{core.MsgEventsChanged}, Time: 1}, reg.Active("alice"))
+	for e.bootState != nil {
+		e.bootNext()
+	}
+	if got := e.Pending(created.ID); !slices.Equal(got, []string{core.MsgEventsChanged}) {
+		t.Fatalf("the new webhook has %v pending; want only the change", got)
+	}
+	if got := e.Pending(old.ID); !slices.Equal(got, []string{core.MsgServiceBoot, core.MsgEventsChanged}) {
+		t.Fatalf("the old webhook has %v pending; want its boot message, then the change", got)
 	}
 }

@@ -103,7 +103,7 @@ type Engine struct {
 	bootState map[string]uint8    // bootChanged, bootEarly; nil once booted
 	stored    map[string][]string // pending sets loaded, not yet given to a slot
 
-	idle []idleSlot // slots to forget once idle for their interval, in order of success
+	idle idleHeap // slots to forget once idle for their interval, earliest first
 
 	// beforeAck, if set, runs between a batch's pending write and its
 	// acknowledgement: a test crashes the process there.
@@ -166,8 +166,9 @@ func (e *Engine) bootNext() {
 		case bootEarly, bootSkip:
 			continue
 		case 0:
-			if b.created*1e9 >= float64(e.started) {
-				continue // created since the engine started
+			if b.created*1e9 >= float64(e.started) { // as createdSinceStart
+				e.bootState[b.id] = bootSkip
+				continue
 			}
 		case bootChanged:
 			w := e.opts.Webhooks.ByID(b.id)
@@ -195,6 +196,12 @@ func (e *Engine) bootNext() {
 	if len(e.boot) == 0 {
 		e.bootDone()
 	}
+}
+
+// createdSinceStart reports whether w was created after the engine
+// started, by the clock that dates both: it gets no boot message.
+func (e *Engine) createdSinceStart(w *core.Webhook) bool {
+	return w.Created*1e9 >= float64(e.started)
 }
 
 // bootOne boots w, active and not booted yet, out of turn, and returns
@@ -441,7 +448,8 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 	webhookChanges.Add(len(hooks))
 	for _, w := range hooks {
 		var sl *core.Slot
-		if st := e.bootState[w.ID]; e.bootState != nil && st != bootEarly && st != bootSkip && e.sched.Slot(w.ID) == nil {
+		if st := e.bootState[w.ID]; e.bootState != nil && st != bootEarly && st != bootSkip && e.sched.Slot(w.ID) == nil &&
+			!e.createdSinceStart(w) {
 			sl = e.bootOne(w) // the boot message comes first
 		} else {
 			sl = e.slotFor(w)
@@ -493,6 +501,13 @@ func (e *Engine) persistPending(sync bool) error {
 		ws = append(ws, state.PendingWrite{ID: id, Set: &state.PendingSet{Messages: msgs, Retire: e.retire[id]}})
 	}
 	n, err := e.opts.Pending.Write(ws)
+	// A set written is on disk, synced or not: its slot must delete it
+	// once empty. A deletion counts once it is durable.
+	for _, w := range ws[:n] {
+		if sl := e.sched.Slot(w.ID); sl != nil && w.Set != nil {
+			sl.Stored = true
+		}
+	}
 	if err == nil && sync {
 		if err = e.opts.Pending.Sync(); err != nil {
 			n = 0
@@ -500,8 +515,8 @@ func (e *Engine) persistPending(sync bool) error {
 	}
 	for _, w := range ws[:n] {
 		delete(e.dirtyPending, w.ID) // the rest is written again next time
-		if sl := e.sched.Slot(w.ID); sl != nil {
-			sl.Stored = w.Set != nil
+		if sl := e.sched.Slot(w.ID); sl != nil && w.Set == nil {
+			sl.Stored = false
 		}
 	}
 	return err
@@ -615,7 +630,7 @@ func (e *Engine) outcome(r result) {
 			delete(e.retire, r.id)
 			deactivate = true // its access is gone: the news was delivered, now stop
 		} else if len(sl.Pending) == 0 {
-			e.idle = append(e.idle, idleSlot{id: r.id, at: now + int64(sl.Interval)})
+			e.idle.push(idleSlot{id: r.id, at: now + int64(sl.Interval)})
 		}
 	case r.status == 410:
 		deliveriesGone.Inc()
@@ -659,7 +674,7 @@ func (e *Engine) change(c state.Change) {
 		// Not booted yet: booted as it is then, unless created since the
 		// engine started.
 		e.bootState[id] = bootChanged
-		if c.Webhook.Created*1e9 >= float64(e.started) {
+		if e.createdSinceStart(c.Webhook) {
 			e.bootState[id] = bootSkip
 		}
 	case c.Webhook.State == core.StateInactive:
@@ -710,6 +725,48 @@ type idleSlot struct {
 	at int64
 }
 
+// idleHeap is a min-heap of idle slots on at. A webhook succeeds at most
+// once per interval, so it holds about one entry per webhook at most.
+type idleHeap []idleSlot
+
+func (h *idleHeap) push(e idleSlot) {
+	*h = append(*h, e)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p].at <= a[i].at {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *idleHeap) pop() idleSlot {
+	a := *h
+	top := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a[n] = idleSlot{}
+	a = a[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && a[l].at < a[m].at {
+			m = l
+		}
+		if r < n && a[r].at < a[m].at {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return top
+}
+
 // pruneIdle forgets the slots of webhooks idle for their interval, so
 // that a million webhooks that were notified once, at boot, do not keep
 // a slot each. A slot is what the registry has (the last run, no
@@ -721,9 +778,9 @@ func (e *Engine) pruneIdle() {
 		return
 	}
 	now := e.opts.Now().UnixNano()
-	n := 0
-	for ; n < len(e.idle) && e.idle[n].at <= now; n++ {
-		id := e.idle[n].id
+	pruned := 0
+	for len(e.idle) > 0 && e.idle[0].at <= now {
+		id := e.idle.pop().id
 		sl := e.sched.Slot(id)
 		if sl == nil || len(sl.Pending) > 0 || sl.Flying || sl.Retries > 0 || sl.Inactive || sl.Stored ||
 			e.dirtyPending[id] || e.retire[id] || now < sl.LastEnd+int64(sl.Interval) {
@@ -731,14 +788,14 @@ func (e *Engine) pruneIdle() {
 		}
 		e.sched.Remove(id)
 		slotsPruned.Inc()
+		pruned++
 	}
-	e.idle = e.idle[n:]
 	if len(e.idle) == 0 {
 		e.idle = nil
-	} else if n > 0 && cap(e.idle) > 4096 && len(e.idle) < cap(e.idle)/4 {
-		e.idle = append([]idleSlot(nil), e.idle...)
+	} else if cap(e.idle) > 4096 && len(e.idle) < cap(e.idle)/4 {
+		e.idle = append(idleHeap(nil), e.idle...)
 	}
-	if n > 0 {
+	if pruned > 0 {
 		e.sched.Shrink()
 	}
 }

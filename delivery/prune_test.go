@@ -72,3 +72,34 @@ func TestIdleSlotsPruned(t *testing.T) {
 		}
 	})
 }
+
+// TestIdlePruneOrder: a webhook with a long interval, idle first, does
+// not hold back the pruning of one with a short interval idle after it.
+func TestIdlePruneOrder(t *testing.T) {
+	slow, fast := newReceiver(t), newReceiver(t)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, t.TempDir(), EngineOptions{})
+		long := r.hook("alice", "app", slow.url(), time.Hour, 5)
+		short := r.hook("bob", "app", fast.url(), time.Second, 5)
+		r.hooks.Update("bob", short.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
+		r.start()
+		synctest.Wait()
+		wantCount(t, "the long one's boot", slow, 1)
+		// The short one succeeds after the long one.
+		r.hooks.Update("bob", short.ID, func(w *core.Webhook) error { w.State = core.StateActive; return nil })
+		r.change("bob", core.MsgEventsChanged)
+		synctest.Wait()
+		wantCount(t, "the short one's change", fast, 1)
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		if sl := r.engine.sched.Slot(short.ID); sl != nil {
+			t.Fatal("the short-interval slot is still there behind the long one's")
+		}
+		if r.engine.sched.Slot(long.ID) == nil {
+			t.Fatal("the long-interval slot went before its interval passed")
+		}
+		if n := len(r.engine.idle); n != 1 {
+			t.Fatalf("%d idle entries left; want the long one's", n)
+		}
+	})
+}

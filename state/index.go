@@ -506,7 +506,7 @@ type Numbered struct {
 // runs not yet flushed (fresh) and those stored; a number found in
 // neither is skipped.
 func MergeRuns(upTo int, stored []Numbered, fresh ...*NewRuns) []core.Run {
-	out := make([]core.Run, 0, min(upTo, RunsKept))
+	out := make([]core.Run, 0, max(min(upTo, RunsKept), 0))
 	for n := upTo; n >= 1 && n > upTo-RunsKept; n-- {
 		if r, ok := runNumbered(n, stored, fresh); ok {
 			out = append(out, r)

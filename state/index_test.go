@@ -71,3 +71,15 @@ func TestGroupByUser(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeRunsBounds: no number below 1 is looked for, whatever the
+// count says.
+func TestMergeRunsBounds(t *testing.T) {
+	if got := MergeRuns(-3, nil); len(got) != 0 {
+		t.Fatalf("MergeRuns(-3) = %v", got)
+	}
+	fresh := &NewRuns{First: 1, Runs: []core.Run{{Status: 200, Timestamp: 1}, {Status: 500, Timestamp: 2}}}
+	if got := MergeRuns(2, []Numbered{{N: 0, Run: core.Run{Status: 1}}}, fresh); len(got) != 2 || got[0].Timestamp != 2 {
+		t.Fatalf("MergeRuns(2) = %v", got)
+	}
+}

@@ -92,12 +92,16 @@ func (m *Memory) Import(ws []*core.Webhook) error {
 	return nil
 }
 
-// CheckImport refuses ws if an id is indexed already or named twice.
+// CheckImport refuses ws if an id is indexed already or named twice, or
+// a webhook has a negative count.
 func CheckImport(x *Index, ws []*core.Webhook) error {
 	seen := make(map[string]bool, len(ws))
 	for _, w := range ws {
 		if x.Has(w.ID) || seen[w.ID] {
 			return fmt.Errorf("cannot import webhook %s: id already used", w.ID)
+		}
+		if w.RunCount < 0 || w.FailCount < 0 || w.CurrentRetries < 0 {
+			return fmt.Errorf("cannot import webhook %s: negative runCount, failCount or currentRetries", w.ID)
 		}
 		seen[w.ID] = true
 	}

@@ -393,8 +393,9 @@ func splitList(s string) []string {
 // is nearly all live: collecting it on the way, as it doubles, would
 // only mark the same records again and again (at a million webhooks,
 // a third of the load). Unless GOMEMLIMIT sets a limit, half of the
-// machine's memory bounds the heap meanwhile, so that a load larger
-// than that still collects.
+// memory hookgate may use (the machine's, or its cgroup's if lower)
+// bounds the heap meanwhile, so that a load larger than that still
+// collects.
 func loadingGC() (restore func()) {
 	limit := debug.SetMemoryLimit(-1)
 	if limit == math.MaxInt64 {
@@ -409,21 +410,28 @@ func loadingGC() (restore func()) {
 	}
 }
 
-// memTotal returns the machine's memory in bytes, from /proc/meminfo, or
-// 0 where it cannot be read.
+// memTotal returns the memory hookgate may use, in bytes: the machine's
+// (/proc/meminfo), or its cgroup's limit when that is lower; 0 where
+// neither can be read.
 func memTotal() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				return 0
+	total := int64(0)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64); err == nil {
+					total = kb << 10
+				}
 			}
-			return kb << 10
 		}
 	}
-	return 0
+	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && (total == 0 || n < total) {
+			total = n // "max" (no limit) does not parse
+		}
+	}
+	return total
 }

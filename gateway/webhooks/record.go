@@ -117,6 +117,17 @@ func (r *recordReader) int() int {
 	return int(v)
 }
 
+// count is int for what cannot be negative: runCount, failCount,
+// currentRetries.
+func (r *recordReader) count() int {
+	n := r.int()
+	if n < 0 {
+		r.err = errRecord
+		return 0
+	}
+	return n
+}
+
 func (r *recordReader) float() float64 {
 	if r.err != nil || len(r.b)-r.off < 8 {
 		r.err = errRecord
@@ -162,7 +173,7 @@ func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret string, err er
 	}
 	w.Signed = flags&flagSigned != 0
 	w.MinIntervalMs = r.varint()
-	w.MaxRetries, w.CurrentRetries, w.RunCount, w.FailCount, w.LastRun.Status = r.int(), r.int(), r.int(), r.int(), r.int()
+	w.MaxRetries, w.CurrentRetries, w.RunCount, w.FailCount, w.LastRun.Status = r.int(), r.count(), r.count(), r.count(), r.int()
 	w.LastRun.Timestamp, w.Created, w.Modified = r.float(), r.float(), r.float()
 	w.ID, w.User, w.AccessID, w.URL = r.str(), r.str(), r.str(), r.str()
 	w.CreatedBy = w.AccessID
@@ -210,6 +221,9 @@ func decodeRecord(v []byte, sealer *Sealer) (*core.Webhook, error) {
 	if w.ID == "" {
 		return nil, fmt.Errorf("webhook record %.60q has no id", v)
 	}
+	if w.RunCount < 0 || w.FailCount < 0 || w.CurrentRetries < 0 {
+		return nil, fmt.Errorf("webhook record %.60q has a negative count", v)
+	}
 	var err error
 	if w.Secret, err = sealer.Open(w.ID, secret); err != nil {
 		return nil, fmt.Errorf("webhook %s: %w", w.ID, err)
@@ -256,7 +270,7 @@ func decodeCounters(v []byte) (state.Counters, error) {
 		return c, errRecord
 	}
 	r := &recordReader{b: v, off: 2}
-	c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun.Status = r.int(), r.int(), r.int(), r.int()
+	c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun.Status = r.count(), r.count(), r.count(), r.int()
 	c.LastRun.Timestamp = r.float()
 	switch v[1] {
 	case 1:

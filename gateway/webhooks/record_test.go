@@ -59,6 +59,14 @@ func TestRecordRoundTrip(t *testing.T) {
 		if _, err := decodeRecord(append(v, 0), sealer); err == nil {
 			t.Fatal("a trailing byte was accepted")
 		}
+		neg := *w
+		neg.RunCount = -1
+		if _, err := decodeRecord(appendRecord(nil, &neg, ""), sealer); err == nil {
+			t.Fatal("a negative runCount was accepted")
+		}
+		if _, err := decodeCounters(appendCounters(nil, state.Counters{FailCount: -2})); err == nil {
+			t.Fatal("a negative failCount was accepted in counters")
+		}
 	}
 }
 

@@ -313,6 +313,11 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 		if err := r.Import(ws[:1]); err == nil {
 			t.Fatal("importing a known id again was accepted")
 		}
+		bad := hook("alice", "app", "http://127.0.0.1/neg")
+		bad.RunCount = -1
+		if err := r.Import([]*core.Webhook{bad}); err == nil {
+			t.Fatal("importing a negative runCount was accepted")
+		}
 		for _, w := range ws {
 			r.RecordRun(w.ID, core.Run{Status: 200, Timestamp: 3}, nil)
 		}
