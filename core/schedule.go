@@ -123,7 +123,7 @@ func mergeFront(front, rest []string) []string {
 // safe for concurrent use: one loop owns it.
 type Scheduler struct {
 	slots map[string]*Slot
-	h     fireHeap
+	h     TimeHeap[fireEntry]
 	gen   uint64 // the last generation given to a slot: every Touch takes a new one
 	peak  int    // the most slots held since the map was last built
 }
@@ -134,47 +134,8 @@ type fireEntry struct {
 	gen uint64
 }
 
-// fireHeap is a min-heap on at, written out rather than through
-// container/heap so that pushing and popping do not box entries.
-type fireHeap []fireEntry
-
-func (h *fireHeap) push(e fireEntry) {
-	*h = append(*h, e)
-	a := *h
-	for i := len(a) - 1; i > 0; {
-		p := (i - 1) / 2
-		if a[p].at <= a[i].at {
-			break
-		}
-		a[p], a[i] = a[i], a[p]
-		i = p
-	}
-}
-
-func (h *fireHeap) pop() fireEntry {
-	a := *h
-	top := a[0]
-	n := len(a) - 1
-	a[0] = a[n]
-	a[n] = fireEntry{}
-	a = a[:n]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && a[l].at < a[m].at {
-			m = l
-		}
-		if r < n && a[r].at < a[m].at {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		a[i], a[m] = a[m], a[i]
-		i = m
-	}
-	*h = a
-	return top
-}
+// When implements Timed.
+func (e fireEntry) When() int64 { return e.at }
 
 // NewScheduler returns an empty scheduler.
 func NewScheduler() *Scheduler {
@@ -221,9 +182,7 @@ func (s *Scheduler) Shrink() {
 		}
 		s.slots, s.peak = m, len(m)
 	}
-	if cap(s.h) > 4096 && len(s.h) < cap(s.h)/4 {
-		s.h = append(make(fireHeap, 0, 2*len(s.h)), s.h...)
-	}
+	s.h = s.h.Shrunk()
 }
 
 // Len returns the number of slots.
@@ -238,7 +197,7 @@ func (s *Scheduler) Touch(id string) {
 	s.gen++
 	sl.gen = s.gen
 	if at, ok := sl.FireAt(); ok {
-		s.h.push(fireEntry{at: at, id: id, gen: sl.gen})
+		s.h.Push(fireEntry{at: at, id: id, gen: sl.gen})
 	}
 }
 
@@ -250,7 +209,7 @@ func (s *Scheduler) Next() (int64, bool) {
 		if sl := s.slots[e.id]; sl != nil && e.gen == sl.gen {
 			return e.at, true
 		}
-		s.h.pop()
+		s.h.Pop()
 	}
 	return 0, false
 }
@@ -261,7 +220,7 @@ func (s *Scheduler) Next() (int64, bool) {
 // messages. Slots past the limit stay due for the next call.
 func (s *Scheduler) Due(dst []string, now int64, limit int) []string {
 	for len(s.h) > 0 && s.h[0].at <= now && limit != 0 {
-		e := s.h.pop()
+		e := s.h.Pop()
 		sl := s.slots[e.id]
 		if sl == nil || e.gen != sl.gen {
 			continue

@@ -103,7 +103,10 @@ type Engine struct {
 	bootState map[string]uint8    // bootChanged, bootEarly; nil once booted
 	stored    map[string][]string // pending sets loaded, not yet given to a slot
 
-	idle idleHeap // slots to forget once idle for their interval, earliest first
+	// idle holds the slots to forget once idle for their interval,
+	// earliest first. A webhook succeeds at most once per interval, so it
+	// has about one entry per webhook at most.
+	idle core.TimeHeap[idleSlot]
 
 	// beforeAck, if set, runs between a batch's pending write and its
 	// acknowledgement: a test crashes the process there.
@@ -630,7 +633,7 @@ func (e *Engine) outcome(r result) {
 			delete(e.retire, r.id)
 			deactivate = true // its access is gone: the news was delivered, now stop
 		} else if len(sl.Pending) == 0 {
-			e.idle.push(idleSlot{id: r.id, at: now + int64(sl.Interval)})
+			e.idle.Push(idleSlot{id: r.id, at: now + int64(sl.Interval)})
 		}
 	case r.status == 410:
 		deliveriesGone.Inc()
@@ -725,47 +728,8 @@ type idleSlot struct {
 	at int64
 }
 
-// idleHeap is a min-heap of idle slots on at. A webhook succeeds at most
-// once per interval, so it holds about one entry per webhook at most.
-type idleHeap []idleSlot
-
-func (h *idleHeap) push(e idleSlot) {
-	*h = append(*h, e)
-	a := *h
-	for i := len(a) - 1; i > 0; {
-		p := (i - 1) / 2
-		if a[p].at <= a[i].at {
-			break
-		}
-		a[p], a[i] = a[i], a[p]
-		i = p
-	}
-}
-
-func (h *idleHeap) pop() idleSlot {
-	a := *h
-	top := a[0]
-	n := len(a) - 1
-	a[0] = a[n]
-	a[n] = idleSlot{}
-	a = a[:n]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && a[l].at < a[m].at {
-			m = l
-		}
-		if r < n && a[r].at < a[m].at {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		a[i], a[m] = a[m], a[i]
-		i = m
-	}
-	*h = a
-	return top
-}
+// When implements core.Timed.
+func (e idleSlot) When() int64 { return e.at }
 
 // pruneIdle forgets the slots of webhooks idle for their interval, so
 // that a million webhooks that were notified once, at boot, do not keep
@@ -780,7 +744,7 @@ func (e *Engine) pruneIdle() {
 	now := e.opts.Now().UnixNano()
 	pruned := 0
 	for len(e.idle) > 0 && e.idle[0].at <= now {
-		id := e.idle.pop().id
+		id := e.idle.Pop().id
 		sl := e.sched.Slot(id)
 		if sl == nil || len(sl.Pending) > 0 || sl.Flying || sl.Retries > 0 || sl.Inactive || sl.Stored ||
 			e.dirtyPending[id] || e.retire[id] || now < sl.LastEnd+int64(sl.Interval) {
@@ -792,8 +756,8 @@ func (e *Engine) pruneIdle() {
 	}
 	if len(e.idle) == 0 {
 		e.idle = nil
-	} else if cap(e.idle) > 4096 && len(e.idle) < cap(e.idle)/4 {
-		e.idle = append(idleHeap(nil), e.idle...)
+	} else {
+		e.idle = e.idle.Shrunk()
 	}
 	if pruned > 0 {
 		e.sched.Shrink()
