@@ -62,20 +62,7 @@ func (w *Webhook) Clone() *Webhook {
 	return &c
 }
 
-// RecordRun adds a run as Pryv does: newest first, at most keep runs,
-// and counts it (CountRun).
-func (w *Webhook) RecordRun(r Run, keep int) {
-	w.CountRun(r)
-	if keep < 1 {
-		keep = 1
-	}
-	runs := make([]Run, 0, min(len(w.Runs)+1, keep))
-	runs = append(runs, r)
-	runs = append(runs, w.Runs[:min(len(w.Runs), keep-1)]...)
-	w.Runs = runs
-}
-
-// CountRun counts a run without keeping it in Runs: lastRun = r,
+// CountRun counts a run as Pryv does: lastRun = r,
 // runCount and, for a status outside 200-299, failCount incremented.
 func (w *Webhook) CountRun(r Run) {
 	w.RunCount++
@@ -84,10 +71,6 @@ func (w *Webhook) CountRun(r Run) {
 	}
 	w.LastRun = r
 }
-
-// RunsKept is how many runs a webhook's history keeps, as Pryv.io's
-// default runsSize.
-const RunsKept = 50
 
 // Op is a webhooks API method, for the permission table.
 type Op int

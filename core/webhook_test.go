@@ -1,7 +1,6 @@
 package core
 
 import (
-	"reflect"
 	"testing"
 )
 
@@ -28,21 +27,20 @@ func TestPermissionTable(t *testing.T) {
 	}
 }
 
-func TestRecordRun(t *testing.T) {
+func TestCountRun(t *testing.T) {
 	w := &Webhook{}
 	for i := 1; i <= 5; i++ {
 		st := 200
 		if i%2 == 0 {
 			st = 500
 		}
-		w.RecordRun(Run{Status: st, Timestamp: float64(i)}, 3)
+		w.CountRun(Run{Status: st, Timestamp: float64(i)})
 	}
-	want := []Run{{200, 5}, {500, 4}, {200, 3}}
-	if !reflect.DeepEqual(w.Runs, want) || w.LastRun != want[0] || w.RunCount != 5 || w.FailCount != 2 {
+	if w.LastRun != (Run{200, 5}) || w.RunCount != 5 || w.FailCount != 2 || w.Runs != nil {
 		t.Fatalf("after 5 runs: %+v", w)
 	}
-	w.RecordRun(Run{Status: 0, Timestamp: 6}, 3)
-	if w.FailCount != 3 || len(w.Runs) != 3 || w.Runs[0].Status != 0 {
+	w.CountRun(Run{Status: 0, Timestamp: 6})
+	if w.FailCount != 3 || w.LastRun.Status != 0 {
 		t.Fatalf("status 0 is a failure: %+v", w)
 	}
 }

@@ -97,7 +97,6 @@ type Engine struct {
 	// The boot: Run gives every active webhook a slot and a boot message,
 	// a chunk per turn of its loop, so that a start with a million
 	// webhooks is ready at once and delivers while it boots.
-	booting   bool                // the boot list is not taken yet
 	started   int64               // when NewEngine ran: webhooks created since get no boot message
 	boot      []bootSlot          // active webhooks still to boot
 	bootState map[string]uint8    // bootChanged, bootEarly; nil once booted
@@ -137,7 +136,6 @@ const (
 
 // takeBoot lists the active webhooks to boot.
 func (e *Engine) takeBoot() {
-	e.booting = false
 	active, _ := e.opts.Webhooks.Counts()
 	e.boot = make([]bootSlot, 0, active)
 	e.opts.Webhooks.EachActive(func(w *core.Webhook) {
@@ -300,7 +298,6 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	e.retire = retire
 	e.errLog.Every = 10 * time.Second
 	e.stored = pending
-	e.booting = true
 	e.started = o.Now().UnixNano()
 	o.Webhooks.OnChange(func(c state.Change) {
 		select {
@@ -351,10 +348,8 @@ func (e *Engine) Run() {
 	defer timer.Stop()
 	flush := time.NewTicker(e.opts.FlushInterval)
 	defer flush.Stop()
-	if e.booting {
-		e.safely(e.takeBoot)
-	}
-	e.dispatch() // markers left from before a restart
+	e.safely(e.takeBoot) // Run runs once
+	e.dispatch()         // markers left from before a restart
 	for {
 		if len(e.boot) > 0 {
 			e.safely(e.bootNext)
@@ -507,7 +502,10 @@ func (e *Engine) persistPending(sync bool) error {
 	// A set written is on disk, synced or not: its slot must delete it
 	// once empty. A deletion counts once it is durable.
 	for _, w := range ws[:n] {
-		if sl := e.sched.Slot(w.ID); sl != nil && w.Set != nil {
+		if w.Set == nil {
+			continue
+		}
+		if sl := e.sched.Slot(w.ID); sl != nil {
 			sl.Stored = true
 		}
 	}
@@ -518,7 +516,10 @@ func (e *Engine) persistPending(sync bool) error {
 	}
 	for _, w := range ws[:n] {
 		delete(e.dirtyPending, w.ID) // the rest is written again next time
-		if sl := e.sched.Slot(w.ID); sl != nil && w.Set == nil {
+		if w.Set != nil {
+			continue
+		}
+		if sl := e.sched.Slot(w.ID); sl != nil {
 			sl.Stored = false
 		}
 	}

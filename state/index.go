@@ -266,16 +266,6 @@ type Dirty struct {
 	NewRuns
 }
 
-// SortByCreation orders ws by creation time, then id.
-func SortByCreation(ws []*core.Webhook) {
-	slices.SortFunc(ws, func(a, b *core.Webhook) int {
-		if c := cmp.Compare(a.Created, b.Created); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-}
-
 // CheckCreate returns the error Registry.Create must give for w, or nil.
 func (x *Index) CheckCreate(w *core.Webhook, maxPerAccess int) error {
 	n := 0

@@ -134,8 +134,9 @@ type Registry interface {
 	Flush() error
 }
 
-// RunsKept is how many runs a webhook's history keeps.
-const RunsKept = core.RunsKept
+// RunsKept is how many runs a webhook's history keeps, newest first, as
+// Pryv.io's default runsSize.
+const RunsKept = 50
 
 // Target is what a notification needs of its webhook.
 type Target struct {

@@ -202,19 +202,25 @@ func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret string, err er
 // decodeRecord decodes a stored record, binary or JSON, and opens its
 // secret. Runs are set only for a JSON record that carries them.
 func decodeRecord(v []byte, sealer *Sealer) (*core.Webhook, error) {
-	w := &core.Webhook{}
+	return decodeInto(v, sealer, new(core.Webhook), false)
+}
+
+// decodeInto is decodeRecord into w for a binary record, with its
+// strings views of v when borrow is set (see decodeBinary); a JSON
+// record gets a webhook of its own.
+func decodeInto(v []byte, sealer *Sealer, w *core.Webhook, borrow bool) (*core.Webhook, error) {
 	var secret string
-	if len(v) > 0 && v[0] == '{' {
+	if len(v) > 0 && v[0] == '{' { // written by an earlier version
 		var st stored
 		if err := json.Unmarshal(v, &st); err != nil || st.Webhook == nil {
 			return nil, fmt.Errorf("unreadable webhook record %.60q: %v", v, err)
 		}
 		w, secret = st.Webhook, st.Secret
 		w.User = st.User
-		compact(w)
 	} else {
+		*w = core.Webhook{}
 		var err error
-		if secret, err = decodeBinary(v, w, false); err != nil {
+		if secret, err = decodeBinary(v, w, borrow); err != nil {
 			return nil, fmt.Errorf("unreadable webhook record %.60q: %w", v, err)
 		}
 	}

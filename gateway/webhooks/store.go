@@ -203,24 +203,9 @@ func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ps *[]*state.Packed
 		// A binary record is decoded in place: its strings are views of
 		// the value, packed (copied) before the value goes.
 		err := item.Value(func(v []byte) error {
-			rec := &w
-			if len(v) > 0 && v[0] == '{' { // written by an earlier version
-				var err error
-				if rec, err = decodeRecord(v, sealer); err != nil {
-					return err
-				}
-			} else {
-				w = core.Webhook{}
-				secret, err := decodeBinary(v, &w, true)
-				if err != nil {
-					return fmt.Errorf("unreadable webhook record %.60q: %w", v, err)
-				}
-				if w.ID == "" {
-					return fmt.Errorf("webhook record %.60q has no id", v)
-				}
-				if w.Secret, err = sealer.Open(w.ID, secret); err != nil {
-					return fmt.Errorf("webhook %s: %w", w.ID, err)
-				}
+			rec, err := decodeInto(v, sealer, &w, true)
+			if err != nil {
+				return err
 			}
 			if err := joinCounters(ct, id, rec); err != nil {
 				return err
@@ -293,23 +278,6 @@ func keyRanges(db *badger.DB, prefix []byte, n int) [][2][]byte {
 		}
 	}
 	return out
-}
-
-// compact shares the strings a decoded record repeats, so that a million
-// resident webhooks do not hold a million copies of "active".
-func compact(w *core.Webhook) {
-	switch w.State {
-	case core.StateActive:
-		w.State = core.StateActive
-	case core.StateInactive:
-		w.State = core.StateInactive
-	}
-	if w.CreatedBy == w.AccessID {
-		w.CreatedBy = w.AccessID
-	}
-	if w.ModifiedBy == w.CreatedBy {
-		w.ModifiedBy = w.CreatedBy
-	}
 }
 
 // moveRuns writes the run histories that legacy records carry to run

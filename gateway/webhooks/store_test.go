@@ -242,9 +242,12 @@ func TestLegacyRunsMoved(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
 	w := manyHooks(1)[0]
-	for i := 1; i <= 60; i++ {
-		w.RecordRun(core.Run{Status: 200 + i, Timestamp: float64(i)}, state.RunsKept)
+	for i := 60; i >= 1; i-- { // newest first, 50 kept, as earlier versions stored them
+		if len(w.Runs) < state.RunsKept {
+			w.Runs = append(w.Runs, core.Run{Status: 200 + i, Timestamp: float64(i)})
+		}
 	}
+	w.RunCount, w.LastRun = 60, w.Runs[0]
 	v, err := json.Marshal(stored{User: w.User, Webhook: w})
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/internal/testproc"
@@ -432,9 +432,14 @@ type OpenLog func(t *testing.T) (l state.Log, appendData func([]byte) (uint64, e
 // update signal and, where it keeps anything, durability across a
 // reopen.
 //
-// Real time: an update signal is awaited for at most 10 s, a bound
-// against a hang, not a window any pass depends on.
+// Fake time: each case runs in a testing/synctest bubble, and opens its
+// log inside it; every goroutine the log starts must end with the case
+// (its cleanups included). An update signal that never comes fails at
+// once, when nothing else can happen.
 func RunLog(t *testing.T, open OpenLog) {
+	run := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) { synctest.Test(t, f) })
+	}
 	add := func(t *testing.T, appendData func([]byte) (uint64, error), data string) uint64 {
 		t.Helper()
 		seq, err := appendData([]byte(data))
@@ -455,7 +460,7 @@ func RunLog(t *testing.T, open OpenLog) {
 		}
 		return out
 	}
-	t.Run("order", func(t *testing.T) {
+	run("order", func(t *testing.T) {
 		l, appendData, _ := open(t)
 		for i, data := range []string{"a", "b", "c"} {
 			if seq := add(t, appendData, data); seq != uint64(i+1) {
@@ -477,7 +482,7 @@ func RunLog(t *testing.T, open OpenLog) {
 			t.Fatalf("Read appends to dst: %+v, %v", dst, err)
 		}
 	})
-	t.Run("ack", func(t *testing.T) {
+	run("ack", func(t *testing.T) {
 		l, appendData, _ := open(t)
 		for i := range 5 {
 			add(t, appendData, fmt.Sprint(i))
@@ -504,19 +509,20 @@ func RunLog(t *testing.T, open OpenLog) {
 			t.Fatalf("after acknowledging all, the next seq is %d; want 6 (never reused)", seq)
 		}
 	})
-	t.Run("updated", func(t *testing.T) {
+	run("updated", func(t *testing.T) {
 		l, appendData, _ := open(t)
 		add(t, appendData, "x")
+		synctest.Wait()
 		select {
 		case <-l.Updated():
-		case <-time.After(10 * time.Second):
+		default:
 			t.Fatal("no update signal after an append")
 		}
 		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"1:x"}) {
 			t.Fatalf("after the signal: %v", got)
 		}
 	})
-	t.Run("durable", func(t *testing.T) {
+	run("durable", func(t *testing.T) {
 		l, appendData, reopen := open(t)
 		if reopen == nil {
 			t.Skip("keeps nothing")
