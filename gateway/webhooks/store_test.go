@@ -74,14 +74,7 @@ func TestFlushAnySize(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatalf("flush of %d webhooks: %v", n, err)
 	}
-	db.Close()
-
-	db = openDB(t, dir)
-	defer db.Close()
-	s, err = OpenStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s = reopen(t, db, dir)
 	if a, i := s.Counts(); a != n || i != 0 {
 		t.Fatalf("after reopen %d active, %d inactive; want %d active", a, i, n)
 	}
@@ -137,6 +130,20 @@ func TestFlushRetriesWhatFailed(t *testing.T) {
 			t.Fatalf("after the retry %s has failCount %d; want 1", w.ID, got.FailCount)
 		}
 	}
+}
+
+// reopen closes db and opens it again, with its store; closed at the
+// end of t.
+func reopen(t *testing.T, db *badger.DB, dir string) (*badger.DB, *Store) {
+	t.Helper()
+	db.Close()
+	db = openDB(t, dir)
+	t.Cleanup(func() { db.Close() })
+	s, err := OpenStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, s
 }
 
 // newStore returns a store on a fresh database, closed at the end of t.
@@ -273,13 +280,7 @@ func TestLegacyRunsMoved(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
-	db = openDB(t, dir)
-	defer db.Close()
-	s, err = OpenStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s = reopen(t, db, dir)
 	got, _ = s.Get(w.User, w.ID)
 	if got.RunCount != 61 || len(got.Runs) != state.RunsKept || got.Runs[0].Timestamp != 61 || got.Runs[1].Timestamp != 60 || got.Runs[49].Timestamp != 12 {
 		t.Fatalf("after a new run and a reopen: count %d, runs %v", got.RunCount, got.Runs)
