@@ -162,7 +162,6 @@ func (e *Engine) bootNext() {
 	msgs := make([]string, n)
 	now := e.opts.Now().UnixNano()
 	for i, b := range chunk {
-		var sl *core.Slot
 		switch e.bootState[b.id] {
 		case bootEarly, bootSkip:
 			continue
@@ -179,9 +178,8 @@ func (e *Engine) bootNext() {
 			e.bootOne(w)
 			continue
 		}
-		sl = &slab[i]
+		sl := &slab[i]
 		sl.Interval, sl.MaxRetries, sl.Retries, sl.LastEnd = b.interval, b.maxRetries, b.retries, b.lastEnd
-		e.sched.Put(b.id, sl)
 		if stored, ok := e.stored[b.id]; ok {
 			sl.Stored = true
 			sl.Add(stored...)
@@ -192,7 +190,7 @@ func (e *Engine) bootNext() {
 			sl.Pending = msgs[i : i+1 : i+1]
 		}
 		sl.Since = now
-		e.sched.Touch(b.id)
+		e.sched.Put(b.id, sl) // and schedules it
 	}
 	if len(e.boot) == 0 {
 		e.bootDone()
