@@ -361,15 +361,7 @@ func (s *Store) put(w *core.Webhook) error {
 	if err := s.space.Check(); err != nil {
 		return fmt.Errorf("cannot store webhook: %w", err)
 	}
-	err = s.db.Update(func(txn *badger.Txn) error {
-		for _, e := range entries {
-			if err := txn.Set(e.Key, e.Value); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err := store.WriteBatch(s.db, entries); err != nil { // one transaction: record and counters
 		return fmt.Errorf("cannot store webhook: %w", err)
 	}
 	return s.db.Sync()
