@@ -454,6 +454,9 @@ func (x *Index) Fresh(id string) *NewRuns { return x.fresh[id] }
 // TakeDirty returns the webhooks changed by RecordRun since the last
 // call, with their counters, and forgets them.
 func (x *Index) TakeDirty() []Dirty {
+	if len(x.fresh) == 0 {
+		return nil
+	}
 	out := make([]Dirty, 0, len(x.fresh))
 	for id, f := range x.fresh {
 		if p := x.byID[id]; p != nil {
