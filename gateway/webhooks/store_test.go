@@ -74,7 +74,7 @@ func TestFlushAnySize(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatalf("flush of %d webhooks: %v", n, err)
 	}
-	db, s = reopen(t, db, dir)
+	_, s = reopen(t, db, dir)
 	if a, i := s.Counts(); a != n || i != 0 {
 		t.Fatalf("after reopen %d active, %d inactive; want %d active", a, i, n)
 	}
@@ -280,7 +280,7 @@ func TestLegacyRunsMoved(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	db, s = reopen(t, db, dir)
+	_, s = reopen(t, db, dir)
 	got, _ = s.Get(w.User, w.ID)
 	if got.RunCount != 61 || len(got.Runs) != state.RunsKept || got.Runs[0].Timestamp != 61 || got.Runs[1].Timestamp != 60 || got.Runs[49].Timestamp != 12 {
 		t.Fatalf("after a new run and a reopen: count %d, runs %v", got.RunCount, got.Runs)
