@@ -50,6 +50,12 @@ type Options struct {
 	Delay time.Duration
 	// CountOnly keeps counts, not bodies, for benchmarks.
 	CountOnly bool
+	// TotalOnly keeps only the total count (Count): no body is parsed
+	// and no per-key figure kept, so that a benchmark of a million
+	// webhooks measures the sender, not the receiver's bookkeeping.
+	// Every notification gets Status (and Retry-After, if _retryAfter
+	// asks); _status, _delayMs and Secret are not read.
+	TotalOnly bool
 	// OnNotification, if set, is called for each notification.
 	OnNotification func(Notification)
 	// Secret, a whsec_ signing secret, makes the receiver verify each
@@ -130,8 +136,12 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.mu.Unlock()
 		return
 	}
-	now := time.Now()
 	s.count.Add(1)
+	if s.opts.TotalOnly {
+		s.answer(ctx, s.opts.Status)
+		return
+	}
+	now := time.Now()
 	var p struct {
 		Messages []string `json:"messages"`
 	}
@@ -198,11 +208,16 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			s.opts.OnNotification(n)
 		}
 	}
-	if v := ctx.QueryArgs().Peek("_retryAfter"); len(v) > 0 {
-		ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, v)
-	}
 	if delay > 0 {
 		time.Sleep(delay)
+	}
+	s.answer(ctx, status)
+}
+
+// answer sets the status, and Retry-After if the query asks for one.
+func (s *Server) answer(ctx *fasthttp.RequestCtx, status int) {
+	if v := ctx.QueryArgs().Peek("_retryAfter"); len(v) > 0 {
+		ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, v)
 	}
 	ctx.SetStatusCode(status)
 }

@@ -200,3 +200,28 @@ func TestReceiverReportRoutes(t *testing.T) {
 		t.Fatalf("report %s", b)
 	}
 }
+
+// TestReceiverTotalOnly checks that a total-only receiver counts every
+// notification, answers its Status (and Retry-After when asked), and
+// keeps no per-key figure and no message count.
+func TestReceiverTotalOnly(t *testing.T) {
+	s := New(Options{TotalOnly: true, Status: 202})
+	for _, uri := range []string{"/h?u=a", "/h?u=b&_status=500", "/h?u=a&_retryAfter=3"} {
+		if st, _ := handle(s, "POST", uri, `{"messages":["eventsChanged"]}`); st != 202 {
+			t.Fatalf("%s answered %d; want 202", uri, st)
+		}
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/h?_retryAfter=3")
+	s.Handle(&ctx)
+	if got := string(ctx.Response.Header.Peek("Retry-After")); got != "3" {
+		t.Fatalf("Retry-After %q; want 3", got)
+	}
+	if s.Count() != 4 {
+		t.Fatalf("count %d; want 4", s.Count())
+	}
+	if r := s.Report(); r.Keys != 0 || len(s.Notifications()) != 0 {
+		t.Fatalf("a total-only receiver kept figures: %+v", r)
+	}
+}

@@ -48,6 +48,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -90,6 +91,7 @@ type config struct {
 	dir      string // parent of the work directory ("" for the system's)
 	keep     bool   // keep the work directory
 	profile  bool   // save CPU and heap profiles of the boot storm
+	reuse    string // work directory of an earlier run: only the storm and after
 }
 
 func main() {
@@ -100,6 +102,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "`directory` in which the work directory (data directory and hookgate logs) is created; default the system's temporary directory")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory at the end")
 	flag.BoolVar(&c.profile, "profile", false, "save hookgate's CPU profile of the boot storm's first 20 s (storm-cpu.pprof) and its heap after the storm (storm-heap.pprof) in the work directory")
+	flag.StringVar(&c.reuse, "reuse", "", "run only the boot storm, the run records check and the last restart, on the work `directory` an earlier run kept with -keep; the bench receiver listens where its webhooks point")
 	flag.Parse()
 	if c.n < 1 || c.api < 0 {
 		fmt.Fprintln(os.Stderr, "scale: -n must be at least 1 and -api at least 0")
@@ -142,6 +145,7 @@ type figures struct {
 	stormRate             float64       // deliveries per second, ready to the last
 	stormTime             time.Duration
 	cpuPerDelivery        float64 // µs, ready to the last
+	recvPerDelivery       float64 // µs of this process (the receiver), likewise
 	stormRSS              int64
 
 	durable, stored int
@@ -171,14 +175,21 @@ type bench struct {
 // run does every step and prints the table. It stops what it started
 // whatever happens.
 func run(ctx context.Context, cfg config, out io.Writer) (err error) {
-	work, err := os.MkdirTemp(cfg.dir, "hookgate-scale-")
-	if err != nil {
-		return err
-	}
-	if cfg.keep {
-		defer fmt.Fprintf(out, "work directory kept: %s\n", work)
+	work, recvAt := cfg.reuse, "127.0.0.1:0"
+	if work != "" {
+		if cfg.n, recvAt, err = reused(work); err != nil {
+			return err
+		}
+		cfg.api = 0
 	} else {
-		defer os.RemoveAll(work)
+		if work, err = os.MkdirTemp(cfg.dir, "hookgate-scale-"); err != nil {
+			return err
+		}
+		if cfg.keep {
+			defer fmt.Fprintf(out, "work directory kept: %s\n", work)
+		} else {
+			defer os.RemoveAll(work)
+		}
 	}
 
 	up := upstream.New(upstream.Options{Users: (cfg.api + hooksPerUser - 1) / hooksPerUser})
@@ -187,8 +198,8 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 		return err
 	}
 	defer stopUp()
-	recv := receiver.New(receiver.Options{CountOnly: true})
-	recvAddr, stopRecv, err := recv.Start("127.0.0.1:0")
+	recv := receiver.New(receiver.Options{TotalOnly: true})
+	recvAddr, stopRecv, err := recv.Start(recvAt)
 	if err != nil {
 		return err
 	}
@@ -211,6 +222,11 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 		{"boot storm", b.bootStorm},
 		{"run records", b.countDurable},
 		{"restart again", b.warmRestart},
+	}
+	if cfg.reuse != "" {
+		steps = steps[4:] // every webhook is active already
+		logs, _ := filepath.Glob(filepath.Join(work, "hookgate-*.log"))
+		b.starts = len(logs)
 	}
 	for i, s := range steps {
 		if err := s.do(); err != nil {
@@ -484,6 +500,7 @@ func (b *bench) bootStorm() error {
 		return err
 	}
 	readyAt := time.Now()
+	own0 := ownCPU()
 	cpu0, err := h.cpuTicks()
 	if err != nil {
 		return err
@@ -517,6 +534,7 @@ func (b *bench) bootStorm() error {
 		}
 	}
 	b.f.stormTime = time.Since(readyAt)
+	own := ownCPU() - own0
 	cpu1, err := h.cpuTicks()
 	if err != nil {
 		return err
@@ -524,6 +542,7 @@ func (b *bench) bootStorm() error {
 	if phase := last - b.f.beforeReady; phase > 0 {
 		b.f.stormRate = float64(phase) / b.f.stormTime.Seconds()
 		b.f.cpuPerDelivery = float64(cpu1-cpu0) * 1e6 / float64(b.ticks) / float64(phase)
+		b.f.recvPerDelivery = float64(own.Microseconds()) / float64(phase)
 	}
 	if err := b.sleep(settle, h); err != nil {
 		return err
@@ -545,6 +564,8 @@ func (b *bench) bootStorm() error {
 	b.printf("boot storm: %d notifications (%d before ready); the rest in %.2f s after ready = %.0f deliveries/s; hookgate CPU %.2f s = %.1f µs per delivery; total CPU since its start %.2f s\n",
 		last, b.f.beforeReady, b.f.stormTime.Seconds(), b.f.stormRate, float64(cpu1-cpu0)/float64(b.ticks),
 		b.f.cpuPerDelivery, float64(cpu1)/float64(b.ticks))
+	b.printf("boot storm: this process (bench receiver, demo upstream) CPU %.2f s = %.1f µs per delivery\n",
+		own.Seconds(), b.f.recvPerDelivery)
 	b.printf("boot storm: RSS %.1f MiB %v after the last delivery = %d B per webhook\n",
 		mib(b.f.stormRSS), settle, b.f.stormRSS/want)
 	start := time.Now()
@@ -589,6 +610,30 @@ func (b *bench) countDurable() error {
 	return closeStore(db)
 }
 
+// reused reads what a kept work directory holds: how many webhooks, and
+// the address of the receiver they point to.
+func reused(work string) (n int, recvAddr string, err error) {
+	b := &bench{data: filepath.Join(work, "data")}
+	if _, err := os.Stat(b.data); err != nil {
+		return 0, "", fmt.Errorf("-reuse: %w", err)
+	}
+	db, hooks, err := b.openStore()
+	if err != nil {
+		return 0, "", err
+	}
+	defer closeStore(db)
+	active, inactive := hooks.Counts()
+	if inactive > 0 || active == 0 {
+		return 0, "", fmt.Errorf("-reuse: %s holds %d active and %d inactive webhooks; want every webhook active, as a run leaves it", work, active, inactive)
+	}
+	hooks.EachActive(func(w *core.Webhook) {
+		if u, perr := url.Parse(w.URL); recvAddr == "" && perr == nil {
+			recvAddr = u.Host
+		}
+	})
+	return active, recvAddr, nil
+}
+
 // printTable prints the figures next to their targets. A target stated
 // for 100k or 1M webhooks is judged only when N is that.
 func (b *bench) printTable(loadStart string) {
@@ -614,7 +659,7 @@ func (b *bench) printTable(loadStart string) {
 	restart := fmt.Sprintf("%.3f s idle, %.3f s all active after the offline writes, %.3f s after a graceful stop (N=%d)",
 		f.idleReady.Seconds(), f.bootReady.Seconds(), f.warmReady.Seconds(), n)
 	perIdle, perStorm := f.idleRSS/total, f.stormRSS/total
-	storm := fmt.Sprintf("%.0f deliveries/s (%.1f µs CPU each), %d of %d durable", f.stormRate, f.cpuPerDelivery, f.durable, n+b.cfg.api)
+	storm := fmt.Sprintf("%.0f deliveries/s (%.1f µs CPU each; receiver %.1f µs), %d of %d durable", f.stormRate, f.cpuPerDelivery, f.recvPerDelivery, f.durable, n+b.cfg.api)
 	rows := [][]string{
 		{"measure", "target", "measured", "met?"},
 		{"100k webhooks: restart to ready", "≤ 0.3 s", restart, judge(100_000, slower <= 0.3)},
@@ -624,6 +669,12 @@ func (b *bench) printTable(loadStart string) {
 		{"boot storm at 1M against the bench receiver", "≥ 20k deliveries/s, every run record durable", storm,
 			judge(1_000_000, f.stormRate >= 20_000 && f.durable == n+b.cfg.api)},
 		{"create through the API, 64 clients", "0 failures", fmt.Sprintf("%d failures of %d (%.0f created/s)", f.createFailures, b.cfg.api, f.createRate), yesNo(f.createFailures == 0)},
+	}
+	if b.cfg.reuse != "" { // no idle restart, no API creation
+		restart = fmt.Sprintf("%.3f s all active, %.3f s after a graceful stop (N=%d, reused)", f.bootReady.Seconds(), f.warmReady.Seconds(), n)
+		rows[1][2], rows[2][2] = restart, restart
+		rows = slices.Delete(rows, 3, 4)
+		rows = rows[:len(rows)-1]
 	}
 	b.printf("\nhookgate scale: %s\nN=%d imported, M=%d through the API; load average %s at the start, %s at the end\n",
 		machine(runtime.NumCPU()), n, b.cfg.api, loadStart, loadAvg())

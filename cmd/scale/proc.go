@@ -295,3 +295,12 @@ func loadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// ownCPU is the CPU time (user and system) this process has used.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
