@@ -1,12 +1,16 @@
 package delivery
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +43,13 @@ type EngineOptions struct {
 	// Workers is the size of the delivery pool: deliveries in flight at
 	// most, across all webhooks. Default 256.
 	Workers int
+	// MaxPerHost is how many deliveries to one receiver host (scheme,
+	// host and port of the URL) are sent at once: the Client's
+	// MaxConnsPerHost. Past it a due delivery is parked in the engine,
+	// holding no worker and no goroutine, until one to its host ends.
+	// Parked deliveries count against Workers. Default
+	// DefaultMaxConnsPerHost.
+	MaxPerHost int
 	// Meta goes into every notification.
 	Meta core.Meta
 	// MaxJitter bounds the random delay added to each retry. Default 1s,
@@ -68,6 +79,9 @@ var (
 	deliveryDuration = metrics.NewPrometheusHistogramExt(`hookgate_delivery_duration_seconds`, core.LatencyBuckets)
 	enginePanics     = metrics.NewCounter(`hookgate_engine_panics_total`)
 	slotsPruned      = metrics.NewCounter(`hookgate_delivery_slots_pruned_total`)
+	// deliveriesParked counts deliveries that waited in the engine for
+	// their receiver host's MaxPerHost.
+	deliveriesParked = metrics.NewCounter(`hookgate_deliveries_parked_total`)
 )
 
 // Engine reads change markers, keeps each webhook's pending messages
@@ -84,7 +98,13 @@ type Engine struct {
 	done    chan struct{}
 
 	// Loop-owned state.
-	flying       int             // deliveries submitted, outcome not yet handled
+	flying       int  // deliveries submitted, outcome not yet handled
+	dueWaiting   bool // the last fireDue filled the pool: slots may still be due
+	flushing     bool // a run records flush is under way; it ends on flushed
+	flushed      chan error
+	hosts        map[string]*hostQueue
+	parked       int             // deliveries parked in hosts, counted against Workers
+	stopping     bool            // shutdown: no parked delivery starts
 	retire       map[string]bool // deactivate after the next successful delivery
 	dirtyPending map[string]bool
 	cursor       uint64
@@ -95,11 +115,13 @@ type Engine struct {
 	serial       uint64
 
 	// The boot: Run gives every active webhook a slot and a boot message,
-	// a chunk per turn of its loop, so that a start with a million
-	// webhooks is ready at once and delivers while it boots.
+	// a chunk at a time, so that a start with a million webhooks is ready
+	// at once and delivers while it boots. The next chunk waits until
+	// every slot due has been fired: the slots held stay about a chunk
+	// ahead of the deliveries, not a million.
 	started   int64               // when NewEngine ran: webhooks created since get no boot message
 	boot      []bootSlot          // active webhooks still to boot
-	bootState map[string]uint8    // bootChanged, bootEarly; nil once booted
+	bootState map[string]uint8    // bootChanged, bootEarly, bootSkip; nil once booted
 	stored    map[string][]string // pending sets loaded, not yet given to a slot
 
 	// idle holds the slots to forget once idle for their interval,
@@ -114,6 +136,7 @@ type Engine struct {
 
 // bootSlot is what a slot needs of an active webhook, taken at the boot.
 type bootSlot struct {
+	key                 uint64 // idKey(id)
 	id                  string
 	interval            time.Duration
 	maxRetries, retries int
@@ -139,10 +162,18 @@ func (e *Engine) takeBoot() {
 	active, _ := e.opts.Webhooks.Counts()
 	e.boot = make([]bootSlot, 0, active)
 	e.opts.Webhooks.EachActive(func(w *core.Webhook) {
-		e.boot = append(e.boot, bootSlot{id: w.ID, interval: time.Duration(w.MinIntervalMs) * time.Millisecond,
+		e.boot = append(e.boot, bootSlot{key: idKey(w.ID), id: w.ID, interval: time.Duration(w.MinIntervalMs) * time.Millisecond,
 			maxRetries: w.MaxRetries, retries: w.CurrentRetries, lastEnd: int64(w.LastRun.Timestamp * 1e9), created: w.Created})
 	})
-	e.sched.Grow(len(e.boot) + len(e.stored))
+	// In id order, a webhook is booted by bootNext once its id is below
+	// the next one's: no map of the booted, and their slots may be
+	// pruned during the boot.
+	slices.SortFunc(e.boot, func(a, b bootSlot) int {
+		if a.key != b.key {
+			return cmp.Compare(a.key, b.key)
+		}
+		return strings.Compare(a.id, b.id)
+	})
 	e.bootState = map[string]uint8{}
 	if len(e.boot) == 0 {
 		e.bootDone()
@@ -203,6 +234,25 @@ func (e *Engine) createdSinceStart(w *core.Webhook) bool {
 	return w.Created*1e9 >= float64(e.started)
 }
 
+// idKey is the first 8 bytes of id, big-endian, zero-padded: ordered as
+// id's prefix, it spares the sort most string comparisons and their
+// cache misses.
+func idKey(id string) uint64 {
+	var b [8]byte
+	copy(b[:], id)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// unbooted reports whether webhook id is still to boot: the boot is on,
+// bootNext has not reached its id, and nothing booted or skipped it.
+func (e *Engine) unbooted(id string) bool {
+	if e.bootState == nil || (len(e.boot) > 0 && id < e.boot[0].id) {
+		return false
+	}
+	st := e.bootState[id]
+	return st != bootEarly && st != bootSkip
+}
+
 // bootOne boots w, active and not booted yet, out of turn, and returns
 // its slot.
 func (e *Engine) bootOne(w *core.Webhook) *core.Slot {
@@ -243,6 +293,7 @@ func (e *Engine) bootDone() {
 
 type result struct {
 	id         string
+	q          *hostQueue
 	status     int
 	retryAfter time.Duration
 	err        error
@@ -259,6 +310,9 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	}
 	if o.Workers <= 0 {
 		o.Workers = 256
+	}
+	if o.MaxPerHost <= 0 {
+		o.MaxPerHost = DefaultMaxConnsPerHost
 	}
 	if o.MaxJitter <= 0 {
 		o.MaxJitter = time.Second
@@ -284,9 +338,9 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	}
 	e := &Engine{
 		opts: o, sched: core.NewScheduler(), pool: pool,
-		results: make(chan result, o.Workers), changes: make(chan state.Change, 1024),
+		results: make(chan result, o.Workers), changes: make(chan state.Change, 1024), flushed: make(chan error, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
-		retire: map[string]bool{}, dirtyPending: map[string]bool{},
+		retire: map[string]bool{}, dirtyPending: map[string]bool{}, hosts: map[string]*hostQueue{},
 	}
 	pending, retire, err := e.loadPending()
 	if err != nil {
@@ -349,13 +403,13 @@ func (e *Engine) Run() {
 	e.safely(e.takeBoot) // Run runs once
 	e.dispatch()         // markers left from before a restart
 	for {
-		if len(e.boot) > 0 {
+		if len(e.boot) > 0 && !e.dueWaiting {
 			e.safely(e.bootNext)
 		}
 		e.safely(e.fireDue)
-		if len(e.boot) > 0 {
+		if len(e.boot) > 0 && !e.dueWaiting {
 			timer.Reset(0) // the next chunk, after what is waiting
-		} else if at, ok := e.sched.Next(); ok && e.flying < e.opts.Workers {
+		} else if at, ok := e.sched.Next(); ok && e.flying+e.parked < e.opts.Workers {
 			timer.Reset(max(time.Duration(at-e.opts.Now().UnixNano()), 0))
 		} else {
 			timer.Reset(time.Hour) // nothing due, or the pool is full: a result wakes the loop
@@ -373,6 +427,8 @@ func (e *Engine) Run() {
 		case <-timer.C:
 		case <-flush.C:
 			e.safely(e.flush)
+		case err := <-e.flushed:
+			e.flushDone(err)
 		}
 	}
 }
@@ -444,8 +500,7 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 	webhookChanges.Add(len(hooks))
 	for _, w := range hooks {
 		var sl *core.Slot
-		if st := e.bootState[w.ID]; e.bootState != nil && st != bootEarly && st != bootSkip && e.sched.Slot(w.ID) == nil &&
-			!e.createdSinceStart(w) {
+		if e.unbooted(w.ID) && !e.createdSinceStart(w) {
 			sl = e.bootOne(w) // the boot message comes first
 		} else {
 			sl = e.slotFor(w)
@@ -524,26 +579,78 @@ func (e *Engine) persistPending(sync bool) error {
 	return err
 }
 
+// hostQueue is one receiver host's deliveries: how many are being sent,
+// and the ids of those parked until one ends, oldest first (their
+// messages are in flight already).
+type hostQueue struct {
+	host   string
+	flying int
+	parked []string
+}
+
+// hostOf is the part of a receiver URL that names its connection pool:
+// scheme, host and port.
+func hostOf(url string) string {
+	rest := url
+	if i := strings.Index(url, "://"); i >= 0 {
+		rest = url[i+3:]
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		return url[:len(url)-len(rest)+i]
+	}
+	return url
+}
+
 // fireDue starts a delivery for every slot whose time has come.
 //
-// It never takes more than the pool has free workers: a worker then never
-// waits to hand over its result (the results channel holds Workers), and
-// the loop never waits for a worker.
+// It never takes more than the pool has free workers, parked deliveries
+// counted: a worker then never waits to hand over its result (the
+// results channel holds Workers), and the loop never waits for a worker.
+//
+// It sets dueWaiting when it took as many as the pool had room for: more
+// may be due, and a result will bring the loop back to them.
 func (e *Engine) fireDue() {
 	now := e.opts.Now()
-	for _, id := range e.sched.Due(nil, now.UnixNano(), e.opts.Workers-e.flying) {
-		sl := e.sched.Slot(id)
-		w, ok := e.opts.Webhooks.Target(id)
-		if !ok {
-			e.sched.Remove(id)
-			e.dirtyPending[id] = true
-			continue
-		}
-		if !w.Active {
-			cancel(sl)
-			sl.Inactive = true
-			continue
-		}
+	free := max(e.opts.Workers-e.flying-e.parked, 0)
+	due := e.sched.Due(nil, now.UnixNano(), free)
+	e.dueWaiting = len(due) == free
+	for _, id := range due {
+		e.start(id, now)
+	}
+}
+
+// start sends the messages a slot has in flight, or parks them while its
+// receiver host has MaxPerHost deliveries being sent.
+func (e *Engine) start(id string, now time.Time) {
+	sl := e.sched.Slot(id)
+	if sl == nil || !sl.Flying {
+		return // deleted while parked
+	}
+	w, ok := e.opts.Webhooks.Target(id)
+	if !ok {
+		e.sched.Remove(id)
+		e.dirtyPending[id] = true
+		return
+	}
+	if !w.Active {
+		cancel(sl)
+		sl.Inactive = true
+		return
+	}
+	host := hostOf(w.URL)
+	q := e.hosts[host]
+	if q == nil {
+		q = &hostQueue{host: strings.Clone(host)}
+		e.hosts[q.host] = q
+	}
+	if q.flying >= e.opts.MaxPerHost {
+		q.parked = append(q.parked, id)
+		e.parked++
+		deliveriesParked.Inc()
+		return
+	}
+	q.flying++
+	{
 		e.serial++
 		bp := payloadBufs.Get().(*[]byte)
 		*bp = e.AppendPayload((*bp)[:0], sl.InFlight, now)
@@ -564,15 +671,35 @@ func (e *Engine) fireDue() {
 			start := time.Now()
 			st, ra, err := e.opts.Sender.Send(url, body, headers)
 			releasePayload(bp)
-			e.results <- result{id: id, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
+			e.results <- result{id: id, q: q, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
 		})
 		if err != nil { // the pool is closed: only at shutdown
 			releasePayload(bp)
 			e.inflight.Done()
 			e.flying--
+			e.release(q)
 			cancel(sl)
 			e.sched.Touch(id)
 		}
+	}
+}
+
+// release ends one delivery to host: the oldest parked one, if any,
+// starts in its place.
+func (e *Engine) release(q *hostQueue) {
+	if q == nil {
+		return // a result made by hand, in tests
+	}
+	q.flying--
+	for !e.stopping && q.flying < e.opts.MaxPerHost && len(q.parked) > 0 {
+		id := q.parked[0]
+		q.parked[0] = ""
+		q.parked = q.parked[1:]
+		e.parked--
+		e.start(id, e.opts.Now())
+	}
+	if q.flying == 0 && len(q.parked) == 0 && e.hosts[q.host] == q {
+		delete(e.hosts, q.host)
 	}
 }
 
@@ -609,6 +736,7 @@ func (e *Engine) AppendPayload(b []byte, msgs []string, now time.Time) []byte {
 // outcome records a finished delivery (SPEC §3.5).
 func (e *Engine) outcome(r result) {
 	e.flying--
+	e.release(r.q)
 	sl := e.sched.Slot(r.id)
 	if sl == nil || !sl.Flying {
 		return // deleted meanwhile
@@ -672,7 +800,7 @@ func (e *Engine) change(c state.Change) {
 		if e.bootState != nil && e.bootState[id] != bootEarly {
 			e.bootState[id] = bootChanged // not booted, if not yet
 		}
-	case e.bootState != nil && e.bootState[id] == 0 && sl == nil:
+	case sl == nil && e.unbooted(id) && e.bootState[id] == 0:
 		// Not booted yet: booted as it is then, unless created since the
 		// engine started.
 		e.bootState[id] = bootChanged
@@ -702,10 +830,30 @@ func (e *Engine) change(c state.Change) {
 
 // flush writes run records and pending sets changed since the last
 // flush, and retries what a write error left undone.
+//
+// The run records are written by a goroutine of their own, one flush at
+// a time, so that the loop goes on starting deliveries meanwhile (at a
+// boot storm, a second's runs take tens of milliseconds to write). The
+// pending sets are written here: acknowledgements wait for them.
 func (e *Engine) flush() {
-	if err := e.opts.Webhooks.Flush(); err != nil {
+	if !e.flushing {
+		e.flushing = true
+		go func() { e.flushed <- e.opts.Webhooks.Flush() }()
+	}
+	e.flushPending()
+}
+
+// flushDone hears that a run records flush has ended.
+func (e *Engine) flushDone(err error) {
+	e.flushing = false
+	if err != nil {
 		e.logThrottled("cannot store webhook runs", err)
 	}
+}
+
+// flushPending writes and syncs the pending sets changed since the last
+// flush, retries what a write error left undone, and prunes idle slots.
+func (e *Engine) flushPending() {
 	if err := e.persistPending(true); err != nil {
 		e.logThrottled("cannot store pending notifications", err)
 	}
@@ -735,9 +883,10 @@ func (e idleSlot) When() int64 { return e.at }
 // a slot each. A slot is what the registry has (the last run, no
 // retries) plus what is pending: an idle one is made again from the
 // registry by the next change, which then fires at once, as it would
-// have. Not while booting: a slot's absence then means "not booted".
+// have. While booting too: whether a webhook is booted does not rest on
+// its slot (unbooted).
 func (e *Engine) pruneIdle() {
-	if e.bootState != nil || len(e.idle) == 0 {
+	if len(e.idle) == 0 {
 		return
 	}
 	now := e.opts.Now().UnixNano()
@@ -779,6 +928,7 @@ func (e *Engine) Stop() {
 }
 
 func (e *Engine) shutdown() {
+	e.stopping = true
 	drained := make(chan struct{})
 	go func() { e.inflight.Wait(); close(drained) }()
 	for {
@@ -799,7 +949,21 @@ func (e *Engine) shutdown() {
 		}
 		break
 	}
-	e.flush()
+	for _, q := range e.hosts { // parked: their messages stay pending
+		for _, id := range q.parked {
+			if sl := e.sched.Slot(id); sl != nil && sl.Flying {
+				cancel(sl)
+			}
+		}
+	}
+	e.hosts, e.parked = nil, 0
+	if e.flushing {
+		e.flushDone(<-e.flushed)
+	}
+	if err := e.opts.Webhooks.Flush(); err != nil { // the runs since
+		e.opts.Logger.Error("cannot store webhook runs at the stop", "err", err)
+	}
+	e.flushPending()
 	e.pool.Release()
 }
 
