@@ -15,6 +15,10 @@ import (
 // is refused by the Guard.
 var ErrForbiddenAddress = errors.New("delivery: receiver address not allowed")
 
+// DefaultMaxConnsPerHost is the default cap on connections, and so on
+// deliveries being sent, to one receiver host.
+const DefaultMaxConnsPerHost = 64
+
 // ClientOptions configures a Client. The zero value is valid.
 type ClientOptions struct {
 	// Timeout bounds one POST, connect to last byte of the answer's head.
@@ -22,9 +26,10 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// DialTimeout bounds resolving and connecting. Default 3s.
 	DialTimeout time.Duration
-	// MaxConnsPerHost caps connections to one receiver host. Default 64.
-	// Past it a delivery waits for a free connection (within Timeout)
-	// rather than failing.
+	// MaxConnsPerHost caps connections to one receiver host. Default
+	// DefaultMaxConnsPerHost. Past it a delivery waits for a free
+	// connection (within Timeout) rather than failing; the Engine, given
+	// the same figure as MaxPerHost, never makes one wait.
 	MaxConnsPerHost int
 	// Guard says which addresses may be reached.
 	Guard Guard
@@ -55,7 +60,7 @@ func NewClient(o ClientOptions) *Client {
 		o.DialTimeout = 3 * time.Second
 	}
 	if o.MaxConnsPerHost <= 0 {
-		o.MaxConnsPerHost = 64
+		o.MaxConnsPerHost = DefaultMaxConnsPerHost
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "hookgate"
@@ -65,13 +70,17 @@ func NewClient(o ClientOptions) *Client {
 	}
 	cl := &Client{opts: o, dialContext: (&net.Dialer{}).DialContext}
 	cl.c = &fasthttp.Client{
-		Name:                          o.UserAgent,
-		MaxConnsPerHost:               o.MaxConnsPerHost,
-		MaxConnWaitTimeout:            o.Timeout,
-		MaxIdleConnDuration:           30 * time.Second,
-		ReadTimeout:                   o.Timeout,
-		WriteTimeout:                  o.Timeout,
-		StreamResponseBody:            true,
+		Name:                o.UserAgent,
+		MaxConnsPerHost:     o.MaxConnsPerHost,
+		MaxConnWaitTimeout:  o.Timeout,
+		MaxIdleConnDuration: 30 * time.Second,
+		ReadTimeout:         o.Timeout,
+		WriteTimeout:        o.Timeout,
+		// An answer's body is read, up to MaxAnswerBody, into the pooled
+		// response and dropped: the connection then serves the next
+		// delivery. (A streamed body left unread closes its connection,
+		// so every answer with a body cost a new one.)
+		MaxResponseBodySize:           MaxAnswerBody,
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
 		Dial:                          cl.dial,
@@ -138,15 +147,19 @@ func (cl *Client) Send(url string, body []byte, headers [][2]string) (int, time.
 	}
 	req.SetBodyRaw(body)
 	err := cl.c.DoTimeout(req, resp, cl.opts.Timeout)
-	if err != nil {
+	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		return 0, 0, err
 	}
+	// A body past MaxAnswerBody: the status stands (the head was read),
+	// and the connection is closed rather than read to the end.
 	status := resp.StatusCode()
 	if status < 100 || status > 599 {
-		_ = resp.CloseBodyStream()
 		return 0, 0, fmt.Errorf("%w: status %d", ErrBadAnswer, status)
 	}
 	ra := retryAfter(resp.Header.Peek(fasthttp.HeaderRetryAfter), time.Now())
-	_ = resp.CloseBodyStream() // the body is ignored
 	return status, ra, nil
 }
+
+// MaxAnswerBody is how much of an answer's body Send reads (and drops)
+// to keep its connection for the next delivery.
+const MaxAnswerBody = 64 << 10

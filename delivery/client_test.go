@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -198,5 +199,59 @@ func TestClientWaitsForAConnection(t *testing.T) {
 	}
 	if m := most.Load(); m != 2 {
 		t.Fatalf("%d requests at once reached the receiver; MaxConnsPerHost is 2", m)
+	}
+}
+
+// TestClientKeepsConnectionsAcrossBodies: answers with a body (up to
+// MaxAnswerBody) leave their connection to the next delivery; a larger
+// one still gives its status, and costs its connection.
+func TestClientKeepsConnectionsAcrossBodies(t *testing.T) {
+	var conns atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			switch string(ctx.Path()) {
+			case "/small":
+				ctx.SetBodyString(`{"ok":true,"note":"` + string(make([]byte, 2000)) + `"}`)
+			case "/chunked":
+				ctx.SetBodyStreamWriter(func(w *bufio.Writer) { w.WriteString(`{"ok":true}`) })
+			case "/large":
+				ctx.SetBody(make([]byte, MaxAnswerBody+1))
+			}
+			ctx.SetStatusCode(201)
+		},
+		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
+			if st == fasthttp.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Shutdown(); ln.Close(); <-done })
+	addr := ln.Addr().String()
+
+	c := NewClient(ClientOptions{Guard: loopback})
+	defer c.CloseIdleConnections()
+	for i := range 20 {
+		path := "/small"
+		if i%2 == 1 {
+			path = "/chunked"
+		}
+		if st, err := c.Post("http://"+addr+path, []byte(`{}`)); err != nil || st != 201 {
+			t.Fatalf("%s: %d, %v", path, st, err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("20 answers with a body took %d connections; want 1", n)
+	}
+	if st, err := c.Post("http://"+addr+"/large", []byte(`{}`)); err != nil || st != 201 {
+		t.Fatalf("an answer past MaxAnswerBody: %d, %v; want 201", st, err)
+	}
+	if st, err := c.Post("http://"+addr+"/small", []byte(`{}`)); err != nil || st != 201 {
+		t.Fatalf("after a large answer: %d, %v", st, err)
 	}
 }
