@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/hookgate/hookgate/core"
 )
@@ -52,7 +53,58 @@ const (
 
 // Pack returns w packed, without its runs.
 func Pack(w *core.Webhook) *Packed {
-	p := &Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, lastRun: w.LastRun, signed: w.Signed}
+	p := new(Packed)
+	p.fill(w, nil)
+	return p
+}
+
+// Packer packs many records at once, as a load does: records come from
+// slabs, and their strings from shared blocks, so that a million
+// webhooks are a few thousand objects for the garbage collector to mark
+// rather than two million. A record removed later keeps its slab and
+// block until every record in them is gone: the memory held stays at
+// most that of the records loaded. A Packer is not safe for concurrent
+// use: one per goroutine.
+type Packer struct {
+	slab []Packed
+	text []byte // the unused end of the current block
+}
+
+const (
+	packSlab  = 1024      // records per slab
+	packBlock = 256 << 10 // bytes per block of strings
+)
+
+// Pack returns w packed, without its runs.
+func (k *Packer) Pack(w *core.Webhook) *Packed {
+	if len(k.slab) == 0 {
+		k.slab = make([]Packed, packSlab)
+	}
+	p := &k.slab[0]
+	k.slab = k.slab[1:]
+	p.fill(w, k)
+	return p
+}
+
+// bytes returns n bytes for one record's strings: from the current
+// block, or a new one. The caller writes them once, before making its
+// string of them, and never again.
+func (k *Packer) bytes(n int) []byte {
+	if n > packBlock/16 {
+		return make([]byte, n)
+	}
+	if len(k.text) < n {
+		k.text = make([]byte, packBlock)
+	}
+	b := k.text[:n:n]
+	k.text = k.text[n:]
+	return b
+}
+
+// fill packs w into p, its strings in bytes from k, or allocated alone
+// when k is nil.
+func (p *Packed) fill(w *core.Webhook, k *Packer) {
+	*p = Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, lastRun: w.LastRun, signed: w.Signed}
 	p.setCounters(CountersOf(w))
 	p.maxRetries = clamp32(w.MaxRetries)
 	strs := [...]string{w.ID, w.User, w.AccessID, w.URL, w.CreatedBy, w.ModifiedBy, w.Secret, ""}
@@ -63,15 +115,31 @@ func Pack(w *core.Webhook) *Packed {
 	for _, x := range strs {
 		n += len(x)
 	}
-	b := make([]byte, 0, n)
+	if k == nil {
+		b := make([]byte, 0, n)
+		for i, x := range strs {
+			b = append(b, x...)
+			if i < len(p.ends) {
+				p.ends[i] = uint32(len(b))
+			}
+		}
+		p.s = string(b)
+		return
+	}
+	if n == 0 {
+		return
+	}
+	b := k.bytes(n)
+	at := 0
 	for i, x := range strs {
-		b = append(b, x...)
+		at += copy(b[at:], x)
 		if i < len(p.ends) {
-			p.ends[i] = uint32(len(b))
+			p.ends[i] = uint32(at)
 		}
 	}
-	p.s = string(b)
-	return p
+	// b is written above and never again (Packer.bytes hands each byte
+	// out once): the string may share it.
+	p.s = unsafe.String(&b[0], n)
 }
 
 func clamp32(n int) int32 {
@@ -145,8 +213,9 @@ func (p *Packed) counters() Counters {
 // NewIndex returns an index of ws, in O(n log n) whatever their order.
 func NewIndex(ws []*core.Webhook) *Index {
 	ps := make([]*Packed, len(ws))
+	var k Packer
 	for i, w := range ws {
-		ps[i] = Pack(w)
+		ps[i] = k.Pack(w)
 	}
 	return NewPackedIndex(ps)
 }

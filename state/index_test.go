@@ -83,3 +83,35 @@ func TestMergeRunsBounds(t *testing.T) {
 		t.Fatalf("MergeRuns(2) = %v", got)
 	}
 }
+
+// TestPackerRoundTrip: records packed by one Packer, from shared slabs
+// and blocks, each unpack to what was packed once all are packed (no
+// record's strings overwrite another's), across slab and block bounds,
+// with strings too long for a block and records with no strings at all.
+func TestPackerRoundTrip(t *testing.T) {
+	var k Packer
+	var ws []*core.Webhook
+	var ps []*Packed
+	for i := range 3*packSlab + 7 {
+		w := &core.Webhook{ID: fmt.Sprintf("id%06d", i), User: fmt.Sprintf("u%d", i/4), AccessID: "a",
+			URL: fmt.Sprintf("https://r%d.example/hook?n=%d", i%13, i), State: core.StateActive, MinIntervalMs: int64(i),
+			RunCount: i, LastRun: core.Run{Status: 200, Timestamp: float64(i)}, Secret: "whsec_" + fmt.Sprint(i)}
+		switch i % 500 {
+		case 1:
+			w.URL = "https://long.example/" + string(make([]byte, packBlock/8)) // past a block's sixteenth: alone
+		case 2:
+			w.State = "paused" // a state kept as a string
+		case 3:
+			*w = core.Webhook{State: core.StateInactive} // no string at all
+		}
+		ws = append(ws, w)
+		ps = append(ps, k.Pack(w))
+	}
+	for i, p := range ps {
+		var got core.Webhook
+		p.Unpack(&got)
+		if !reflect.DeepEqual(&got, ws[i]) {
+			t.Fatalf("record %d:\n got %+v\nwant %+v", i, got, *ws[i])
+		}
+	}
+}

@@ -155,9 +155,10 @@ func load(db *badger.DB, sealer *Sealer) (all []*state.Packed, legacy []*core.We
 			wg.Add(1)
 			go func(p *part) {
 				defer wg.Done()
+				var k state.Packer
 				for r := range next {
 					if p.err == nil {
-						p.err = loadRange(txn, r, sealer, &p.ps, &p.legacy)
+						p.err = loadRange(txn, r, sealer, &k, &p.ps, &p.legacy)
 					}
 				}
 			}(&parts[i])
@@ -185,9 +186,9 @@ func load(db *badger.DB, sealer *Sealer) (all []*state.Packed, legacy []*core.We
 
 // loadRange decodes the records in r, [r[0], r[1]) (r[1] nil: to the
 // end of the prefix), with their counters: those that still carry their
-// runs go to legacy, the others, packed, to ps. Records and counters are
+// runs go to legacy, the others, packed by k, to ps. Records and counters are
 // both in id order: one pass over each joins them.
-func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ps *[]*state.Packed, legacy *[]*core.Webhook) error {
+func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, k *state.Packer, ps *[]*state.Packed, legacy *[]*core.Webhook) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix})
 	defer it.Close()
 	ct := txn.NewIterator(badger.IteratorOptions{Prefix: countersPrefix})
@@ -213,7 +214,7 @@ func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, ps *[]*state.Packed
 			if len(rec.Runs) > 0 {
 				*legacy = append(*legacy, rec)
 			} else {
-				*ps = append(*ps, state.Pack(rec))
+				*ps = append(*ps, k.Pack(rec))
 			}
 			return nil
 		})
