@@ -190,10 +190,14 @@ func (s *Scheduler) Len() int { return len(s.slots) }
 
 // Touch reschedules id after its slot changed.
 func (s *Scheduler) Touch(id string) {
-	sl := s.slots[id]
-	if sl == nil {
-		return
+	if sl := s.slots[id]; sl != nil {
+		s.TouchSlot(id, sl)
 	}
+}
+
+// TouchSlot is Touch for a caller that holds id's slot, sl, which must
+// be the one the scheduler holds: it spares the lookup.
+func (s *Scheduler) TouchSlot(id string, sl *Slot) {
 	s.gen++
 	sl.gen = s.gen
 	if at, ok := sl.FireAt(); ok {

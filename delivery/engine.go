@@ -784,8 +784,12 @@ func (e *Engine) outcome(r result) {
 			w.State = core.StateInactive
 		}
 	})
-	e.dirtyPending[r.id] = true
-	e.sched.Touch(r.id)
+	// Nothing stored and nothing left (a boot storm's every delivery):
+	// no pending write to make.
+	if sl.Stored || len(sl.Pending) > 0 || e.retire[r.id] {
+		e.dirtyPending[r.id] = true
+	}
+	e.sched.TouchSlot(r.id, sl)
 }
 
 // change applies what the API did to a webhook.
