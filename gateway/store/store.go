@@ -41,6 +41,11 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// BaseLevelSize is the size of Badger's base level: an LSM tree smaller
+// than it is level 0 and one level, so that nothing is left to rebalance
+// when the database opens.
+const BaseLevelSize = 1 << 30
+
 // Open opens (creating if needed) the database in dir. Writes are not
 // synced by Badger itself: the queue groups its own syncs (see
 // queue.Options.Sync).
@@ -78,6 +83,13 @@ func Open(dir string, o Options) (*badger.DB, error) {
 		// about twice the disk. Tables written compressed by an older
 		// version are still read: each table records its own compression.
 		WithCompression(options.None).
+		// Levels below 1 GiB are one level: data that fits goes from
+		// level 0 straight to the last level. With Badger's 10 MiB base a
+		// million webhooks (330 MB) sat on three levels that its
+		// compactors rebalanced at every open, on the CPUs the load
+		// needs: 2.6-3.8 s to ready right after a million writes, 1.7 s
+		// after a graceful stop; with one level, 1.4-1.8 s in both.
+		WithBaseLevelSize(BaseLevelSize).
 		WithValueLogFileSize(64 << 20)
 	db, err := badger.Open(opt)
 	if err != nil {

@@ -78,3 +78,46 @@ func entries(from, to int) []Entry {
 	}
 	return es
 }
+
+// TestSettledAtOpen: after bulk writes and a close, the database opens
+// with nothing for its compactors to do (every level's score below 1),
+// so that they do not compete with the webhooks' load for the CPU. The
+// writes are many memtables' worth, overwriting each key three times, as
+// run records do.
+func TestSettledAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{MemTableSize: 8 << 20}
+	db, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, 1000)
+	for round := range 3 {
+		var es []Entry
+		for i := range 30_000 {
+			val[0] = byte(round)
+			es = append(es, Entry{Key: fmt.Appendf(nil, "c\x00%08d", i*7919%30_000), Value: append([]byte(nil), val...)})
+		}
+		if _, err := WriteBatch(db, es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if db, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tables := 0
+	for _, l := range db.Levels() {
+		tables += l.NumTables
+		if l.Level > 0 && l.Score >= 1 {
+			t.Errorf("level %d: %d tables, %d bytes, target %d: score %.2f; want below 1 (nothing to compact at open)",
+				l.Level, l.NumTables, l.Size, l.TargetSize, l.Score)
+		}
+	}
+	if tables < 3 {
+		t.Fatalf("%d tables: the test wrote too little to fill levels", tables)
+	}
+}
