@@ -1,9 +1,12 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"hash/maphash"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hookgate/hookgate/core"
@@ -112,6 +115,36 @@ func TestPackerRoundTrip(t *testing.T) {
 		p.Unpack(&got)
 		if !reflect.DeepEqual(&got, ws[i]) {
 			t.Fatalf("record %d:\n got %+v\nwant %+v", i, got, *ws[i])
+		}
+	}
+}
+
+// TestSortKeys: the radix sort orders keys as the comparison it stands
+// for (hash, then creation, then id), with colliding hashes, equal
+// creation times and hashes that differ in one byte only.
+func TestSortKeys(t *testing.T) {
+	var keys []userKey
+	for i := range 5000 {
+		h := uint64(i%700) * 0x9e3779b97f4a7c15
+		if i%11 == 0 {
+			h = uint64(i%7) << (8 * (i % 8)) // differ in one byte
+		}
+		keys = append(keys, userKey{h: h, created: float64(i % 3), p: &Packed{s: fmt.Sprintf("id%05d", (i*7919)%5000), ends: [7]uint32{7, 7, 7, 7, 7, 7, 7}}})
+	}
+	want := slices.Clone(keys)
+	slices.SortFunc(want, func(a, b userKey) int {
+		if c := cmp.Compare(a.h, b.h); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.created, b.created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.p.ID(), b.p.ID())
+	})
+	sortKeys(keys)
+	for i := range keys {
+		if keys[i].h != want[i].h || keys[i].created != want[i].created || keys[i].p.ID() != want[i].p.ID() {
+			t.Fatalf("key %d: %x %v %s; want %x %v %s", i, keys[i].h, keys[i].created, keys[i].p.ID(), want[i].h, want[i].created, want[i].p.ID())
 		}
 	}
 }
