@@ -144,7 +144,7 @@ type bootSlot struct {
 	created             float64
 }
 
-// bootChunk is how many webhooks one turn of the loop boots.
+// bootChunk is how many webhooks bootNext boots at a time.
 const bootChunk = 4096
 
 // Boot states of a webhook not yet booted by bootNext.
