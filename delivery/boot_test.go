@@ -154,7 +154,7 @@ func TestStoredAfterFailedSync(t *testing.T) {
 		t.Fatalf("due: %v", ids)
 	}
 	e.flying++
-	e.outcome(result{id: w.ID, status: 200, sentAt: now, ended: now})
+	e.outcome(result{id: w.ID, q: &hostQueue{flying: 1}, status: 200, sentAt: now, ended: now})
 	if err := e.persistPending(true); err != nil {
 		t.Fatal(err)
 	}
