@@ -87,10 +87,11 @@ func (k *Packer) Pack(w *core.Webhook) *Packed {
 }
 
 // bytes returns n bytes for one record's strings: from the current
-// block, or a new one. The caller writes them once, before making its
-// string of them, and never again.
+// block, or a new one; allocated alone for a nil Packer or a long record.
+// The caller writes them once, before making its string of them, and
+// never again.
 func (k *Packer) bytes(n int) []byte {
-	if n > packBlock/16 {
+	if k == nil || n > packBlock/16 {
 		return make([]byte, n)
 	}
 	if len(k.text) < n {
@@ -114,17 +115,6 @@ func (p *Packed) fill(w *core.Webhook, k *Packer) {
 	n := 0
 	for _, x := range strs {
 		n += len(x)
-	}
-	if k == nil {
-		b := make([]byte, 0, n)
-		for i, x := range strs {
-			b = append(b, x...)
-			if i < len(p.ends) {
-				p.ends[i] = uint32(len(b))
-			}
-		}
-		p.s = string(b)
-		return
 	}
 	if n == 0 {
 		return
