@@ -263,6 +263,21 @@ func (b *bench) start() (*hookgate, error) {
 	return startHookgate(b.cfg.hookgate, b.data, b.upstream, b.lastLog)
 }
 
+// startReady starts hookgate and waits until it is ready, with the
+// seconds to /healthz and to /readyz in health and ready. On an error
+// hookgate is stopped.
+func (b *bench) startReady(health, ready *time.Duration) (*hookgate, error) {
+	h, err := b.start()
+	if err != nil {
+		return nil, err
+	}
+	if *health, *ready, err = h.waitReady(b.ctx, readyBound); err != nil {
+		h.kill()
+		return nil, err
+	}
+	return h, nil
+}
+
 // sleep waits d, unless the run is cancelled or h exits first.
 func (b *bench) sleep(d time.Duration, h *hookgate) error {
 	select {
@@ -279,14 +294,12 @@ func (b *bench) sleep(d time.Duration, h *hookgate) error {
 // M webhooks with 64 concurrent clients, each webhook for a demo user's
 // app access, at most hooksPerUser per user; then stops hookgate.
 func (b *bench) createThroughAPI() error {
-	h, err := b.start()
+	var health, ready time.Duration
+	h, err := b.startReady(&health, &ready)
 	if err != nil {
 		return err
 	}
 	defer h.kill()
-	if _, _, err := h.waitReady(b.ctx, readyBound); err != nil {
-		return err
-	}
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: createClients}}
 	defer client.CloseIdleConnections()
@@ -432,14 +445,11 @@ func (b *bench) importOffline() error {
 // idleRestart restarts hookgate with N inactive and M active webhooks:
 // time to healthy and ready, and RSS once settled.
 func (b *bench) idleRestart() error {
-	h, err := b.start()
+	h, err := b.startReady(&b.f.idleHealth, &b.f.idleReady)
 	if err != nil {
 		return err
 	}
 	defer h.kill()
-	if b.f.idleHealth, b.f.idleReady, err = h.waitReady(b.ctx, readyBound); err != nil {
-		return err
-	}
 	// Ready comes before the garbage the load left is given back: RSS is
 	// read once hookgate logs that it has been.
 	if err := h.waitLog(b.ctx, `msg="webhooks loaded"`, readyBound); err != nil {
@@ -491,14 +501,11 @@ func (b *bench) activateOffline() error {
 func (b *bench) bootStorm() error {
 	c0 := b.recv.Count()
 	b.f.stormStart = float64(time.Now().UnixMilli()) / 1000
-	h, err := b.start()
+	h, err := b.startReady(&b.f.bootHealth, &b.f.bootReady)
 	if err != nil {
 		return err
 	}
 	defer h.kill()
-	if b.f.bootHealth, b.f.bootReady, err = h.waitReady(b.ctx, readyBound); err != nil {
-		return err
-	}
 	readyAt := time.Now()
 	own0 := ownCPU()
 	cpu0, err := h.cpuTicks()
@@ -687,14 +694,11 @@ func (b *bench) printTable(loadStart string) {
 // after the graceful stop of the storm, every webhook active. It times
 // /healthz and /readyz and stops it again (another boot storm starts).
 func (b *bench) warmRestart() error {
-	h, err := b.start()
+	h, err := b.startReady(&b.f.warmHealth, &b.f.warmReady)
 	if err != nil {
 		return err
 	}
 	defer h.kill()
-	if b.f.warmHealth, b.f.warmReady, err = h.waitReady(b.ctx, readyBound); err != nil {
-		return err
-	}
 	b.printf("restart after the graceful stop (%d active): /healthz 200 after %.3f s, /readyz 200 after %.3f s\n",
 		b.total(), b.f.warmHealth.Seconds(), b.f.warmReady.Seconds())
 	return h.stop(stopBound)
