@@ -68,6 +68,9 @@ func Pack(w *core.Webhook) *Packed {
 type Packer struct {
 	slab []Packed
 	text []byte // the unused end of the current block
+
+	added [][]loaded // by Add, in chunks of packSlab
+	n     int        // records in added
 }
 
 const (
@@ -202,74 +205,121 @@ func (p *Packed) counters() Counters {
 
 // NewIndex returns an index of ws, in O(n log n) whatever their order.
 func NewIndex(ws []*core.Webhook) *Index {
-	ps := make([]*Packed, len(ws))
-	var k Packer
-	for i, w := range ws {
-		ps[i] = k.Pack(w)
+	k := new(Packer)
+	for _, w := range ws {
+		k.Add(w)
 	}
-	return NewPackedIndex(ps)
+	return NewLoadedIndex(k)
 }
 
-// NewPackedIndex returns an index of ps, taken as they are.
-func NewPackedIndex(ps []*Packed) *Index {
-	x := &Index{byID: make(map[string]*Packed, len(ps)), fresh: map[string]*NewRuns{}}
-	for _, p := range ps {
-		if p.active() {
-			x.active++
-		}
-	}
-	// The two maps are built side by side: each insert into a map is
-	// mostly a cache miss, and a million of them take a second.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		seed := maphash.MakeSeed()
-		x.byUser = groupByUser(ps, func(u string) uint64 { return maphash.String(seed, u) })
-	}()
-	for _, p := range ps {
-		x.byID[p.ID()] = p
-	}
-	<-done
-	return x
-}
-
-// userKey places a record in groupByUser's sort.
-type userKey struct {
-	h       uint64 // hash of the user
+// loaded is a record added to a Packer, with what NewLoadedIndex groups
+// it by, taken while the record was at hand: a million records read
+// again in another order are a million cache misses or two each.
+type loaded struct {
+	h       uint64 // userHash of the user
 	created float64
+	user    string // the record's own
 	p       *Packed
 }
 
-// sortKeys sorts keys by hash, then creation, then id: a radix sort on
-// the hash, a byte at a time (a million keys in a fifth of the time of a
-// comparison sort), then each run of one hash, a user's few webhooks, by
-// comparison.
-func sortKeys(keys []userKey) {
-	src, dst := keys, make([]userKey, len(keys))
-	for shift := 0; shift < 64; shift += 8 {
-		var at [256]int
-		for _, k := range src {
-			at[byte(k.h>>shift)]++
+// userSeed seeds userHash for the life of the process.
+var userSeed = maphash.MakeSeed()
+
+func userHash(user string) uint64 { return maphash.String(userSeed, user) }
+
+// Add packs w as Pack does, and keeps it for NewLoadedIndex.
+func (k *Packer) Add(w *core.Webhook) {
+	if len(k.added) == 0 || len(k.added[len(k.added)-1]) == packSlab {
+		k.added = append(k.added, make([]loaded, 0, packSlab)) // no copy as it grows
+	}
+	p := k.Pack(w)
+	u := p.user()
+	last := &k.added[len(k.added)-1]
+	*last = append(*last, loaded{h: userHash(u), created: p.created, user: u, p: p})
+	k.n++
+}
+
+// NewLoadedIndex returns an index of the records added to ks, taken as
+// they are, and takes them from the Packers.
+func NewLoadedIndex(ks ...*Packer) *Index {
+	var parts [][]loaded
+	n := 0
+	for _, k := range ks {
+		parts = append(parts, k.added...)
+		n += k.n
+		k.added, k.n = nil, 0
+	}
+	x := &Index{byID: make(map[string]*Packed, n), fresh: map[string]*NewRuns{}}
+	// The two maps are built side by side: each insert into a map is
+	// mostly a cache miss, and a million of them take a few tenths of a
+	// second. byID goes through the records in the order they were
+	// added, that of their slabs and blocks.
+	ids := make(chan struct{})
+	go func() {
+		defer close(ids)
+		for _, part := range parts {
+			for _, l := range part {
+				x.byID[l.p.ID()] = l.p
+				if l.p.active() {
+					x.active++
+				}
+			}
 		}
+	}()
+	x.byUser = groupByUser(parts, n)
+	<-ids
+	return x
+}
+
+// sortKeys returns the n records of parts sorted by user hash, then
+// creation, then id, and leaves parts as they are: a radix sort on the
+// top 22 bits of the hash, 11 bits at a time, then each run of equal
+// top bits (mostly one user's few webhooks) by comparison.
+func sortKeys(parts [][]loaded, n int) []loaded {
+	const low, high = 64 - 2*radixBits, 64 - radixBits
+	var at [1 << radixBits]int
+	count := func(shift int, l loaded) { at[l.h>>shift&radixMask]++ }
+	starts := func() {
 		n := 0
 		for i, c := range at {
 			at[i], n = n, n+c
 		}
-		for _, k := range src {
-			b := byte(k.h >> shift)
-			dst[at[b]] = k
+	}
+	mid := make([]loaded, n)
+	for _, part := range parts {
+		for _, l := range part {
+			count(low, l)
+		}
+	}
+	starts()
+	for _, part := range parts {
+		for _, l := range part {
+			b := l.h >> low & radixMask
+			mid[at[b]] = l
 			at[b]++
 		}
-		src, dst = dst, src
 	}
-	// Eight passes: the sorted keys are back in keys.
-	for i := 0; i < len(keys); {
+	at = [1 << radixBits]int{}
+	for _, l := range mid {
+		count(high, l)
+	}
+	starts()
+	out := make([]loaded, n)
+	for _, l := range mid {
+		b := l.h >> high & radixMask
+		out[at[b]] = l
+		at[b]++
+	}
+	for i := 0; i < len(out); {
 		j := i + 1
-		for j < len(keys) && keys[j].h == keys[i].h {
+		for j < len(out) && out[j].h>>low == out[i].h>>low {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortFunc(keys[i:j], func(a, b userKey) int {
+			slices.SortFunc(out[i:j], func(a, b loaded) int {
+				if c := cmp.Compare(a.h, b.h); c != 0 {
+					return c
+				}
 				if c := cmp.Compare(a.created, b.created); c != 0 {
 					return c
 				}
@@ -278,33 +328,37 @@ func sortKeys(keys []userKey) {
 		}
 		i = j
 	}
+	return out
 }
 
-// groupByUser returns ps by user, each user's in creation order. It sorts
-// them by a hash of their user, so that the map gets one insert per user
-// rather than one per webhook, and every user's list is a part of one
-// array (full: an append to it copies it first).
-func groupByUser(ps []*Packed, hash func(user string) uint64) map[string][]*Packed {
-	keys := make([]userKey, len(ps))
-	for i, p := range ps {
-		keys[i] = userKey{hash(p.user()), p.created, p}
+const (
+	radixBits = 11
+	radixMask = 1<<radixBits - 1
+)
+
+// groupByUser returns the n records of parts by user, each user's in
+// creation order, and leaves parts as they are. It sorts them by a hash
+// of their user, so that the map
+// gets one insert per user rather than one per webhook, and every
+// user's list is a part of one array (full: an append to it copies it
+// first).
+func groupByUser(parts [][]loaded, n int) map[string][]*Packed {
+	ls := sortKeys(parts, n)
+	all := make([]*Packed, len(ls))
+	for i, l := range ls {
+		all[i] = l.p
 	}
-	sortKeys(keys)
-	all := make([]*Packed, len(keys))
-	for i, k := range keys {
-		all[i] = k.p
-	}
-	out := make(map[string][]*Packed, len(ps)/4)
-	for i := 0; i < len(all); {
+	out := make(map[string][]*Packed, len(ls)/4)
+	for i := 0; i < len(ls); {
 		j := i + 1
-		for j < len(all) && keys[j].h == keys[i].h {
+		for j < len(ls) && ls[j].h == ls[i].h {
 			j++
 		}
 		run := all[i:j:j]
-		u := run[0].user()
+		u := ls[i].user
 		same := true
-		for _, p := range run[1:] {
-			if p.user() != u {
+		for _, l := range ls[i+1 : j] {
+			if l.user != u {
 				same = false
 				break
 			}

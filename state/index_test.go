@@ -58,7 +58,11 @@ func TestGroupByUser(t *testing.T) {
 			seed := maphash.MakeSeed()
 			hash = func(u string) uint64 { return maphash.String(seed, u) }
 		}
-		got := groupByUser(ps, hash)
+		ls := make([]loaded, len(ps))
+		for i, p := range ps {
+			ls[i] = loaded{h: hash(p.user()), created: p.created, user: p.user(), p: p}
+		}
+		got := groupByUser([][]loaded{ls[:100], ls[100:]}, len(ls))
 		if len(got) != 7 {
 			t.Fatalf("%s: %d users; want 7", name, len(got))
 		}
@@ -121,18 +125,19 @@ func TestPackerRoundTrip(t *testing.T) {
 
 // TestSortKeys: the radix sort orders keys as the comparison it stands
 // for (hash, then creation, then id), with colliding hashes, equal
-// creation times and hashes that differ in one byte only.
+// creation times and hashes that differ in one byte only, and leaves
+// the slice it was given as it was.
 func TestSortKeys(t *testing.T) {
-	var keys []userKey
+	var keys []loaded
 	for i := range 5000 {
 		h := uint64(i%700) * 0x9e3779b97f4a7c15
 		if i%11 == 0 {
 			h = uint64(i%7) << (8 * (i % 8)) // differ in one byte
 		}
-		keys = append(keys, userKey{h: h, created: float64(i % 3), p: &Packed{s: fmt.Sprintf("id%05d", (i*7919)%5000), ends: [7]uint32{7, 7, 7, 7, 7, 7, 7}}})
+		keys = append(keys, loaded{h: h, created: float64(i % 3), p: &Packed{s: fmt.Sprintf("id%05d", (i*7919)%5000), ends: [7]uint32{7, 7, 7, 7, 7, 7, 7}}})
 	}
 	want := slices.Clone(keys)
-	slices.SortFunc(want, func(a, b userKey) int {
+	slices.SortFunc(want, func(a, b loaded) int {
 		if c := cmp.Compare(a.h, b.h); c != 0 {
 			return c
 		}
@@ -141,7 +146,12 @@ func TestSortKeys(t *testing.T) {
 		}
 		return strings.Compare(a.p.ID(), b.p.ID())
 	})
-	sortKeys(keys)
+	given := slices.Clone(keys)
+	got := sortKeys([][]loaded{keys[:1234], keys[1234:4000], keys[4000:]}, len(keys))
+	if !slices.Equal(keys, given) {
+		t.Fatal("sortKeys changed the slice it was given, which the index reads meanwhile")
+	}
+	keys = got
 	for i := range keys {
 		if keys[i].h != want[i].h || keys[i].created != want[i].created || keys[i].p.ID() != want[i].p.ID() {
 			t.Fatalf("key %d: %x %v %s; want %x %v %s", i, keys[i].h, keys[i].created, keys[i].p.ID(), want[i].h, want[i].created, want[i].p.ID())

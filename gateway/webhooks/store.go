@@ -115,7 +115,7 @@ func OpenStore(db *badger.DB) (*Store, error) { return OpenSealedStore(db, nil) 
 // moved to run keys before the store is returned.
 func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 	s := &Store{db: db, sealer: sealer}
-	all, legacy, err := load(db, sealer)
+	ks, legacy, err := load(db, sealer)
 	if err != nil {
 		return nil, fmt.Errorf("cannot load webhooks: %w", err)
 	}
@@ -124,18 +124,20 @@ func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
 			return nil, fmt.Errorf("cannot move run histories to their own keys: %w", err)
 		}
 	}
+	k := new(state.Packer)
 	for _, w := range legacy {
-		all = append(all, state.Pack(w))
+		k.Add(w)
 	}
-	s.x = state.NewPackedIndex(all)
+	s.x = state.NewLoadedIndex(append(ks, k)...)
 	return s, nil
 }
 
 // load reads and decodes every record of db, on every CPU: the key
 // space is cut at the bounds of Badger's tables into more ranges than
-// CPUs, and each goroutine reads, decodes and packs one range after
-// another. Records that still carry their runs come apart, in legacy.
-func load(db *badger.DB, sealer *Sealer) (all []*state.Packed, legacy []*core.Webhook, err error) {
+// CPUs, and each goroutine reads, decodes and adds to its Packer one
+// range after another. Records that still carry their runs come apart,
+// in legacy.
+func load(db *badger.DB, sealer *Sealer) (ks []*state.Packer, legacy []*core.Webhook, err error) {
 	workers := runtime.GOMAXPROCS(0)
 	ranges := keyRanges(db, recordPrefix, 4*workers)
 	next := make(chan [2][]byte, len(ranges))
@@ -144,7 +146,7 @@ func load(db *badger.DB, sealer *Sealer) (all []*state.Packed, legacy []*core.We
 	}
 	close(next)
 	type part struct {
-		ps     []*state.Packed
+		k      state.Packer
 		legacy []*core.Webhook
 		err    error
 	}
@@ -155,10 +157,9 @@ func load(db *badger.DB, sealer *Sealer) (all []*state.Packed, legacy []*core.We
 			wg.Add(1)
 			go func(p *part) {
 				defer wg.Done()
-				var k state.Packer
 				for r := range next {
 					if p.err == nil {
-						p.err = loadRange(txn, r, sealer, &k, &p.ps, &p.legacy)
+						p.err = loadRange(txn, r, sealer, &p.k, &p.legacy)
 					}
 				}
 			}(&parts[i])
@@ -169,26 +170,21 @@ func load(db *badger.DB, sealer *Sealer) (all []*state.Packed, legacy []*core.We
 	if err != nil {
 		return nil, nil, err
 	}
-	n := 0
-	for _, p := range parts {
-		if p.err != nil {
-			return nil, nil, p.err
+	for i := range parts {
+		if parts[i].err != nil {
+			return nil, nil, parts[i].err
 		}
-		n += len(p.ps) + len(p.legacy)
+		ks = append(ks, &parts[i].k)
+		legacy = append(legacy, parts[i].legacy...)
 	}
-	all = make([]*state.Packed, 0, n)
-	for _, p := range parts {
-		all = append(all, p.ps...)
-		legacy = append(legacy, p.legacy...)
-	}
-	return all, legacy, nil
+	return ks, legacy, nil
 }
 
 // loadRange decodes the records in r, [r[0], r[1]) (r[1] nil: to the
 // end of the prefix), with their counters: those that still carry their
-// runs go to legacy, the others, packed by k, to ps. Records and counters are
+// runs go to legacy, the others are added to k. Records and counters are
 // both in id order: one pass over each joins them.
-func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, k *state.Packer, ps *[]*state.Packed, legacy *[]*core.Webhook) error {
+func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, k *state.Packer, legacy *[]*core.Webhook) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix})
 	defer it.Close()
 	ct := txn.NewIterator(badger.IteratorOptions{Prefix: countersPrefix})
@@ -214,7 +210,7 @@ func loadRange(txn *badger.Txn, r [2][]byte, sealer *Sealer, k *state.Packer, ps
 			if len(rec.Runs) > 0 {
 				*legacy = append(*legacy, rec)
 			} else {
-				*ps = append(*ps, k.Pack(rec))
+				k.Add(rec)
 			}
 			return nil
 		})
