@@ -27,7 +27,7 @@ func TestSchedulerAllocs(t *testing.T) {
 		ids[i] = "w" + strconv.Itoa(i)
 		sc.Put(ids[i], &Slot{Interval: time.Second, MaxRetries: 5})
 	}
-	due := make([]string, 0, len(ids))
+	due := make([]*Slot, 0, len(ids))
 	now, i := int64(time.Hour), 0
 	step := func() {
 		id := ids[i%len(ids)]
@@ -37,8 +37,8 @@ func TestSchedulerAllocs(t *testing.T) {
 		now += int64(time.Millisecond)
 		due = sc.Due(due[:0], now, -1)
 		for _, d := range due {
-			sc.Slot(d).Succeeded(now)
-			sc.Touch(d)
+			d.Succeeded(now)
+			sc.TouchSlot(d)
 		}
 	}
 	for range ids { // each slot's pending list gets its backing array once

@@ -31,8 +31,17 @@ type Slot struct {
 	Since int64
 
 	spare []string // the last delivery's slice, reused by the next Take
-	gen   uint64   // the Scheduler's: heap entries of another gen are stale
+	id    string   // the id a Scheduler holds it under
+	gen   uint64   // the Scheduler's: heap entries of another gen are stale; 0 when not held
 }
+
+// ID returns the id the slot was Put under.
+func (s *Slot) ID() string { return s.id }
+
+// Live reports whether a Scheduler holds the slot: false before Put, and
+// once it is removed or replaced. A caller that kept a slot (a delivery
+// in flight, a parked one) checks it rather than looking its id up.
+func (s *Slot) Live() bool { return s.gen != 0 }
 
 // Reactivate lets an inactive slot fire again, with its retries reset:
 // what was pending when it stopped goes out on the next fire.
@@ -128,9 +137,11 @@ type Scheduler struct {
 	peak  int    // the most slots held since the map was last built
 }
 
+// fireEntry is a slot's fire time. It holds the slot itself, so that
+// popping it needs no lookup; gen tells whether it is still current.
 type fireEntry struct {
 	at  int64
-	id  string
+	sl  *Slot
 	gen uint64
 }
 
@@ -157,18 +168,25 @@ func (s *Scheduler) Grow(n int) {
 // Slot returns the slot of id, or nil.
 func (s *Scheduler) Slot(id string) *Slot { return s.slots[id] }
 
-// Put installs (or replaces) the slot of id and schedules it. Heap
-// entries of an earlier slot of id stay stale: generations are never
-// given twice.
+// Put installs (or replaces) the slot of id and schedules it. An earlier
+// slot of id is no longer Live, and its heap entries are stale.
 func (s *Scheduler) Put(id string, sl *Slot) {
+	if old := s.slots[id]; old != nil && old != sl {
+		old.gen = 0
+	}
+	sl.id = id
 	s.slots[id] = sl
 	s.peak = max(s.peak, len(s.slots))
-	s.Touch(id)
+	s.touch(sl)
 }
 
-// Remove forgets id; its heap entries become stale. It may be Put again.
+// Remove forgets id; its slot is no longer Live and its heap entries are
+// stale. It may be Put again.
 func (s *Scheduler) Remove(id string) {
-	delete(s.slots, id)
+	if sl := s.slots[id]; sl != nil {
+		sl.gen = 0
+		delete(s.slots, id)
+	}
 }
 
 // Shrink gives back the room of slots removed and of heap entries
@@ -191,17 +209,23 @@ func (s *Scheduler) Len() int { return len(s.slots) }
 // Touch reschedules id after its slot changed.
 func (s *Scheduler) Touch(id string) {
 	if sl := s.slots[id]; sl != nil {
-		s.TouchSlot(id, sl)
+		s.TouchSlot(sl)
 	}
 }
 
-// TouchSlot is Touch for a caller that holds id's slot, sl, which must
-// be the one the scheduler holds: it spares the lookup.
-func (s *Scheduler) TouchSlot(id string, sl *Slot) {
+// TouchSlot is Touch for a caller that holds a Live slot: it spares the
+// lookup. A slot not Live is left as it is.
+func (s *Scheduler) TouchSlot(sl *Slot) {
+	if sl.gen != 0 {
+		s.touch(sl)
+	}
+}
+
+func (s *Scheduler) touch(sl *Slot) {
 	s.gen++
 	sl.gen = s.gen
 	if at, ok := sl.FireAt(); ok {
-		s.h.Push(fireEntry{at: at, id: id, gen: sl.gen})
+		s.h.Push(fireEntry{at: at, sl: sl, gen: sl.gen})
 	}
 }
 
@@ -209,8 +233,7 @@ func (s *Scheduler) TouchSlot(id string, sl *Slot) {
 // scheduled.
 func (s *Scheduler) Next() (int64, bool) {
 	for len(s.h) > 0 {
-		e := s.h[0]
-		if sl := s.slots[e.id]; sl != nil && e.gen == sl.gen {
+		if e := s.h[0]; e.gen == e.sl.gen {
 			return e.at, true
 		}
 		s.h.Pop()
@@ -218,15 +241,15 @@ func (s *Scheduler) Next() (int64, bool) {
 	return 0, false
 }
 
-// Due appends to dst the ids whose fire time is not after now, at most
-// limit of them (no limit when limit < 0), in fire order, and takes their
-// pending messages into flight. Read each slot's InFlight for the
+// Due appends to dst the slots whose fire time is not after now, at
+// most limit of them (no limit when limit < 0), in fire order, and takes
+// their pending messages into flight. Read each slot's InFlight for the
 // messages. Slots past the limit stay due for the next call.
-func (s *Scheduler) Due(dst []string, now int64, limit int) []string {
+func (s *Scheduler) Due(dst []*Slot, now int64, limit int) []*Slot {
 	for len(s.h) > 0 && s.h[0].at <= now && limit != 0 {
 		e := s.h.Pop()
-		sl := s.slots[e.id]
-		if sl == nil || e.gen != sl.gen {
+		sl := e.sl
+		if e.gen != sl.gen {
 			continue
 		}
 		if _, ok := sl.FireAt(); !ok {
@@ -235,7 +258,7 @@ func (s *Scheduler) Due(dst []string, now int64, limit int) []string {
 		sl.Take()
 		s.gen++
 		sl.gen = s.gen
-		dst = append(dst, e.id)
+		dst = append(dst, sl)
 		limit--
 	}
 	return dst

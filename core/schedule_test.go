@@ -113,7 +113,7 @@ func TestSchedulerOrderAndStaleEntries(t *testing.T) {
 	if at, ok := sc.Next(); !ok || at != 0 {
 		t.Fatalf("Next = %d, %v", at, ok)
 	}
-	if got := sc.Due(nil, 1600*ms, -1); !reflect.DeepEqual(got, []string{"b", "c"}) {
+	if got := ids(sc.Due(nil, 1600*ms, -1)); !reflect.DeepEqual(got, []string{"b", "c"}) {
 		t.Fatalf("Due(1600ms) = %v; want [b c]", got)
 	}
 	// c's slot changes (a new message while in flight) and is touched:
@@ -129,7 +129,7 @@ func TestSchedulerOrderAndStaleEntries(t *testing.T) {
 	if at, _ := sc.Next(); at != 2700*ms {
 		t.Fatalf("c next at %d; want 2700ms", at)
 	}
-	if got := sc.Due(nil, 2700*ms, -1); !reflect.DeepEqual(got, []string{"c"}) || !reflect.DeepEqual(sc.Slot("c").InFlight, []string{"y"}) {
+	if got := ids(sc.Due(nil, 2700*ms, -1)); !reflect.DeepEqual(got, []string{"c"}) || !reflect.DeepEqual(sc.Slot("c").InFlight, []string{"y"}) {
 		t.Fatalf("Due = %v, in flight %v", got, sc.Slot("c").InFlight)
 	}
 }
@@ -203,10 +203,53 @@ func TestSchedulerRemovePutAgain(t *testing.T) {
 	if sc.Len() != 11 || sc.peak != 11 {
 		t.Fatalf("after Shrink: %d slots, peak %d; want 11", sc.Len(), sc.peak)
 	}
-	got := sc.Due(nil, 20000*ms, -1)
+	got := ids(sc.Due(nil, 20000*ms, -1))
 	slices.Sort(got)
 	want := []string{"9990", "9991", "9992", "9993", "9994", "9995", "9996", "9997", "9998", "9999", "a"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Due after Shrink = %v; want %v", got, want)
+	}
+}
+
+// ids returns the ids of slots, in order.
+func ids(slots []*Slot) []string {
+	out := make([]string, len(slots))
+	for i, sl := range slots {
+		out[i] = sl.ID()
+	}
+	return out
+}
+
+// TestSlotLive: a slot is Live from Put until it is removed or another
+// slot is put under its id; one not Live is never due again, and
+// TouchSlot leaves it unscheduled.
+func TestSlotLive(t *testing.T) {
+	sc := NewScheduler()
+	mk := func() *Slot {
+		s := &Slot{Interval: time.Second}
+		s.Add("x")
+		return s
+	}
+	a, b, c := mk(), mk(), mk()
+	if a.Live() {
+		t.Fatal("a slot never put is Live")
+	}
+	sc.Put("a", a)
+	sc.Put("b", b)
+	if !a.Live() || a.ID() != "a" || !b.Live() {
+		t.Fatalf("after Put: live %v %v, id %q", a.Live(), b.Live(), a.ID())
+	}
+	sc.Remove("a")
+	sc.Put("b", c) // replaces b
+	if a.Live() || b.Live() || !c.Live() {
+		t.Fatalf("after Remove and a replacing Put: live %v %v %v; want false false true", a.Live(), b.Live(), c.Live())
+	}
+	sc.TouchSlot(a)
+	sc.TouchSlot(b)
+	if got := sc.Due(nil, 0, -1); len(got) != 1 || got[0] != c {
+		t.Fatalf("Due = %v; want only the replacing slot", ids(got))
+	}
+	if a.Flying || b.Flying {
+		t.Fatal("a slot not Live was taken into flight")
 	}
 }

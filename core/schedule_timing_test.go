@@ -24,7 +24,7 @@ func benchScheduler(b *testing.B, n int) {
 		sc.Put(ids[i], &Slot{Interval: time.Second, MaxRetries: 5, LastEnd: int64(i) * int64(10*time.Microsecond)})
 	}
 	now := int64(time.Second)
-	var due []string
+	var due []*Slot
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -35,9 +35,8 @@ func benchScheduler(b *testing.B, n int) {
 		now += int64(10 * time.Microsecond)
 		due = sc.Due(due[:0], now, -1)
 		for _, d := range due {
-			s := sc.Slot(d)
-			s.Succeeded(now)
-			sc.Touch(d)
+			d.Succeeded(now)
+			sc.TouchSlot(d)
 		}
 		i++
 	}

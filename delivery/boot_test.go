@@ -150,11 +150,12 @@ func TestStoredAfterFailedSync(t *testing.T) {
 	}
 	pend.fail = false
 	now := time.Now()
-	if ids := e.sched.Due(nil, now.UnixNano(), 10); len(ids) != 1 {
-		t.Fatalf("due: %v", ids)
+	due := e.sched.Due(nil, now.UnixNano(), 10)
+	if len(due) != 1 || due[0].ID() != w.ID {
+		t.Fatalf("due: %d slots", len(due))
 	}
 	e.flying++
-	e.outcome(result{id: w.ID, q: &hostQueue{flying: 1}, status: 200, sentAt: now, ended: now})
+	e.outcome(result{sl: due[0], q: &hostQueue{flying: 1}, status: 200, sentAt: now, ended: now})
 	if err := e.persistPending(true); err != nil {
 		t.Fatal(err)
 	}

@@ -293,7 +293,7 @@ func (e *Engine) bootDone() {
 }
 
 type result struct {
-	id         string
+	sl         *core.Slot
 	q          *hostQueue
 	status     int
 	retryAfter time.Duration
@@ -581,12 +581,12 @@ func (e *Engine) persistPending(sync bool) error {
 }
 
 // hostQueue is one receiver host's deliveries: how many are being sent,
-// and the ids of those parked until one ends, oldest first (their
+// and the slots of those parked until one ends, oldest first (their
 // messages are in flight already).
 type hostQueue struct {
 	host   string
 	flying int
-	parked []string
+	parked []*core.Slot
 }
 
 // hostOf is the part of a receiver URL that names its connection pool:
@@ -615,18 +615,18 @@ func (e *Engine) fireDue() {
 	free := max(e.opts.Workers-e.flying-e.parked, 0)
 	due := e.sched.Due(nil, now.UnixNano(), free)
 	e.dueWaiting = len(due) == free
-	for _, id := range due {
-		e.start(id, now)
+	for _, sl := range due {
+		e.start(sl, now)
 	}
 }
 
 // start sends the messages a slot has in flight, or parks them while its
 // receiver host has MaxPerHost deliveries being sent.
-func (e *Engine) start(id string, now time.Time) {
-	sl := e.sched.Slot(id)
-	if sl == nil || !sl.Flying {
+func (e *Engine) start(sl *core.Slot, now time.Time) {
+	if !sl.Live() || !sl.Flying {
 		return // deleted while parked
 	}
+	id := sl.ID()
 	w, ok := e.opts.Webhooks.Target(id)
 	if !ok {
 		e.sched.Remove(id)
@@ -645,7 +645,7 @@ func (e *Engine) start(id string, now time.Time) {
 		e.hosts[q.host] = q
 	}
 	if q.flying >= e.opts.MaxPerHost {
-		q.parked = append(q.parked, id)
+		q.parked = append(q.parked, sl)
 		e.parked++
 		deliveriesParked.Inc()
 		return
@@ -671,7 +671,7 @@ func (e *Engine) start(id string, now time.Time) {
 		start := time.Now()
 		st, ra, err := e.opts.Sender.Send(url, body, headers)
 		releasePayload(bp)
-		e.results <- result{id: id, q: q, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
+		e.results <- result{sl: sl, q: q, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
 	})
 	if err != nil { // the pool is closed: only at shutdown
 		releasePayload(bp)
@@ -679,7 +679,7 @@ func (e *Engine) start(id string, now time.Time) {
 		e.flying--
 		e.release(q)
 		cancel(sl)
-		e.sched.Touch(id)
+		e.sched.TouchSlot(sl)
 	}
 }
 
@@ -688,11 +688,11 @@ func (e *Engine) start(id string, now time.Time) {
 func (e *Engine) release(q *hostQueue) {
 	q.flying--
 	for !e.stopping && q.flying < e.opts.MaxPerHost && len(q.parked) > 0 {
-		id := q.parked[0]
-		q.parked[0] = ""
+		sl := q.parked[0]
+		q.parked[0] = nil
 		q.parked = q.parked[1:]
 		e.parked--
-		e.start(id, e.opts.Now())
+		e.start(sl, e.opts.Now())
 	}
 	if q.flying == 0 && len(q.parked) == 0 && e.hosts[q.host] == q {
 		delete(e.hosts, q.host)
@@ -733,10 +733,11 @@ func (e *Engine) AppendPayload(b []byte, msgs []string, now time.Time) []byte {
 func (e *Engine) outcome(r result) {
 	e.flying--
 	e.release(r.q)
-	sl := e.sched.Slot(r.id)
-	if sl == nil || !sl.Flying {
+	sl := r.sl
+	if !sl.Live() || !sl.Flying {
 		return // deleted meanwhile
 	}
+	id := sl.ID()
 	now := r.ended.UnixNano()
 	deliveryDuration.UpdateDuration(r.sentAt)
 	run := core.Run{Status: r.status, Timestamp: float64(r.ended.UnixMilli()) / 1000}
@@ -752,11 +753,11 @@ func (e *Engine) outcome(r result) {
 		if len(sl.Pending) > 0 {
 			sl.Since = now
 		}
-		if e.retire[r.id] {
-			delete(e.retire, r.id)
+		if e.retire[id] {
+			delete(e.retire, id)
 			deactivate = true // its access is gone: the news was delivered, now stop
 		} else if len(sl.Pending) == 0 {
-			e.idle.Push(idleSlot{id: r.id, at: now + int64(sl.Interval)})
+			e.idle.Push(idleSlot{sl: sl, at: now + int64(sl.Interval)})
 		}
 	case r.status == 410:
 		deliveriesGone.Inc()
@@ -770,11 +771,11 @@ func (e *Engine) outcome(r result) {
 	}
 	if deactivate {
 		sl.Inactive = true
-		delete(e.retire, r.id) // done with, whatever the reason
+		delete(e.retire, id) // done with, whatever the reason
 		deactivations.Inc()
 	}
 	retries := sl.Retries
-	e.opts.Webhooks.RecordRun(r.id, run, func(w *core.Webhook) {
+	e.opts.Webhooks.RecordRun(id, run, func(w *core.Webhook) {
 		w.CurrentRetries = retries
 		if deactivate {
 			w.State = core.StateInactive
@@ -782,10 +783,10 @@ func (e *Engine) outcome(r result) {
 	})
 	// Nothing stored and nothing left (a boot storm's every delivery):
 	// no pending write to make.
-	if sl.Stored || len(sl.Pending) > 0 || e.retire[r.id] {
-		e.dirtyPending[r.id] = true
+	if sl.Stored || len(sl.Pending) > 0 || e.retire[id] {
+		e.dirtyPending[id] = true
 	}
-	e.sched.TouchSlot(r.id, sl)
+	e.sched.TouchSlot(sl)
 }
 
 // change applies what the API did to a webhook.
@@ -871,7 +872,7 @@ func (e *Engine) flushPending() {
 // idleSlot is a webhook whose delivery succeeded with nothing left: its
 // slot may go once its interval has passed (at).
 type idleSlot struct {
-	id string
+	sl *core.Slot
 	at int64
 }
 
@@ -892,9 +893,9 @@ func (e *Engine) pruneIdle() {
 	now := e.opts.Now().UnixNano()
 	pruned := 0
 	for len(e.idle) > 0 && e.idle[0].at <= now {
-		id := e.idle.Pop().id
-		sl := e.sched.Slot(id)
-		if sl == nil || len(sl.Pending) > 0 || sl.Flying || sl.Retries > 0 || sl.Inactive || sl.Stored ||
+		sl := e.idle.Pop().sl
+		id := sl.ID()
+		if !sl.Live() || len(sl.Pending) > 0 || sl.Flying || sl.Retries > 0 || sl.Inactive || sl.Stored ||
 			e.dirtyPending[id] || e.retire[id] || now < sl.LastEnd+int64(sl.Interval) {
 			continue // busy again, or gone
 		}
@@ -950,8 +951,8 @@ func (e *Engine) shutdown() {
 		break
 	}
 	for _, q := range e.hosts { // parked: their messages stay pending
-		for _, id := range q.parked {
-			if sl := e.sched.Slot(id); sl != nil && sl.Flying {
+		for _, sl := range q.parked {
+			if sl.Live() && sl.Flying {
 				cancel(sl)
 			}
 		}

@@ -22,8 +22,8 @@ import (
 // garbage collector one pointer each, not ten, and some 220 bytes.
 type Index struct {
 	byID   map[string]*Packed
-	byUser map[string][]*Packed // creation order
-	fresh  map[string]*NewRuns  // recorded since the last TakeDirty
+	byUser map[string][]*Packed  // creation order
+	fresh  map[string]*freshRuns // recorded since the last TakeDirty
 	active int
 
 	scratch core.Webhook // RecordRun's unpacked record, not allocated per run
@@ -249,7 +249,7 @@ func NewLoadedIndex(ks ...*Packer) *Index {
 		n += k.n
 		k.added, k.n = nil, 0
 	}
-	x := &Index{byID: make(map[string]*Packed, n), fresh: map[string]*NewRuns{}}
+	x := &Index{byID: make(map[string]*Packed, n), fresh: map[string]*freshRuns{}}
 	// The two maps are built side by side: each insert into a map is
 	// mostly a cache miss, and a million of them take a few tenths of a
 	// second. byID goes through the records in the order they were
@@ -580,7 +580,7 @@ func (x *Index) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) (in
 	x.count(p, 1)
 	f := x.fresh[id]
 	if f == nil {
-		f = &NewRuns{First: int(p.runCount)}
+		f = &freshRuns{NewRuns: NewRuns{First: int(p.runCount)}, p: p}
 		x.fresh[id] = f
 	}
 	f.Runs = append(f.Runs, run)
@@ -594,7 +594,19 @@ func (x *Index) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) (in
 
 // Fresh returns id's runs recorded since the last TakeDirty, or nil;
 // the caller must not change them.
-func (x *Index) Fresh(id string) *NewRuns { return x.fresh[id] }
+func (x *Index) Fresh(id string) *NewRuns {
+	if f := x.fresh[id]; f != nil {
+		return &f.NewRuns
+	}
+	return nil
+}
+
+// freshRuns are the runs of record p since the last TakeDirty. Remove
+// forgets them, so p is always indexed.
+type freshRuns struct {
+	NewRuns
+	p *Packed
+}
 
 // TakeDirty returns the webhooks changed by RecordRun since the last
 // call, with their counters, and forgets them.
@@ -603,14 +615,13 @@ func (x *Index) TakeDirty() []Dirty {
 		return nil
 	}
 	out := make([]Dirty, 0, len(x.fresh))
-	for id, f := range x.fresh {
-		if p := x.byID[id]; p != nil {
-			out = append(out, Dirty{ID: p.ID(), Counters: p.counters(), NewRuns: *f})
-		}
+	for _, f := range x.fresh {
+		out = append(out, Dirty{ID: f.p.ID(), Counters: f.p.counters(), NewRuns: f.NewRuns})
 	}
-	// A new map rather than clear: one that held a boot storm's million
-	// entries would keep their room.
-	x.fresh = make(map[string]*NewRuns, min(len(out), 1024))
+	// A new map rather than clear, one that held a boot storm's million
+	// entries would keep their room; made for as many as this time, so
+	// that it does not grow step by step while deliveries run.
+	x.fresh = make(map[string]*freshRuns, len(out))
 	return out
 }
 
@@ -618,7 +629,8 @@ func (x *Index) TakeDirty() []Dirty {
 // again, before any run recorded since (those still indexed).
 func (x *Index) PutBack(ds []Dirty) {
 	for _, d := range ds {
-		if x.byID[d.ID] == nil {
+		p := x.byID[d.ID]
+		if p == nil {
 			continue
 		}
 		if f := x.fresh[d.ID]; f != nil {
@@ -629,7 +641,7 @@ func (x *Index) PutBack(ds []Dirty) {
 			d.First += n
 			d.Runs = d.Runs[n:]
 		}
-		x.fresh[d.ID] = &NewRuns{First: d.First, Runs: d.Runs}
+		x.fresh[d.ID] = &freshRuns{NewRuns: NewRuns{First: d.First, Runs: d.Runs}, p: p}
 	}
 }
 
