@@ -124,7 +124,7 @@ func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx, user []byte, formAuth s
 	req.UseHostHeader = true
 	req.Header.Set(fasthttp.HeaderAuthorization, tok)
 	req.Header.SetBytesV(fasthttp.HeaderXForwardedFor, appendIP(nil, ctx.RemoteIP()))
-	if err := g.upstream.DoTimeout(req, resp, g.opts.UpstreamTimeout); err != nil {
+	if err := g.doUpstream(req, resp); err != nil {
 		g.lastUpFail.Store(time.Now().UnixNano())
 		g.upstreamError(ctx, err)
 		return webhooks.Access{}, false

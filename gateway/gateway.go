@@ -22,9 +22,13 @@ import (
 type Gateway struct {
 	opts     Options
 	upstream upstreamDoer
-	voc      *core.Vocabulary
-	srv      *fasthttp.Server
-	access   accessCache
+	// fresh sends doUpstream's second attempts, each on a new connection;
+	// stale tells which connections the upstream had closed.
+	fresh  upstreamDoer
+	stale  staleConns
+	voc    *core.Vocabulary
+	srv    *fasthttp.Server
+	access accessCache
 
 	// Health: Unix nanoseconds of the last marker append that succeeded
 	// and of the last that failed.
@@ -34,6 +38,7 @@ type Gateway struct {
 	// the hot path only reads.
 	lastUpOK, lastUpFail atomic.Int64
 	markLog              core.Throttle
+	upLog                core.Throttle // upstream failures answered with 502, 503 or 504
 
 	// serveHooks: webhooks requests are answered here, by the API in
 	// hooks once it is set; loaded is closed then.
@@ -63,18 +68,16 @@ func New(o Options) (*Gateway, error) {
 	}
 	g.access = accessCache{ttl: o.AccessCacheTTL, max: o.AccessCacheSize}
 	g.markLog.Every = 10 * time.Second
-	var hosts []fasthttp.BalancingClient
+	g.upLog.Every = 10 * time.Second
+	var hosts, fresh []fasthttp.BalancingClient
 	for _, addr := range o.Upstreams {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("gateway: upstream %q: want host:port: %w", addr, err)
 		}
 		hosts = append(hosts, g.hostClient(addr))
+		fresh = append(fresh, g.hostClient(addr))
 	}
-	if len(hosts) == 1 {
-		g.upstream = hosts[0].(*fasthttp.HostClient)
-	} else {
-		g.upstream = &fasthttp.LBClient{Clients: hosts, Timeout: o.UpstreamTimeout}
-	}
+	g.upstream, g.fresh = balance(hosts, o.UpstreamTimeout), balance(fresh, o.UpstreamTimeout)
 	// The server writes its own Date on every answer (fasthttp's client
 	// resets the response's no-default-date flag): RFC 9110 §6.6.1 asks a
 	// forwarding recipient to add a Date where the origin sent none.
@@ -99,6 +102,15 @@ func New(o Options) (*Gateway, error) {
 	return g, nil
 }
 
+func balance(hosts []fasthttp.BalancingClient, timeout time.Duration) upstreamDoer {
+	if len(hosts) == 1 {
+		return hosts[0].(*fasthttp.HostClient)
+	}
+	return &fasthttp.LBClient{Clients: hosts, Timeout: timeout}
+}
+
+// hostClient is the client of one upstream address. It never sends a
+// request again by itself: doUpstream decides.
 func (g *Gateway) hostClient(addr string) *fasthttp.HostClient {
 	o := &g.opts
 	return &fasthttp.HostClient{
@@ -112,9 +124,32 @@ func (g *Gateway) hostClient(addr string) *fasthttp.HostClient {
 		MaxIdleConnDuration:      o.MaxIdleConnDuration,
 		ReadBufferSize:           o.MaxHeaderSize,
 		Dial: func(addr string) (net.Conn, error) {
-			return fasthttp.DialTimeout(addr, o.DialTimeout)
+			return g.stale.dial(addr, o.DialTimeout)
 		},
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 	}
+}
+
+// doUpstream sends req upstream. A request that failed on a pooled
+// connection the upstream had closed, before any byte of its answer
+// (upconn.go), is sent once more on a new connection, whatever its
+// method, when its body can be sent again (not a stream).
+func (g *Gateway) doUpstream(req *fasthttp.Request, resp *fasthttp.Response) error {
+	err := g.upstream.DoTimeout(req, resp, g.opts.UpstreamTimeout)
+	if err == nil || !g.stale.take(resp.LocalAddr()) || req.IsBodyStream() {
+		return err
+	}
+	upstreamStaleRetries.Inc()
+	// Connection: close, so that the fresh clients pool nothing and every
+	// retry dials; neither side of it reaches the client.
+	closeWas := req.Header.ConnectionClose()
+	req.SetConnectionClose()
+	err = g.fresh.DoTimeout(req, resp, g.opts.UpstreamTimeout)
+	if !closeWas {
+		req.Header.ResetConnectionClose()
+	}
+	resp.Header.ResetConnectionClose()
+	return err
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -199,7 +234,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	clientClose := g.prepareRequest(ctx)
 	start := time.Now()
-	err := g.upstream.DoTimeout(&ctx.Request, &ctx.Response, g.opts.UpstreamTimeout)
+	err := g.doUpstream(&ctx.Request, &ctx.Response)
 	upstreamDuration.UpdateDuration(start)
 	if err != nil {
 		if errors.Is(err, errBodyTooLarge) {

@@ -30,8 +30,11 @@ var proxyRequests = func() (c [numClasses][6]*metrics.Counter) {
 var (
 	upstreamUnavailable = metrics.NewCounter(`hookgate_upstream_errors_total{reason="unavailable"}`)
 	upstreamTimeout     = metrics.NewCounter(`hookgate_upstream_errors_total{reason="timeout"}`)
-	upstreamDuration    = metrics.NewPrometheusHistogramExt(`hookgate_upstream_duration_seconds`, core.LatencyBuckets)
-	markersWritten      = metrics.NewCounter(`hookgate_markers_written_total`)
-	markerErrors        = metrics.NewCounter(`hookgate_marker_errors_total`)
-	tooLarge            = metrics.NewCounter(`hookgate_classify_body_too_large_total`)
+	// upstreamStaleRetries counts requests sent again on a new connection
+	// after the upstream had closed the pooled one under them (upconn.go).
+	upstreamStaleRetries = metrics.NewCounter(`hookgate_upstream_stale_retries_total`)
+	upstreamDuration     = metrics.NewPrometheusHistogramExt(`hookgate_upstream_duration_seconds`, core.LatencyBuckets)
+	markersWritten       = metrics.NewCounter(`hookgate_markers_written_total`)
+	markerErrors         = metrics.NewCounter(`hookgate_marker_errors_total`)
+	tooLarge             = metrics.NewCounter(`hookgate_classify_body_too_large_total`)
 )

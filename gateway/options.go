@@ -65,7 +65,10 @@ type Options struct {
 	// Requests wait for a free one up to UpstreamTimeout. Default 1024.
 	MaxConnsPerUpstream int
 	// MaxIdleConnDuration closes pooled upstream connections idle this
-	// long. Default 10s.
+	// long. Default 4s: below Node's keep-alive timeout (5 s, Pryv's
+	// default), so that hookgate closes an idle connection before the
+	// upstream does. A request caught by the upstream closing one anyway
+	// is sent again on a new connection (upconn.go).
 	MaxIdleConnDuration time.Duration
 
 	// ReadTimeout bounds reading a client's request, body included.
@@ -140,7 +143,7 @@ func (o *Options) setDefaults() {
 	}
 	def(&o.UpstreamTimeout, 30*time.Second)
 	def(&o.DialTimeout, 3*time.Second)
-	def(&o.MaxIdleConnDuration, 10*time.Second)
+	def(&o.MaxIdleConnDuration, 4*time.Second)
 	def(&o.ReadTimeout, 60*time.Second)
 	def(&o.WriteTimeout, 60*time.Second)
 	def(&o.IdleTimeout, 60*time.Second)

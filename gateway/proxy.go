@@ -110,6 +110,10 @@ func cleanResponse(h *fasthttp.ResponseHeader) { dropHopHeaders(h) }
 // long, 502 when the upstream could not be reached or broke the exchange,
 // 503 when every pooled connection stayed busy.
 func (g *Gateway) upstreamError(ctx *fasthttp.RequestCtx, err error) {
+	if g.upLog.Allow() {
+		g.opts.Logger.Warn("the upstream failed a request; answered with an error", "method", string(ctx.Method()),
+			"path", string(ctx.Path()), "err", err, "suppressed", g.upLog.Suppressed())
+	}
 	var nerr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),

@@ -239,7 +239,7 @@ func (g *Gateway) forwardBatch(ctx *fasthttp.RequestCtx, sub []byte, formAuth st
 		req.Header.Set(fasthttp.HeaderAuthorization, formAuth)
 	}
 	req.SetBodyRaw(sub)
-	err := g.upstream.DoTimeout(req, resp, g.opts.UpstreamTimeout)
+	err := g.doUpstream(req, resp)
 	if clientClose {
 		ctx.SetConnectionClose()
 	}
