@@ -29,6 +29,11 @@ type Slot struct {
 	// Since is when the oldest pending message was accepted (Unix
 	// nanoseconds), for the notification latency.
 	Since int64
+	// MsgID is the Standard Webhooks id (webhook-id) of the notification
+	// in flight or last failed, kept while it is sent again with the same
+	// msgN messages; "" once one succeeded. See NotificationID.
+	MsgID string
+	msgN  int
 
 	spare []string // the last delivery's slice, reused by the next Take
 	id    string   // the id a Scheduler holds it under
@@ -91,8 +96,21 @@ func (s *Slot) Take() []string {
 	return s.InFlight
 }
 
+// NotificationID returns the id of the delivery in flight: that of the
+// one that failed, when the same messages are sent again (Standard
+// Webhooks: the id stays when the same message is resent, so that a
+// receiver may drop one it already took); a new one, from newID, when
+// messages joined them or the last one succeeded.
+func (s *Slot) NotificationID(newID func() string) string {
+	if s.MsgID == "" || len(s.InFlight) != s.msgN {
+		s.MsgID, s.msgN = newID(), len(s.InFlight)
+	}
+	return s.MsgID
+}
+
 // Succeeded ends the delivery in flight with a 2xx at now.
 func (s *Slot) Succeeded(now int64) {
+	s.MsgID = ""
 	s.spare, s.InFlight, s.Flying = s.InFlight[:0], nil, false
 	s.LastEnd, s.Retries, s.RetryAt = now, 0, 0
 }

@@ -253,3 +253,34 @@ func TestSlotLive(t *testing.T) {
 		t.Fatal("a slot not Live was taken into flight")
 	}
 }
+
+// TestNotificationID: a notification sent again with the same messages
+// keeps its id; one that messages joined, or the next after a success,
+// gets a new one.
+func TestNotificationID(t *testing.T) {
+	n := 0
+	newID := func() string { n++; return fmt.Sprint("msg_", n) }
+	s := &Slot{Interval: time.Second, MaxRetries: 5}
+	s.Add("a", "b")
+	s.Take()
+	first := s.NotificationID(newID)
+	s.Failed(1, 0, 0)
+	s.Add("b") // already pending: the same notification
+	s.Take()
+	if id := s.NotificationID(newID); id != first {
+		t.Fatalf("resent with the same messages: id %q; want %q", id, first)
+	}
+	s.Failed(2, 0, 0)
+	s.Add("c")
+	s.Take()
+	joined := s.NotificationID(newID)
+	if joined == first {
+		t.Fatal("a message joined, and the id stayed")
+	}
+	s.Succeeded(3)
+	s.Add("c")
+	s.Take()
+	if id := s.NotificationID(newID); id == joined || id == first {
+		t.Fatalf("after a success the next notification has id %q again", id)
+	}
+}

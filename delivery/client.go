@@ -124,10 +124,10 @@ func (cl *Client) CloseIdleConnections() { cl.c.CloseIdleConnections() }
 // HTTP status (100 to 599); the attempt counts as failed with status 0.
 var ErrBadAnswer = errors.New("delivery: receiver answered with an invalid status")
 
-// Post sends body to url as application/json and returns the answer's
-// status; it implements webhooks.Tester.
-func (cl *Client) Post(url string, body []byte) (int, error) {
-	st, _, err := cl.Send(url, body, nil)
+// Post sends body to url as application/json with extra headers, and
+// returns the answer's status; it implements webhooks.Tester.
+func (cl *Client) Post(url string, body []byte, headers [][2]string) (int, error) {
+	st, _, err := cl.Send(url, body, headers)
 	return st, err
 }
 

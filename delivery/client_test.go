@@ -37,7 +37,7 @@ func TestClientPost(t *testing.T) {
 		ctx.SetStatusCode(202)
 	})
 	c := NewClient(ClientOptions{Guard: loopback})
-	st, err := c.Post("http://"+addr+"/hook?secret=a%20b", []byte(`{"messages":["test"]}`))
+	st, err := c.Post("http://"+addr+"/hook?secret=a%20b", []byte(`{"messages":["test"]}`), nil)
 	if err != nil || st != 202 {
 		t.Fatalf("Post = %d, %v", st, err)
 	}
@@ -56,7 +56,7 @@ func TestClientRefusesNonGlobal(t *testing.T) {
 		"http://localhost:" + port + "/", // a name that resolves to loopback
 		"http://[::ffff:127.0.0.1]:" + port + "/",
 	} {
-		if _, err := c.Post(u, []byte("{}")); !errors.Is(err, ErrForbiddenAddress) {
+		if _, err := c.Post(u, []byte("{}"), nil); !errors.Is(err, ErrForbiddenAddress) {
 			t.Errorf("Post(%s): err = %v; want ErrForbiddenAddress", u, err)
 		}
 	}
@@ -84,7 +84,7 @@ func TestClientRefusesPrivateRanges(t *testing.T) {
 		"http://[64:ff9b::a00:1]/", "http://[2002:c0a8:101::1]/", // NAT64 and 6to4 of private addresses
 		"http://127.0.0.1/", "http://[::1]/", "http://0.0.0.0/", "http://100.64.0.1/",
 	} {
-		if _, err := c.Post(u, []byte("{}")); !errors.Is(err, ErrForbiddenAddress) {
+		if _, err := c.Post(u, []byte("{}"), nil); !errors.Is(err, ErrForbiddenAddress) {
 			t.Errorf("Post(%s): err = %v; want ErrForbiddenAddress", u, err)
 		}
 	}
@@ -117,14 +117,14 @@ func TestClientNoRedirectAndTimeout(t *testing.T) {
 	t.Cleanup(func() { close(hold) }) // before the receiver shuts down
 	const timeout = 300 * time.Millisecond
 	c := NewClient(ClientOptions{Guard: loopback, Timeout: timeout})
-	if st, err := c.Post("http://"+addr+"/moved", []byte("{}")); err != nil || st != 307 {
+	if st, err := c.Post("http://"+addr+"/moved", []byte("{}"), nil); err != nil || st != 307 {
 		t.Fatalf("redirect: %d, %v; want 307 returned as is", st, err)
 	}
 	if followed.Load() != 0 {
 		t.Fatal("a redirect was followed")
 	}
 	start := time.Now()
-	st, err := c.Post("http://"+addr+"/hung", []byte("{}"))
+	st, err := c.Post("http://"+addr+"/hung", []byte("{}"), nil)
 	took := time.Since(start)
 	if !errors.Is(err, fasthttp.ErrTimeout) || st != 0 {
 		t.Fatalf("a receiver that never answers: %d, %v; want 0 and a timeout", st, err)
@@ -167,7 +167,7 @@ func TestClientWaitsForAConnection(t *testing.T) {
 	errs := make(chan error, 12)
 	for range 12 {
 		go func() {
-			st, err := c.Post("http://"+addr+"/hook", []byte(`{}`))
+			st, err := c.Post("http://"+addr+"/hook", []byte(`{}`), nil)
 			if err == nil && st != 200 {
 				err = fmt.Errorf("status %d", st)
 			}
@@ -241,17 +241,17 @@ func TestClientKeepsConnectionsAcrossBodies(t *testing.T) {
 		if i%2 == 1 {
 			path = "/chunked"
 		}
-		if st, err := c.Post("http://"+addr+path, []byte(`{}`)); err != nil || st != 201 {
+		if st, err := c.Post("http://"+addr+path, []byte(`{}`), nil); err != nil || st != 201 {
 			t.Fatalf("%s: %d, %v", path, st, err)
 		}
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("20 answers with a body took %d connections; want 1", n)
 	}
-	if st, err := c.Post("http://"+addr+"/large", []byte(`{}`)); err != nil || st != 201 {
+	if st, err := c.Post("http://"+addr+"/large", []byte(`{}`), nil); err != nil || st != 201 {
 		t.Fatalf("an answer past MaxAnswerBody: %d, %v; want 201", st, err)
 	}
-	if st, err := c.Post("http://"+addr+"/small", []byte(`{}`)); err != nil || st != 201 {
+	if st, err := c.Post("http://"+addr+"/small", []byte(`{}`), nil); err != nil || st != 201 {
 		t.Fatalf("after a large answer: %d, %v", st, err)
 	}
 }

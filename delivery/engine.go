@@ -660,7 +660,7 @@ func (e *Engine) start(sl *core.Slot, now time.Time) {
 	var headers [][2]string
 	if w.Signed {
 		var err error
-		if headers, err = SignatureHeaders(w.Secret, "msg_"+core.NewID(), now.Unix(), body); err != nil {
+		if headers, err = core.SignatureHeaders(w.Secret, sl.NotificationID(core.NewMsgID), now.Unix(), body); err != nil {
 			e.opts.Logger.Error("cannot sign a notification", "webhook", id, "err", err)
 		}
 	}

@@ -249,6 +249,33 @@ func (r *rig) hook(user, access, url string, interval time.Duration, maxRetries 
 	return w
 }
 
+// verifyAll checks every POST with the official Standard Webhooks
+// verifier, at the clock of the bubble that signed them.
+func verifyAll(t *testing.T, secret string, posts []hit) {
+	t.Helper()
+	v, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range posts {
+		if err := v.Verify(h.body, h.header); err != nil {
+			t.Fatalf("POST %d: the official verifier refused it: %v (%v)", i, err, h.header)
+		}
+	}
+}
+
+// signedHook creates an active signed webhook of alice to url, with an
+// interval of 100ms.
+func (r *rig) signedHook(t *testing.T, url string) *core.Webhook {
+	t.Helper()
+	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: url, State: core.StateActive,
+		MinIntervalMs: 100, MaxRetries: 5, Runs: []core.Run{}, Signed: true, Secret: core.NewSigningSecret()}
+	if err := r.hooks.Create(w, 0); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 func (r *rig) change(user string, msgs ...string) {
 	r.t.Helper()
 	if _, err := r.q.Append(core.AppendMarkerNames(nil, time.Now().UnixNano(), user, msgs)); err != nil {
@@ -498,28 +525,51 @@ func TestSignedDeliveries(t *testing.T) {
 	rc := newReceiver(t)
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, t.TempDir(), EngineOptions{})
-		w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: rc.url(), State: core.StateActive,
-			MinIntervalMs: 100, MaxRetries: 5, Runs: []core.Run{}, Signed: true, Secret: core.NewSigningSecret()}
-		if err := r.hooks.Create(w, 0); err != nil {
-			t.Fatal(err)
-		}
+		w := r.signedHook(t, rc.url())
 		r.start()
 		synctest.Wait()
 		r.change("alice", core.MsgEventsChanged)
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
 		wantCount(t, "boot and change", rc, 2)
-		v, err := standardwebhooks.NewWebhook(w.Secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, h := range rc.got() { // verified at the bubble's clock, which signed them
-			if err := v.Verify(h.body, h.header); err != nil {
-				t.Fatalf("official verifier refused a delivery: %v (%v)", err, h.header)
-			}
-		}
+		verifyAll(t, w.Secret, rc.got())
 		if a, b := rc.got()[0].header.Get("webhook-id"), rc.got()[1].header.Get("webhook-id"); a == b || !strings.HasPrefix(a, "msg_") {
 			t.Fatalf("webhook-id %q, %q", a, b)
+		}
+	})
+}
+
+// TestSignedRetriesKeepTheirID: Standard Webhooks asks that a message
+// sent again keep its webhook-id. Three attempts of one notification (two
+// 500s, then 200) carry one id, each verified by the official library;
+// the next notification gets another.
+func TestSignedRetriesKeepTheirID(t *testing.T) {
+	rc := newReceiver(t)
+	rc.status.Store(500)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, t.TempDir(), EngineOptions{})
+		w := r.signedHook(t, rc.url())
+		r.start()
+		synctest.Wait()
+		time.Sleep(150 * time.Millisecond) // the first retry: 100ms and at most 10ms of jitter
+		synctest.Wait()
+		wantCount(t, "two failed attempts", rc, 2)
+		rc.status.Store(200)
+		time.Sleep(250 * time.Millisecond) // the second retry: 200ms and jitter
+		synctest.Wait()
+		wantCount(t, "the attempt that succeeds", rc, 3)
+		r.change("alice", core.MsgEventsChanged)
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		wantCount(t, "the next notification", rc, 4)
+		got := rc.got()
+		verifyAll(t, w.Secret, got)
+		id := got[0].header.Get("webhook-id")
+		if got[1].header.Get("webhook-id") != id || got[2].header.Get("webhook-id") != id {
+			t.Fatalf("webhook-id of three attempts of one notification: %q, %q, %q; want one", id, got[1].header.Get("webhook-id"), got[2].header.Get("webhook-id"))
+		}
+		if next := got[3].header.Get("webhook-id"); next == id || next == "" {
+			t.Fatalf("the next notification's webhook-id is %q", next)
 		}
 	})
 }

@@ -50,7 +50,7 @@ func BenchmarkSignatureHeaders(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := SignatureHeaders(secret, "msg_2ulq3yb8n5fd8h6shs2ocwd1", 1795436682, body); err != nil {
+				if _, err := core.SignatureHeaders(secret, "msg_2ulq3yb8n5fd8h6shs2ocwd1", 1795436682, body); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -60,7 +60,7 @@ func BenchmarkSignatureHeaders(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := SignatureHeaders(secret, "msg_2ulq3yb8n5fd8h6shs2ocwd1", 1795436682, body); err != nil {
+					if _, err := core.SignatureHeaders(secret, "msg_2ulq3yb8n5fd8h6shs2ocwd1", 1795436682, body); err != nil {
 						b.Fatal(err)
 					}
 				}

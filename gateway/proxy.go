@@ -208,6 +208,7 @@ func (g *Gateway) writeError(ctx *fasthttp.RequestCtx, status int, id, message s
 	ctx.Response.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("application/json; charset=utf-8")
 	ctx.Response.SetBodyRaw(g.opts.Meta.AppendError(nil, time.Now().UnixNano(), id, message))
+	g.setCORS(ctx)
 }
 
 // fasthttpLogger sends fasthttp's messages to slog.

@@ -22,6 +22,11 @@ func isWebhooksPath(rel []byte) bool {
 
 // serveWebhooks answers a webhooks request (SPEC §2); it is never proxied.
 func (g *Gateway) serveWebhooks(ctx *fasthttp.RequestCtx, user, rel []byte) {
+	defer g.setCORS(ctx) // on every answer, errors included
+	if ctx.IsOptions() {
+		g.preflight(ctx)
+		return
+	}
 	api := g.webhooksAPI()
 	if api == nil {
 		g.webhooksUnavailable(ctx)
@@ -142,6 +147,7 @@ func (g *Gateway) webhooksUnavailable(ctx *fasthttp.RequestCtx) {
 // are run here, the others go upstream as one batch, and the results come
 // back in the original order in one answer, as Pryv gives them.
 func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries []batchEntry, raws []json.RawMessage, formAuth string) {
+	defer g.setCORS(ctx)
 	api := g.webhooksAPI()
 	if api == nil {
 		g.webhooksUnavailable(ctx)

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"sort"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/core"
@@ -24,10 +26,11 @@ import (
 // receiverT is a webhook receiver on loopback: /ok answers 200, /fail
 // 500; it keeps the path and body of every POST it gets.
 type receiverT struct {
-	addr   string
-	mu     sync.Mutex
-	paths  []string
-	bodies []string
+	addr    string
+	mu      sync.Mutex
+	paths   []string
+	bodies  []string
+	headers []http.Header
 	// changed is closed, and replaced, at each POST.
 	changed chan struct{}
 }
@@ -38,6 +41,11 @@ func startReceiver(t *testing.T) *receiverT {
 		r.mu.Lock()
 		r.paths = append(r.paths, string(ctx.Path()))
 		r.bodies = append(r.bodies, string(ctx.PostBody()))
+		h := http.Header{}
+		for k, v := range ctx.Request.Header.All() {
+			h.Add(string(k), string(v))
+		}
+		r.headers = append(r.headers, h)
 		close(r.changed)
 		r.changed = make(chan struct{})
 		r.mu.Unlock()
@@ -47,6 +55,13 @@ func startReceiver(t *testing.T) *receiverT {
 	}}
 	r.addr = serve(t, srv)
 	return r
+}
+
+// gotHeaders returns the headers of every POST so far.
+func (r *receiverT) gotHeaders() []http.Header {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]http.Header(nil), r.headers...)
 }
 
 func (r *receiverT) got() []string {
@@ -445,6 +460,39 @@ func TestWebhookUpdateDeleteTest(t *testing.T) {
 	e.call(t, "DELETE", "/alice/webhooks/"+id, "alice-app", "", 404)
 	e.call(t, "GET", "/alice/webhooks/"+id, "alice-app", "", 404)
 	e.create(t, "alice-app", w["url"].(string))
+}
+
+// TestSignedWebhookTest: webhooks.test on a signed webhook is signed as
+// its notifications are, so that a receiver that verifies takes it: the
+// official Standard Webhooks library accepts it; an unsigned webhook's
+// test carries no signature headers.
+func TestSignedWebhookTest(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	w := e.call(t, "POST", "/alice/webhooks", "alice-app", `{"url":"http://`+e.recv.addr+`/signed","signed":true}`, 201)["webhook"].(map[string]any)
+	secret, _ := w["signingSecret"].(string)
+	if !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("signed webhook created without its secret: %v", w)
+	}
+	e.call(t, "POST", "/alice/webhooks/"+w["id"].(string)+"/test", "alice-app", "", 200)
+	plain := e.create(t, "alice-app", "http://"+e.recv.addr+"/plain")
+	e.call(t, "POST", "/alice/webhooks/"+plain["id"].(string)+"/test", "alice-app", "", 200)
+	bodies, headers := e.recv.got(), e.recv.gotHeaders()
+	if len(bodies) != 2 {
+		t.Fatalf("receiver got %d POSTs; want 2", len(bodies))
+	}
+	v, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Verify([]byte(bodies[0]), headers[0]); err != nil {
+		t.Fatalf("the official verifier refused the signed test: %v (%v)", err, headers[0])
+	}
+	if !strings.Contains(bodies[0], `"messages":["test"]`) {
+		t.Fatalf("signed test body %s", bodies[0])
+	}
+	if h := headers[1]; h.Get("webhook-id") != "" || h.Get("webhook-signature") != "" {
+		t.Fatalf("an unsigned webhook's test carries signature headers: %v", h)
+	}
 }
 
 func TestWebhookTestRefusesPrivateAddresses(t *testing.T) {

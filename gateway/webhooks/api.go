@@ -20,9 +20,10 @@ type Access struct {
 
 // Tester sends one notification for webhooks.test.
 type Tester interface {
-	// Post sends body to url once and returns the HTTP status, or an
-	// error when no answer came (refused address, timeout, ...).
-	Post(url string, body []byte) (status int, err error)
+	// Post sends body to url once, with extra headers, and returns the
+	// HTTP status, or an error when no answer came (refused address,
+	// timeout, ...).
+	Post(url string, body []byte, headers [][2]string) (status int, err error)
 }
 
 // Options configures an API. The zero value is valid but for Tester.
@@ -276,7 +277,8 @@ type deletion struct {
 	Deleted float64 `json:"deleted"`
 }
 
-// test sends {"messages":["test"],"meta":{...}} once; it is not a run.
+// test sends {"messages":["test"],"meta":{...}} once, signed when the
+// webhook is; it is not a run.
 func (a *API) test(w *core.Webhook) (Result, *Error) {
 	fail := func() (Result, *Error) {
 		e := errorf(400, "unknown-referenced-resource", "Unknown referenced webhook %q", w.URL)
@@ -286,9 +288,19 @@ func (a *API) test(w *core.Webhook) (Result, *Error) {
 	if a.opts.Tester == nil {
 		return fail()
 	}
-	body := append([]byte(`{"messages":["test"],"meta":`), a.opts.Meta.AppendMeta(nil, a.opts.Now().UnixNano())...)
+	now := a.opts.Now()
+	body := append([]byte(`{"messages":["test"],"meta":`), a.opts.Meta.AppendMeta(nil, now.UnixNano())...)
 	body = append(body, '}')
-	status, err := a.opts.Tester.Post(w.URL, body)
+	var headers [][2]string
+	if w.Signed {
+		// Signed as every notification of the webhook is, so that a
+		// receiver that verifies takes the test too.
+		var err error
+		if headers, err = core.SignatureHeaders(w.Secret, core.NewMsgID(), now.Unix(), body); err != nil {
+			return fail()
+		}
+	}
+	status, err := a.opts.Tester.Post(w.URL, body, headers)
 	if err != nil || status < 200 || status > 299 {
 		return fail()
 	}

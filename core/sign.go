@@ -1,4 +1,4 @@
-package delivery
+package core
 
 import (
 	"crypto/hmac"
@@ -14,7 +14,7 @@ const SecretPrefix = "whsec_"
 
 // ErrBadSecret is returned by SignatureHeaders for a secret that is not
 // whsec_ followed by base64.
-var ErrBadSecret = errors.New("delivery: malformed signing secret")
+var ErrBadSecret = errors.New("malformed signing secret")
 
 // SignatureHeaders returns the Standard Webhooks headers for body:
 // webhook-id, webhook-timestamp (Unix seconds) and webhook-signature,
@@ -35,3 +35,7 @@ func SignatureHeaders(secret, msgID string, unix int64, body []byte) ([][2]strin
 	sig := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 	return [][2]string{{"webhook-id", msgID}, {"webhook-timestamp", ts}, {"webhook-signature", sig}}, nil
 }
+
+// NewMsgID returns a new notification id for webhook-id: "msg_" and a
+// random id.
+func NewMsgID() string { return "msg_" + NewID() }

@@ -1,4 +1,4 @@
-package delivery
+package core
 
 import (
 	"net/http"
@@ -7,15 +7,13 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
-
-	"github.com/hookgate/hookgate/core"
 )
 
 // TestSignatureVerifiedByStandardWebhooks: the official Standard Webhooks
 // Go verifier accepts hookgate's headers, and refuses them when the body,
 // the secret or the timestamp is wrong.
 func TestSignatureVerifiedByStandardWebhooks(t *testing.T) {
-	secret := core.NewSigningSecret()
+	secret := NewSigningSecret()
 	if !strings.HasPrefix(secret, "whsec_") {
 		t.Fatalf("secret %q", secret)
 	}
@@ -39,7 +37,7 @@ func TestSignatureVerifiedByStandardWebhooks(t *testing.T) {
 	if err := wh.Verify(append([]byte(nil), append(body, ' ')...), h); err == nil {
 		t.Fatal("verifier accepted a changed body")
 	}
-	other, _ := standardwebhooks.NewWebhook(core.NewSigningSecret())
+	other, _ := standardwebhooks.NewWebhook(NewSigningSecret())
 	if err := other.Verify(body, h); err == nil {
 		t.Fatal("verifier accepted another secret")
 	}
