@@ -39,7 +39,7 @@ FUZZTIME ?= 30s
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/rules FuzzClassify
-	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway FuzzSplitUser FuzzBatchAndAccessInfo
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway FuzzSplitUser FuzzBatchAndAccessInfo FuzzValidHead
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate FuzzDecodeRecord FuzzDecodeCounters
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -193,6 +194,9 @@ func (g *Gateway) Ready() bool { return g.lastMarkFail.Load() <= g.lastMarkOK.Lo
 
 // Handle serves one request: the proxy and its change detection.
 func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
+	if !g.wellFramed(ctx) {
+		return
+	}
 	var ubuf [core.MaxUserLen]byte
 	user, rel := g.splitUser(ctx)
 	user = append(ubuf[:0], user...) // outlives changes to the request's header
@@ -222,15 +226,17 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	var limited *limitReader
-	if limit := g.opts.MaxBodySize; limit > 0 {
-		switch cl := ctx.Request.Header.ContentLength(); {
-		case int64(cl) > limit:
-			g.refuseBody(ctx, ctx.Request.BodyStream())
-			return
-		case cl < 0 && ctx.Request.IsBodyStream():
-			limited = &limitReader{r: ctx.Request.BodyStream(), left: limit}
-			ctx.Request.SetBodyStream(limited, -1)
+	limit, cl := g.opts.MaxBodySize, ctx.Request.Header.ContentLength()
+	if limit > 0 && int64(cl) > limit {
+		g.refuseBody(ctx, ctx.Request.BodyStream())
+		return
+	}
+	if ctx.Request.IsBodyStream() {
+		if limit <= 0 || cl >= 0 {
+			limit = math.MaxInt64 // the length given is enforced by the server's reader
 		}
+		limited = &limitReader{r: ctx.Request.BodyStream(), left: limit}
+		ctx.Request.SetBodyStream(limited, cl)
 	}
 	clientClose := g.prepareRequest(ctx)
 	start := time.Now()
@@ -239,6 +245,13 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		if errors.Is(err, errBodyTooLarge) {
 			g.refuseBody(ctx, limited.r)
+			return
+		}
+		if limited != nil && limited.err != nil {
+			// The client's body broke off or was malformed (a bad chunk):
+			// the client's doing, not the upstream's.
+			g.writeError(ctx, fasthttp.StatusBadRequest, "invalid-request-structure", "The request body cannot be read as HTTP.")
+			ctx.SetConnectionClose()
 			return
 		}
 		g.lastUpFail.Store(time.Now().UnixNano())

@@ -135,10 +135,14 @@ func (g *Gateway) upstreamError(ctx *fasthttp.RequestCtx, err error) {
 // errBodyTooLarge ends a streamed request body past Options.MaxBodySize.
 var errBodyTooLarge = errors.New("request body too large")
 
-// limitReader passes on at most left bytes of r, then fails.
+// limitReader passes on at most left bytes of r, the client's streamed
+// body, then fails. It keeps the error reading the client's body gave
+// (a malformed chunk, a client gone), so that a failed exchange is known
+// to be the client's doing, not the upstream's.
 type limitReader struct {
 	r    io.Reader
 	left int64
+	err  error // from r, but io.EOF
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -147,6 +151,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		// at it is fine.
 		var one [1]byte
 		if n, err := l.r.Read(one[:]); n == 0 {
+			l.keep(err)
 			return 0, err
 		}
 		return 0, errBodyTooLarge
@@ -156,7 +161,14 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.left -= int64(n)
+	l.keep(err)
 	return n, err
+}
+
+func (l *limitReader) keep(err error) {
+	if err != nil && err != io.EOF && l.err == nil {
+		l.err = err
+	}
 }
 
 // refuseBody answers 413 to a request body over MaxBodySize and closes
