@@ -2,21 +2,68 @@ package core
 
 import (
 	"strconv"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
 // Meta is the constant part of the `meta` object Pryv puts on every answer.
+// A Meta made by FollowMeta reports what its upstream says once Learn has
+// been told it, and its copies share what is learned; a Meta written as a
+// literal reports its fields as they are.
 type Meta struct {
 	// APIVersion is reported as meta.apiVersion. Set it to the upstream's
 	// version so clients see one API.
 	APIVersion string
 	// Serial is reported as meta.serial.
 	Serial string
+
+	learned *atomic.Pointer[[2]string] // nil: fixed
+	fixed   [2]bool                    // APIVersion, Serial set by the operator: never learned
+}
+
+// FollowMeta returns a Meta that reports apiVersion and serial until
+// Learn tells it the upstream's. A field the operator set (fixVersion,
+// fixSerial) keeps its value.
+func FollowMeta(apiVersion, serial string, fixVersion, fixSerial bool) Meta {
+	return Meta{APIVersion: apiVersion, Serial: serial, learned: new(atomic.Pointer[[2]string]), fixed: [2]bool{fixVersion, fixSerial}}
+}
+
+// Learn takes the upstream's apiVersion and serial, as read from one of
+// its answers, for every copy of m; an empty value is not taken. It
+// reports whether anything changed. A fixed Meta ignores it.
+func (m Meta) Learn(apiVersion, serial string) bool {
+	if m.learned == nil {
+		return false
+	}
+	cur := m.Current()
+	next := [2]string{cur.APIVersion, cur.Serial}
+	if apiVersion != "" && !m.fixed[0] {
+		next[0] = apiVersion
+	}
+	if serial != "" && !m.fixed[1] {
+		next[1] = serial
+	}
+	if next == [2]string{cur.APIVersion, cur.Serial} {
+		return false
+	}
+	m.learned.Store(&next)
+	return true
+}
+
+// Current returns the values m reports now, as a fixed Meta.
+func (m Meta) Current() Meta {
+	if m.learned != nil {
+		if l := m.learned.Load(); l != nil {
+			return Meta{APIVersion: l[0], Serial: l[1]}
+		}
+	}
+	return Meta{APIVersion: m.APIVersion, Serial: m.Serial}
 }
 
 // AppendMeta appends `{"apiVersion":..,"serverTime":..,"serial":..}` with
 // serverTime in float Unix seconds.
 func (m Meta) AppendMeta(dst []byte, unixNano int64) []byte {
+	m = m.Current()
 	dst = append(dst, `{"apiVersion":`...)
 	dst = AppendJSONString(dst, m.APIVersion)
 	dst = append(dst, `,"serverTime":`...)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -141,7 +142,8 @@ func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx, user []byte, formAuth s
 		ctx.Response.SetBody(body)
 		return webhooks.Access{}, false
 	}
-	acc, ok := parseAccessInfo(body)
+	acc, meta, ok := parseAccessInfo(body)
+	g.opts.Meta.Learn(meta.APIVersion, meta.Serial)
 	if !ok {
 		g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable", "The API's access-info answer has no access id or type.")
 		return webhooks.Access{}, false
@@ -152,15 +154,52 @@ func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx, user []byte, formAuth s
 
 // parseAccessInfo reads the id and type of a Pryv access-info answer,
 // whose access properties sit at the top level.
-func parseAccessInfo(body []byte) (webhooks.Access, bool) {
+func parseAccessInfo(body []byte) (webhooks.Access, pryvMeta, bool) {
 	var v struct {
-		ID   string `json:"id"`
-		Type string `json:"type"`
+		ID   string   `json:"id"`
+		Type string   `json:"type"`
+		Meta pryvMeta `json:"meta"`
 	}
 	if err := json.Unmarshal(body, &v); err != nil || v.ID == "" || v.Type == "" {
-		return webhooks.Access{}, false
+		return webhooks.Access{}, pryvMeta{}, false
 	}
-	return webhooks.Access{ID: v.ID, Type: v.Type}, true
+	return webhooks.Access{ID: v.ID, Type: v.Type}, v.Meta, true
+}
+
+// pryvMeta is what hookgate learns of the upstream from the meta of its
+// answers.
+type pryvMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Serial     string `json:"serial"`
+}
+
+// LearnMeta asks the upstream for its service info and takes the
+// apiVersion and serial of its answer's meta, for every answer hookgate
+// writes itself and every notification, unless the operator fixed them
+// (core.FollowMeta). Any answer with a Pryv meta will do, an error
+// included. Access-info answers keep it current afterwards.
+func (g *Gateway) LearnMeta() error {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(fasthttp.MethodGet)
+	req.SetRequestURI("/reg/service/info")
+	req.Header.SetHost(g.opts.Upstreams[0])
+	if err := g.doUpstream(req, resp); err != nil {
+		return err
+	}
+	body, err := responseBody(resp, 1<<20)
+	if err != nil {
+		return err
+	}
+	var v struct {
+		Meta pryvMeta `json:"meta"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil || v.Meta.APIVersion == "" {
+		return fmt.Errorf("the upstream's answer to /reg/service/info (%d) has no meta.apiVersion", resp.StatusCode())
+	}
+	g.opts.Meta.Learn(v.Meta.APIVersion, v.Meta.Serial)
+	return nil
 }
 
 // responseBody reads a response body, streamed or not, up to limit bytes.

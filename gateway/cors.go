@@ -32,7 +32,7 @@ func (g *Gateway) setCORS(ctx *fasthttp.RequestCtx) {
 	h.Set(fasthttp.HeaderAccessControlExposeHeaders, "API-Version")
 	h.Set(fasthttp.HeaderAccessControlMaxAge, "31536000")
 	h.Set(fasthttp.HeaderAccessControlAllowCredentials, "true")
-	h.Set("API-Version", g.opts.Meta.APIVersion)
+	h.Set("API-Version", g.opts.Meta.Current().APIVersion)
 }
 
 // preflight answers OPTIONS on hookgate's own routes as Pryv does: 200

@@ -25,7 +25,7 @@ func FuzzBatchAndAccessInfo(f *testing.F) {
 		if found != mixed {
 			t.Fatalf("mixed = %v, but webhooks calls found = %v", mixed, found)
 		}
-		if acc, ok := parseAccessInfo(info); ok && (acc.ID == "" || acc.Type == "") {
+		if acc, _, ok := parseAccessInfo(info); ok && (acc.ID == "" || acc.Type == "") {
 			t.Fatalf("accepted an access without id or type: %+v", acc)
 		}
 	})

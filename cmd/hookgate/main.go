@@ -37,6 +37,7 @@ type config struct {
 	listen, opsListen, upstreams, dataDir, usernameMode, durability, rulesFile string
 	secretsKeyFile                                                             string
 	apiVersion, serial, logLevel, logFormat                                    string
+	fixVersion, fixSerial                                                      bool // -api-version, -serial given: not learned
 	upstreamTimeout, dialTimeout, readTimeout, writeTimeout, idleTimeout       time.Duration
 	upstreamIdle                                                               time.Duration
 	shutdownTimeout                                                            time.Duration
@@ -101,8 +102,8 @@ func main() {
 	fs.DurationVar(&c.deliveryTimeout, "delivery-timeout", 10*time.Second, "`duration` allowed for one POST to a webhook receiver (webhooks.test, deliveries)")
 	fs.IntVar(&c.workers, "workers", 256, "deliveries in flight at most across all webhooks (`count`): the size of the delivery pool")
 	fs.StringVar(&c.allowCIDRs, "allow-cidrs", "", "comma-separated `CIDRs` that webhook URLs may reach although not global (e.g. 127.0.0.0/8 for a local receiver); every other loopback, private, link-local or special address is refused at dial time")
-	fs.StringVar(&c.apiVersion, "api-version", "1.9.3", "`version` reported as meta.apiVersion in hookgate's own answers")
-	fs.StringVar(&c.serial, "serial", "hookgate", "`string` reported as meta.serial in hookgate's own answers")
+	fs.StringVar(&c.apiVersion, "api-version", "1.9.3", "`version` reported as meta.apiVersion in hookgate's own answers and notifications; unset, the upstream's, learned from its answers (this value until then)")
+	fs.StringVar(&c.serial, "serial", "hookgate", "`string` reported as meta.serial in hookgate's own answers and notifications; unset, the upstream's, learned from its answers (this value until then)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "`format` of logs: text or json")
 	fs.Usage = func() {
@@ -114,6 +115,10 @@ func main() {
 		os.Exit(2)
 	}
 	_ = fs.Parse(os.Args[1:])
+	fs.Visit(func(f *flag.Flag) { // set on the command line or by HOOKGATE_*
+		c.fixVersion = c.fixVersion || f.Name == "api-version"
+		c.fixSerial = c.fixSerial || f.Name == "serial"
+	})
 	log, err := newLogger(c.logLevel, c.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -197,7 +202,7 @@ func run(c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	meta := core.Meta{APIVersion: c.apiVersion, Serial: c.serial}
+	meta := core.FollowMeta(c.apiVersion, c.serial, c.fixVersion, c.fixSerial)
 	keyFile := c.secretsKeyFile
 	if keyFile == "" {
 		keyFile = filepath.Join(c.dataDir, "secrets.key")
@@ -262,6 +267,9 @@ func run(c config, log *slog.Logger) error {
 		go func() { errc <- ops.Serve(oln) }()
 	}
 	log.Info("hookgate listening; loading webhooks", "listen", ln.Addr().String(), "ops", c.opsListen)
+	if !c.fixVersion || !c.fixSerial {
+		go learnMeta(ctx, g, meta, log)
+	}
 
 	loadStart := time.Now()
 	restoreGC := loadingGC()
@@ -437,4 +445,27 @@ func memTotal() int64 {
 		}
 	}
 	return total
+}
+
+// learnMeta asks the upstream for its meta (gateway.LearnMeta) until one
+// answer carries it, every 5 s for at most a minute: an upstream that is
+// not Pryv has none. Access-info answers keep it current afterwards.
+func learnMeta(ctx context.Context, g *gateway.Gateway, meta core.Meta, log *slog.Logger) {
+	for try := 0; ; try++ {
+		err := g.LearnMeta()
+		if err == nil {
+			cur := meta.Current()
+			log.Info("meta follows the upstream's", "apiVersion", cur.APIVersion, "serial", cur.Serial)
+			return
+		}
+		if try == 11 {
+			log.Warn("the upstream's meta is not known; reporting the defaults until an access check brings it", "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
 }
