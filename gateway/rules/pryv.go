@@ -17,6 +17,12 @@ func Pryv(accountChanges bool) Config {
 			// High-frequency series writes send no notification.
 			{Methods: []string{"POST"}, Path: "/events/*/series"},
 			{Methods: write, Path: "/streams/**", Message: core.MsgStreamsChanged},
+			// streams.delete: the second deletion of a trashed stream
+			// deletes its events, or moves them to the parent
+			// (mergeEventsWithParent), and Pryv signals both. The first
+			// only trashes the stream: eventsChanged is then one message
+			// more than Pryv's, which costs a receiver one needless read.
+			{Methods: []string{"DELETE"}, Path: "/streams/*", Message: core.MsgStreamsChanged, Also: []string{core.MsgEventsChanged}},
 			{Methods: write, Path: "/accesses/**", Message: core.MsgAccessesChanged},
 			// accesses.checkApp only reads.
 			{Methods: []string{"POST"}, Path: "/accesses/check-app"},
@@ -35,6 +41,7 @@ func Pryv(accountChanges bool) Config {
 			"accesses.update":         core.MsgAccessesChanged,
 			"accesses.delete":         core.MsgAccessesChanged,
 		},
+		BatchAlso: map[string][]string{"streams.delete": {core.MsgEventsChanged}},
 	}
 	if accountChanges {
 		c.Rules = append(c.Rules,

@@ -23,6 +23,8 @@ type Rule struct {
 	Path string `json:"path"`
 	// Message is the notification message a matching request causes.
 	Message string `json:"message,omitempty"`
+	// Also lists more messages it causes, with Message.
+	Also []string `json:"also,omitempty"`
 	// Batch marks a Pryv batch call: the messages come from the methods
 	// listed in the body, per Config.BatchMethods.
 	Batch bool `json:"batch,omitempty"`
@@ -34,6 +36,8 @@ type Config struct {
 	// BatchMethods maps the method ids of batch calls to messages; ids not
 	// listed change nothing.
 	BatchMethods map[string]string `json:"batchMethods,omitempty"`
+	// BatchAlso lists more messages of a method of BatchMethods.
+	BatchAlso map[string][]string `json:"batchAlso,omitempty"`
 	// FormOverride honours Pryv's form-encoded overrides: a POST with
 	// Content-Type application/x-www-form-urlencoded whose `_method` field
 	// names the method to use and whose `_json` field holds the body.
@@ -121,7 +125,19 @@ func Compile(c Config) (*Table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("batch method %q: %w", id, err)
 		}
+		for _, m := range c.BatchAlso[id] {
+			more, err := t.voc.Add(m)
+			if err != nil {
+				return nil, fmt.Errorf("batch method %q: %w", id, err)
+			}
+			s |= more
+		}
 		t.batch[id] = s
+	}
+	for id := range c.BatchAlso {
+		if _, ok := c.BatchMethods[id]; !ok {
+			return nil, fmt.Errorf("batchAlso: method %q is not in batchMethods", id)
+		}
 	}
 	return t, nil
 }
@@ -144,6 +160,16 @@ func (t *Table) add(r Rule) error {
 			return err
 		}
 		a.Messages = s
+	}
+	if len(r.Also) > 0 && r.Message == "" {
+		return errors.New("also without message")
+	}
+	for _, m := range r.Also {
+		s, err := t.voc.Add(m)
+		if err != nil {
+			return err
+		}
+		a.Messages |= s
 	}
 	n := t.root
 	segs := splitPattern(r.Path)

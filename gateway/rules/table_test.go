@@ -50,7 +50,8 @@ func TestPryvTable(t *testing.T) {
 	// streams
 	f("POST", "/streams", core.MsgStreamsChanged)
 	f("PUT", "/streams/diary", core.MsgStreamsChanged)
-	f("DELETE", "/streams/diary", core.MsgStreamsChanged)
+	f("DELETE", "/streams/diary", core.MsgEventsChanged, core.MsgStreamsChanged) // its events may go too
+	f("DELETE", "/streams/diary/x", core.MsgStreamsChanged)
 	f("GET", "/streams")
 	// accesses
 	f("POST", "/accesses", core.MsgAccessesChanged)
@@ -128,6 +129,11 @@ func TestCompileErrors(t *testing.T) {
 	f(Rule{Methods: []string{"POST"}, Path: "/**/x", Message: "m"}, "last segment")
 	f(Rule{Methods: []string{"POST"}, Path: "/x*", Message: "m"}, "stand alone")
 	f(Rule{Methods: []string{"POST"}, Path: "/", Message: "m", Batch: true}, "drop message")
+	f(Rule{Methods: []string{"POST"}, Path: "/x", Also: []string{"m"}}, "also without message")
+	if _, err := Compile(Config{BatchMethods: map[string]string{"a.b": "m"}, BatchAlso: map[string][]string{"c.d": {"n"}}}); err == nil ||
+		!strings.Contains(err.Error(), "not in batchMethods") {
+		t.Errorf("batchAlso of an unknown method: err = %v", err)
+	}
 	if _, err := Compile(Config{Rules: []Rule{
 		{Methods: []string{"POST"}, Path: "/x", Message: "a"},
 		{Methods: []string{"POST"}, Path: "/x/", Message: "b"},
@@ -169,6 +175,13 @@ func TestBatch(t *testing.T) {
 	// An answer that cannot be read, or is short, never hides a change.
 	f(`not json`, core.MsgEventsChanged, core.MsgStreamsChanged, core.MsgAccessesChanged)
 	f(`{"results":[{"error":{"id":"x"}}]}`, core.MsgStreamsChanged, core.MsgAccessesChanged)
+
+	// streams.delete may delete or move the stream's events: both.
+	del, delOK := tb.BatchCalls([]byte(`[{"method": "streams.delete", "params": {"id": "diary", "mergeEventsWithParent": true}}]`))
+	if got := names(tb, BatchResults(del, []byte(`{"results":[{"streamDeletion":{"id":"diary"}}]}`))); !delOK ||
+		!reflect.DeepEqual(got, []string{core.MsgEventsChanged, core.MsgStreamsChanged}) {
+		t.Errorf("streams.delete in a batch: %v", got)
+	}
 
 	for _, bad := range []string{``, `{}`, `[1,2]`, `{"method":"events.create"}`, `[{"method": 3}]`} {
 		if _, ok := tb.BatchCalls([]byte(bad)); ok {
