@@ -60,7 +60,7 @@ func TestBootInChunks(t *testing.T) {
 	}
 	// Before the first chunk: a marker, an API deletion, a deactivation,
 	// a creation.
-	e.apply(core.Marker{User: marked.User, Messages: []string{core.MsgStreamsChanged}, Time: 1}, reg.Active(marked.User))
+	e.apply(core.Marker{User: marked.User, Messages: []string{core.MsgStreamsChanged}, Time: time.Now().UnixNano()}, reg.Active(marked.User))
 	reg.Delete(deleted.User, deleted.ID)
 	e.change(state.Change{Webhook: deleted, Deleted: true})
 	d, _ := reg.Update(deactivated.User, deactivated.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil })
@@ -136,7 +136,7 @@ func TestStoredAfterFailedSync(t *testing.T) {
 	for e.bootState != nil {
 		e.bootNext()
 	}
-	e.apply(core.Marker{User: "alice", Messages: []string{core.MsgEventsChanged}, Time: 1}, reg.Active("alice"))
+	e.apply(core.Marker{User: "alice", Messages: []string{core.MsgEventsChanged}, Time: time.Now().UnixNano()}, reg.Active("alice"))
 	if err := e.persistPending(true); err == nil {
 		t.Fatal("persistPending did not report the failed sync")
 	}
@@ -184,7 +184,7 @@ func TestBootSkipsWebhooksCreatedSinceStart(t *testing.T) {
 	if err := reg.Create(created, 0); err != nil {
 		t.Fatal(err)
 	}
-	e.apply(core.Marker{User: "alice", Messages: []string{core.MsgEventsChanged}, Time: 1}, reg.Active("alice"))
+	e.apply(core.Marker{User: "alice", Messages: []string{core.MsgEventsChanged}, Time: time.Now().UnixNano()}, reg.Active("alice"))
 	for e.bootState != nil {
 		e.bootNext()
 	}
@@ -193,5 +193,27 @@ func TestBootSkipsWebhooksCreatedSinceStart(t *testing.T) {
 	}
 	if got := e.Pending(old.ID); !slices.Equal(got, []string{core.MsgServiceBoot, core.MsgEventsChanged}) {
 		t.Fatalf("the old webhook has %v pending; want its boot message, then the change", got)
+	}
+}
+
+// TestChangedBefore: a change made before a webhook was created is not
+// its to hear of; one in the same millisecond or after is; a creation
+// time past now is not trusted.
+func TestChangedBefore(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	change := int64(1_700_000_000_000) * ms
+	now := 1_700_000_100.0
+	for _, c := range []struct {
+		created float64
+		want    bool
+	}{
+		{1_700_000_000.001, true},  // created a millisecond after the change
+		{1_700_000_000.000, false}, // the same millisecond: notified
+		{1_699_999_999.999, false},
+		{1_700_000_200.000, false}, // in the future: not trusted
+	} {
+		if got := changedBefore(change, c.created, now); got != c.want {
+			t.Errorf("changedBefore(created %.3f) = %v; want %v", c.created, got, c.want)
+		}
 	}
 }

@@ -499,7 +499,11 @@ func (e *Engine) dispatch() {
 // apply adds a marker's messages to its user's active webhooks.
 func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 	webhookChanges.Add(len(hooks))
+	now := float64(e.opts.Now().UnixMilli()) / 1000
 	for _, w := range hooks {
+		if changedBefore(m.Time, w.Created, now) {
+			continue // as in Pryv, a webhook hears of the changes made after it was created
+		}
 		var sl *core.Slot
 		if e.unbooted(w.ID) && !e.sinceStart(w.Created) {
 			sl = e.bootOne(w) // the boot message comes first
@@ -787,6 +791,15 @@ func (e *Engine) outcome(r result) {
 		e.dirtyPending[id] = true
 	}
 	e.sched.TouchSlot(sl)
+}
+
+// changedBefore reports whether a change at unixNano came before a
+// webhook created at created (Unix seconds, to the millisecond, as Pryv
+// keeps it): a batch [events.create, webhooks.create] must not notify the
+// new webhook of the event. A creation time past now (a record from a
+// machine whose clock ran ahead) is not trusted.
+func changedBefore(unixNano int64, created, now float64) bool {
+	return created > float64(unixNano)/1e9 && created <= now
 }
 
 // change applies what the API did to a webhook.

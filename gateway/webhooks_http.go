@@ -157,61 +157,37 @@ func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries
 	if !ok {
 		return
 	}
+	// In order, as Pryv runs a batch: each run of consecutive calls that
+	// are not webhooks.* goes upstream as one batch, and its changes are
+	// recorded before the next call runs, so that [webhooks.create,
+	// events.create] notifies the new webhook and [events.create,
+	// webhooks.create] does not.
 	results := make([][]byte, len(entries))
-	var fwd []int
-	for i, e := range entries {
-		if !webhooks.IsMethod(e.Method) {
-			fwd = append(fwd, i)
-		}
-	}
-	if len(fwd) > 0 {
-		sub := []byte{'['}
-		for j, i := range fwd {
-			if j > 0 {
-				sub = append(sub, ',')
+	for i := 0; i < len(entries); {
+		if webhooks.IsMethod(entries[i].Method) {
+			res, perr := api.Call(acc, string(user), entries[i].Method, entries[i].Params)
+			if perr != nil {
+				results[i] = webhooks.MarshalError(perr, nil)
+			} else {
+				results[i] = webhooks.MarshalResult(res, nil)
 			}
-			sub = append(sub, raws[i]...)
-		}
-		sub = append(sub, ']')
-		status, answer, ok := g.forwardBatch(ctx, sub, formAuth)
-		if !ok {
-			return
-		}
-		if status != fasthttp.StatusOK {
-			return // the upstream refused the batch as a whole: its answer stands
-		}
-		calls, _ := g.opts.Rules.BatchCalls(sub)
-		var a struct {
-			Results []json.RawMessage `json:"results"`
-		}
-		if err := json.Unmarshal(answer, &a); err != nil || len(a.Results) != len(fwd) {
-			if s := unionOf(calls); s != 0 {
-				g.mark(user, s, nil) // changes may have happened: never hide one
-			}
-			g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable", "The API's batch answer cannot be read.")
-			return
-		}
-		deleted := deletedAccessesInBatch(sub, answer)
-		for _, id := range deleted {
-			g.access.forget(string(user), id)
-		}
-		if s := rules.BatchResults(calls, answer); s != 0 {
-			g.mark(user, s, deleted)
-		}
-		for j, i := range fwd {
-			results[i] = a.Results[j]
-		}
-	}
-	for i, e := range entries {
-		if results[i] != nil {
+			i++
 			continue
 		}
-		res, perr := api.Call(acc, string(user), e.Method, e.Params)
-		if perr != nil {
-			results[i] = webhooks.MarshalError(perr, nil)
-		} else {
-			results[i] = webhooks.MarshalResult(res, nil)
+		j := i + 1
+		for j < len(entries) && !webhooks.IsMethod(entries[j].Method) {
+			j++
 		}
+		if !g.forwardSegment(ctx, user, raws[i:j], results[i:j], formAuth) {
+			return
+		}
+		if j < len(entries) && entries[j].Method == "webhooks.create" {
+			// A webhook hears of the changes made after its creation
+			// time, which is kept to the millisecond: it is created in a
+			// later millisecond than the changes just recorded.
+			nextMillisecond()
+		}
+		i = j
 	}
 	out := []byte(`{"results":[`)
 	for i, r := range results {
@@ -228,6 +204,57 @@ func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries
 	ctx.Response.Header.Set("Pryv-Access-Id", acc.ID)
 	ctx.Response.Header.SetContentType("application/json; charset=utf-8")
 	ctx.Response.SetBodyRaw(out)
+}
+
+// nextMillisecond returns once the clock's millisecond has changed: a
+// millisecond at most.
+func nextMillisecond() {
+	ms := time.Now().UnixMilli()
+	for time.Now().UnixMilli() == ms {
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// forwardSegment sends calls, consecutive calls of a batch that are not
+// webhooks.*, upstream as one batch, records their changes, and puts
+// their results in results. It reports false when the client has been
+// answered already: an upstream failure, or a refusal of the whole batch
+// (its answer stands).
+func (g *Gateway) forwardSegment(ctx *fasthttp.RequestCtx, user []byte, calls []json.RawMessage, results [][]byte, formAuth string) bool {
+	sub := []byte{'['}
+	for j, c := range calls {
+		if j > 0 {
+			sub = append(sub, ',')
+		}
+		sub = append(sub, c...)
+	}
+	sub = append(sub, ']')
+	status, answer, ok := g.forwardBatch(ctx, sub, formAuth)
+	if !ok || status != fasthttp.StatusOK {
+		return false
+	}
+	classified, _ := g.opts.Rules.BatchCalls(sub)
+	var a struct {
+		Results []json.RawMessage `json:"results"`
+	}
+	if err := json.Unmarshal(answer, &a); err != nil || len(a.Results) != len(calls) {
+		if s := unionOf(classified); s != 0 {
+			g.mark(user, s, nil) // changes may have happened: never hide one
+		}
+		g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable", "The API's batch answer cannot be read.")
+		return false
+	}
+	deleted := deletedAccessesInBatch(sub, answer)
+	for _, id := range deleted {
+		g.access.forget(string(user), id)
+	}
+	if s := rules.BatchResults(classified, answer); s != 0 {
+		g.mark(user, s, deleted)
+	}
+	for j, r := range a.Results {
+		results[j] = r
+	}
+	return true
 }
 
 // forwardBatch sends the batch body sub upstream with the client's

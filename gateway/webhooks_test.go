@@ -57,6 +57,13 @@ func startReceiver(t *testing.T) *receiverT {
 	return r
 }
 
+// gotPaths returns the path of every POST so far.
+func (r *receiverT) gotPaths() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.paths...)
+}
+
 // gotHeaders returns the headers of every POST so far.
 func (r *receiverT) gotHeaders() []http.Header {
 	r.mu.Lock()
@@ -149,6 +156,23 @@ func startWebhooks(t *testing.T, dir string, o Options, wo webhooks.Options) *wh
 	stop := func() { once.Do(func() { shutdown(t, g.srv); db.Close() }) }
 	t.Cleanup(stop)
 	return &whEnv{gw: g, api: api, recv: startReceiver(t), stop: stop, db: db}
+}
+
+// startEngine runs a delivery engine on e's queue and webhooks, with a
+// client that may reach loopback receivers, until the test ends.
+func (e *whEnv) startEngine(t *testing.T) {
+	t.Helper()
+	engine, err := delivery.NewEngine(delivery.EngineOptions{
+		Queue: e.queue, Pending: store.NewPending(e.db, nil), Webhooks: e.api.Store(), FlushInterval: 20 * time.Millisecond,
+		Sender: delivery.NewClient(delivery.ClientOptions{Timeout: waitBound,
+			Guard: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}),
+		Meta: core.Meta{APIVersion: "1.9.3", Serial: "test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go engine.Run()
+	t.Cleanup(engine.Stop)
 }
 
 // call sends a request with a token and decodes the JSON answer.
@@ -553,8 +577,10 @@ func TestWebhooksInBatch(t *testing.T) {
 	if s := slot(6, "stream"); s["name"] != "From batch" {
 		t.Errorf("streams.create slot %v", s)
 	}
-	// The upstream part's changes are recorded; webhooks calls are not changes.
-	e.expectMarkers(t, "mixed batch", mk("alice", core.MsgEventsChanged, core.MsgStreamsChanged))
+	// Run in order: each run of upstream calls is its own upstream batch,
+	// whose changes are recorded before the next call; webhooks calls are
+	// not changes.
+	e.expectMarkers(t, "mixed batch", mk("alice", core.MsgEventsChanged), mk("alice", core.MsgStreamsChanged))
 
 	// Only webhooks calls: no upstream batch at all; permissions hold in batches too.
 	v = e.call(t, "POST", "/alice/", "alice-personal", `[{"method":"webhooks.create","params":{"url":"https://p.example/"}},{"method":"webhooks.get"}]`, 200)
@@ -652,17 +678,7 @@ func TestAccessDeletionThroughGateway(t *testing.T) {
 	acc := e.call(t, "POST", "/alice/accesses", "alice-personal", `{"name":"consent","type":"app"}`, 201)["access"].(map[string]any)
 	tok, accID := acc["token"].(string), acc["id"].(string)
 	e.clear(t)
-	engine, err := delivery.NewEngine(delivery.EngineOptions{
-		Queue: e.queue, Pending: store.NewPending(e.db, nil), Webhooks: e.api.Store(), FlushInterval: 20 * time.Millisecond,
-		Sender: delivery.NewClient(delivery.ClientOptions{Timeout: waitBound,
-			Guard: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}),
-		Meta: core.Meta{APIVersion: "1.9.3", Serial: "test"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go engine.Run()
-	defer engine.Stop()
+	e.startEngine(t)
 
 	doomed := e.create(t, tok, "http://"+e.recv.addr+"/ok/doomed")["id"].(string)
 	survivor := e.create(t, "alice-app", "http://"+e.recv.addr+"/ok/survivor")["id"].(string)
@@ -685,6 +701,33 @@ func TestAccessDeletionThroughGateway(t *testing.T) {
 	// The personal access still sees it, and can reactivate or delete it.
 	e.call(t, "PUT", "/alice/webhooks/"+doomed, "alice-personal", `{"state":"active"}`, 200)
 	e.call(t, "DELETE", "/alice/webhooks/"+doomed, "alice-personal", "", 200)
+}
+
+// TestMixedBatchInOrder: a batch runs in order, as in Pryv. In
+// [webhooks.create, events.create] the new webhook hears of the event; in
+// [events.create, webhooks.create] it does not, since the event came
+// first. A later stream change reaches both: the second webhook's first
+// notification carries it alone.
+func TestMixedBatchInOrder(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+	e.startEngine(t)
+
+	event := `{"method":"events.create","params":{"streamIds":["diary"],"type":"note/txt","content":"x"}}`
+	first := `{"method":"webhooks.create","params":{"url":"http://` + e.recv.addr + `/ok/first"}}`
+	second := `{"method":"webhooks.create","params":{"url":"http://` + e.recv.addr + `/ok/second"}}`
+	e.call(t, "POST", "/alice/", "alice-app", "["+first+","+event+"]", 200)
+	e.recv.waitFor(t, "/ok/first", core.MsgEventsChanged)
+	e.call(t, "POST", "/alice/", "alice-app", "["+event+","+second+"]", 200)
+	e.call(t, "POST", "/alice/streams", "alice-app", `{"name":"later"}`, 201)
+	e.recv.waitFor(t, "/ok/second", core.MsgStreamsChanged)
+	for i, p := range e.recv.gotPaths() {
+		if p == "/ok/second" {
+			if b := e.recv.got()[i]; !strings.Contains(b, `"messages":["streamsChanged"]`) {
+				t.Fatalf("the webhook created after the event got %s first; want the later stream change alone", b)
+			}
+			break
+		}
+	}
 }
 
 func TestBatchAccessDeletionMarked(t *testing.T) {
