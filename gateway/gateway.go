@@ -231,12 +231,14 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		g.refuseBody(ctx, ctx.Request.BodyStream())
 		return
 	}
-	if ctx.Request.IsBodyStream() {
-		if limit <= 0 || cl >= 0 {
-			limit = math.MaxInt64 // the length given is enforced by the server's reader
+	if cl < 0 && ctx.Request.IsBodyStream() {
+		// Chunked: the limit, and the body's own framing, are checked as
+		// it streams (a known length is checked by the server's reader).
+		if limit <= 0 {
+			limit = math.MaxInt64
 		}
 		limited = &limitReader{r: ctx.Request.BodyStream(), left: limit}
-		ctx.Request.SetBodyStream(limited, cl)
+		ctx.Request.SetBodyStream(limited, -1)
 	}
 	clientClose := g.prepareRequest(ctx)
 	start := time.Now()
