@@ -13,7 +13,14 @@ import (
 // sees them.
 func TestMalformedFramingIs400(t *testing.T) {
 	up, seen := scriptedUpstream(t, func(int) (string, bool) { return created, false })
+	malformedFramingIs400(t, up, seen.Load)
+}
+
+// malformedFramingIs400 is TestMalformedFramingIs400 in front of up,
+// which has seen() requests.
+func malformedFramingIs400(t *testing.T, up string, seen func() int64) {
 	g := startGateway(t, Options{Upstreams: []string{up}})
+	before := seen()
 	for name, raw := range map[string]string{
 		"bad chunk size":           "POST /alice/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
 		"folded Transfer-Encoding": "POST /alice/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\nContent-Type: application/json\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
@@ -36,12 +43,12 @@ func TestMalformedFramingIs400(t *testing.T) {
 			t.Errorf("%s: counted as an upstream failure (%d; reachable %v)", name, got, g.UpstreamReachable())
 		}
 	}
-	if n := seen.Load(); n != 0 {
+	if n := seen() - before; n != 0 {
 		t.Errorf("the upstream got %d of the malformed requests", n)
 	}
 	// A well-framed chunked body still goes through.
-	resp, b := rawDo(t, g.addr, "POST /alice/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
-	if resp.StatusCode != 201 || !strings.Contains(string(b), "{}") {
+	resp, b := rawDo(t, g.addr, "POST /alice/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n25\r\n{\"streamIds\":[\"s\"],\"type\":\"note/txt\"}\r\n0\r\n\r\n")
+	if resp.StatusCode != 201 {
 		t.Fatalf("a chunked body: %d %s; want 201", resp.StatusCode, b)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/webhooks"
 	"github.com/hookgate/hookgate/internal/testnet"
 )
 
@@ -55,4 +57,57 @@ func TestNodeKeepAliveNoBadGateway(t *testing.T) {
 	if m := g.markers(t); len(m) != 4 {
 		t.Fatalf("%d markers; want 4", len(m))
 	}
+}
+
+// TestNodeCORSAsPryv: hookgate's own answers carry the same CORS headers
+// as the Node upstream, which runs Pryv.io's CORS middleware, gives for
+// the same request: a preflight of a webhooks route (hookgate's) against
+// one of an events route (Node's, passed through), with and without the
+// browser's asks. API-Version is the upstream's, learned at start.
+func TestNodeCORSAsPryv(t *testing.T) {
+	node, addr := startNodeUpstream(t, "5000")
+	e := startWebhooks(t, t.TempDir(), Options{Upstreams: []string{addr}, Meta: core.FollowMeta("1.9.3", "hookgate", false, false)}, webhooks.Options{})
+	if err := e.gw.LearnMeta(); err != nil {
+		t.Fatal(err)
+	}
+	for _, asks := range [][]reqOpt{
+		{header("Origin", "https://app.example.com"), header("Access-Control-Request-Method", "PUT"), header("Access-Control-Request-Headers", "authorization,content-type")},
+		nil,
+	} {
+		from := node.Lines()
+		own, ownBody := do(t, "OPTIONS", gwURL(e.gw, "/alice/webhooks/abc"), nil, asks...)
+		pryv, pryvBody := do(t, "OPTIONS", gwURL(e.gw, "/alice/events"), nil, asks...)
+		node.Expect(from, "request OPTIONS /alice/events")
+		if own.StatusCode != 200 || pryv.StatusCode != 200 || string(ownBody) != string(pryvBody) {
+			t.Fatalf("preflights: hookgate %d %q, Node %d %q", own.StatusCode, ownBody, pryv.StatusCode, pryvBody)
+		}
+		for _, k := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+			"Access-Control-Allow-Credentials", "Access-Control-Expose-Headers", "Access-Control-Max-Age", "API-Version"} {
+			if a, b := own.Header.Get(k), pryv.Header.Get(k); a != b || a == "" {
+				t.Errorf("%s: hookgate %q, Pryv's middleware %q", k, a, b)
+			}
+		}
+	}
+	if n := node.Count("request OPTIONS /alice/webhooks"); n != 0 {
+		t.Fatalf("a preflight of a webhooks route reached the upstream %d times", n)
+	}
+}
+
+// TestNodeMixedBatchInOrder is TestMixedBatchInOrder in front of Node.
+func TestNodeMixedBatchInOrder(t *testing.T) {
+	_, addr := startNodeUpstream(t, "5000")
+	mixedBatchInOrder(t, []string{addr})
+}
+
+// TestNodeSignedWebhookTest is TestSignedWebhookTest in front of Node.
+func TestNodeSignedWebhookTest(t *testing.T) {
+	_, addr := startNodeUpstream(t, "5000")
+	signedWebhookTest(t, []string{addr})
+}
+
+// TestNodeMalformedFramingIs400 is TestMalformedFramingIs400 in front of
+// Node: nothing malformed reaches it, and /readyz stays ready.
+func TestNodeMalformedFramingIs400(t *testing.T) {
+	node, addr := startNodeUpstream(t, "5000")
+	malformedFramingIs400(t, addr, func() int64 { return int64(node.Count("request ")) })
 }

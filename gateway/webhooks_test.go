@@ -490,8 +490,12 @@ func TestWebhookUpdateDeleteTest(t *testing.T) {
 // its notifications are, so that a receiver that verifies takes it: the
 // official Standard Webhooks library accepts it; an unsigned webhook's
 // test carries no signature headers.
-func TestSignedWebhookTest(t *testing.T) {
-	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+func TestSignedWebhookTest(t *testing.T) { signedWebhookTest(t, nil) }
+
+// signedWebhookTest is TestSignedWebhookTest in front of upstreams (nil:
+// the demo upstream).
+func signedWebhookTest(t *testing.T, upstreams []string) {
+	e := startWebhooks(t, t.TempDir(), Options{Upstreams: upstreams}, webhooks.Options{})
 	w := e.call(t, "POST", "/alice/webhooks", "alice-app", `{"url":"http://`+e.recv.addr+`/signed","signed":true}`, 201)["webhook"].(map[string]any)
 	secret, _ := w["signingSecret"].(string)
 	if !strings.HasPrefix(secret, "whsec_") {
@@ -708,8 +712,12 @@ func TestAccessDeletionThroughGateway(t *testing.T) {
 // [events.create, webhooks.create] it does not, since the event came
 // first. A later stream change reaches both: the second webhook's first
 // notification carries it alone.
-func TestMixedBatchInOrder(t *testing.T) {
-	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{})
+func TestMixedBatchInOrder(t *testing.T) { mixedBatchInOrder(t, nil) }
+
+// mixedBatchInOrder is TestMixedBatchInOrder in front of upstreams (nil:
+// the demo upstream).
+func mixedBatchInOrder(t *testing.T, upstreams []string) {
+	e := startWebhooks(t, t.TempDir(), Options{Upstreams: upstreams}, webhooks.Options{})
 	e.startEngine(t)
 
 	event := `{"method":"events.create","params":{"streamIds":["diary"],"type":"note/txt","content":"x"}}`
