@@ -11,8 +11,12 @@ UPSTREAM  ?= 127.0.0.1:3000
 
 all: build
 
+# REVISION is stamped into hookgate (-version, hookgate_build_info) where
+# the Go toolchain does not stamp it itself (GOFLAGS=-buildvcs=false).
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "-X main.revision=$(REVISION)" -o $(BIN)/ ./cmd/...
 
 ## run: build, start the demo upstream and hookgate in front of it, show a change going through.
 run: build

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -114,7 +115,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	version := fs.Bool("version", false, "print the version and exit")
 	_ = fs.Parse(os.Args[1:])
+	if *version {
+		fmt.Println(versionString())
+		return
+	}
 	fs.Visit(func(f *flag.Flag) { // set on the command line or by HOOKGATE_*
 		c.fixVersion = c.fixVersion || f.Name == "api-version"
 		c.fixSerial = c.fixSerial || f.Name == "serial"
@@ -197,6 +203,8 @@ func run(c config, log *slog.Logger) error {
 	}
 	defer q.Close()
 	metrics.NewGauge(`hookgate_queue_depth`, func() float64 { return float64(q.Len()) })
+	bv, br, bg := buildInfo()
+	metrics.NewGauge(fmt.Sprintf(`hookgate_build_info{version=%q,revision=%q,goversion=%q}`, bv, br, bg), func() float64 { return 1 })
 
 	allow, err := parseCIDRs(c.allowCIDRs)
 	if err != nil {
@@ -250,6 +258,7 @@ func run(c config, log *slog.Logger) error {
 	// webhooks are loaded and the engine runs.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	ignoreHangUp(ctx, log)
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %q: %w", c.listen, err)
@@ -468,4 +477,58 @@ func learnMeta(ctx context.Context, g *gateway.Gateway, meta core.Meta, log *slo
 		case <-time.After(5 * time.Second):
 		}
 	}
+}
+
+// ignoreHangUp keeps SIGHUP from killing hookgate (its default action):
+// with no configuration file to reload, it is logged and ignored, and a
+// stop stays graceful (SIGINT, SIGTERM).
+func ignoreHangUp(ctx context.Context, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: no configuration file to reload; hookgate goes on (SIGTERM stops it gracefully)")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// revision is the VCS revision, stamped by make build (-ldflags -X)
+// where the toolchain stamps none.
+var revision string
+
+// buildInfo returns the module version, the VCS revision (with "+dirty"
+// when the tree had changes) and the Go version the binary was built
+// with.
+func buildInfo() (version, rev, goVersion string) {
+	version, rev, goVersion = "unknown", "unknown", runtime.Version()
+	if revision != "" {
+		rev = revision
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	version = bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				rev += "+dirty"
+			}
+		}
+	}
+	return
+}
+
+func versionString() string {
+	v, r, g := buildInfo()
+	return fmt.Sprintf("hookgate %s (revision %s, %s)", v, r, g)
 }

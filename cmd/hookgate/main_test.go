@@ -486,3 +486,30 @@ func TestStartChangeShutdown(t *testing.T) {
 	}
 	t.Logf("the drained change is %v", where)
 }
+
+// TestVersionHangUpBuildInfo: -version prints the build's version and
+// Go version; /metrics carries hookgate_build_info; SIGHUP no longer kills
+// hookgate (its default action): it is logged, hookgate goes on serving,
+// and SIGTERM still stops it gracefully.
+func TestVersionHangUpBuildInfo(t *testing.T) {
+	out, err := runBinary(t, nil, "-version")
+	if err != nil || !strings.HasPrefix(string(out), "hookgate ") || !strings.Contains(string(out), "go1.") {
+		t.Fatalf("-version: %v %q", err, out)
+	}
+	g := startGateway(t, "-data-dir", t.TempDir())
+	resp, err := http.Get("http://" + g.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "hookgate_build_info{version=") {
+		t.Fatal("/metrics has no hookgate_build_info")
+	}
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	g.logs.waitFor(t, "SIGHUP", g.exited)
+	g.waitHealthy(t)
+	if exit, _ := g.stop(t, syscall.SIGTERM, patience); exit != 0 {
+		t.Fatalf("exit code %d after SIGTERM; want 0", exit)
+	}
+}
