@@ -12,6 +12,20 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# make does not pass its SIGTERM on: stop with it, whoever started us.
+parent=$PPID
+( while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -TERM $$ 2>/dev/null ) &
+pids+=($!)
+
+# Each address must be free: something else answering there would pass
+# for the demo.
+for addr in "$UPSTREAM" "$RECEIVER" "$LISTEN" "$OPS"; do
+	if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+		echo "make run: $addr is taken by another process; stop it, or set UPSTREAM, LISTEN, OPS (make run OPS=127.0.0.1:9191)" >&2
+		exit 1
+	fi
+done
+
 wait_for() { # url
 	for _ in $(seq 1 100); do
 		if curl -s -o /dev/null "$1"; then return 0; fi
@@ -28,8 +42,13 @@ wait_for "http://$UPSTREAM/"
 pids+=($!)
 # The receiver is on loopback, which webhook URLs may not reach by default.
 "$BIN/hookgate" -listen "$LISTEN" -ops-listen "$OPS" -upstream "$UPSTREAM" -data-dir "$RUN_DIR" -allow-cidrs 127.0.0.0/8 &
-pids+=($!)
+hookgate=$!
+pids+=($hookgate)
 wait_for "http://$OPS/healthz"
+if ! kill -0 "$hookgate" 2>/dev/null; then
+	echo "make run: hookgate exited at start (its log is above)" >&2
+	exit 1
+fi
 
 echo
 echo "== hookgate on http://$LISTEN in front of the demo API on http://$UPSTREAM"
