@@ -47,6 +47,7 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate FuzzDecodeRecord FuzzDecodeCounters
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
+	@bash scripts/fuzz.sh $(FUZZTIME) ./cmd/hookgate FuzzParseSize
 
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1

@@ -83,14 +83,19 @@ func main() {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "`duration` an idle client keep-alive connection is kept")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "`duration` allowed on SIGINT/SIGTERM for in-flight requests to finish before exit")
 	fs.IntVar(&c.maxConns, "max-upstream-conns", 1024, "`connections` at most to each upstream address")
-	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest request body in `bytes` forwarded; larger ones get 413; 0 for no limit")
-	fs.IntVar(&c.maxHeader, "max-header", 16<<10, "largest request head (request line and headers) in `bytes`; larger ones get 431")
+	c.maxBody = 1 << 30
+	fs.Var(byteSize[int64]{&c.maxBody}, "max-body", "largest request body in `bytes` forwarded; larger ones get 413; 0 for no limit")
+	c.maxHeader = 16 << 10
+	fs.Var(byteSize[int]{&c.maxHeader}, "max-header", "largest request head (request line and headers) in `bytes`; larger ones get 431")
 	fs.IntVar(&c.maxClientConns, "max-client-conns", 10_000, "client `connections` served at once; past it new ones get 503 and are closed")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "client `connections` at once from one IP address; 0 for no cap (clients behind one NAT share an address)")
-	fs.IntVar(&c.bufferBody, "buffer-body", 64<<10, "request bodies up to this many `bytes` are read before forwarding; larger ones are streamed")
+	c.bufferBody = 64 << 10
+	fs.Var(byteSize[int]{&c.bufferBody}, "buffer-body", "request bodies up to this many `bytes` are read before forwarding; larger ones are streamed")
 	fs.StringVar(&c.secretsKeyFile, "secrets-key-file", "", "`file` holding the key (64 hex digits) that encrypts webhook signing secrets in the database; created with a random key if missing; default secrets.key in -data-dir (keep it elsewhere, e.g. a secrets mount, so that a copy of the data directory alone does not reveal the secrets)")
-	fs.Uint64Var(&c.minFreeDisk, "min-free-disk", 256<<20, "`bytes` kept free on the data directory's disk: below it hookgate stops writing (changes are still answered, their markers counted as failed, readiness fails) and resumes once there is room; 0 disables the check")
-	fs.IntVar(&c.maxClassifyBody, "max-classify-body", 16<<20, "largest batch-call or form-override body in `bytes` read to learn what changed; larger ones get 413")
+	c.minFreeDisk = 256 << 20
+	fs.Var(byteSize[uint64]{&c.minFreeDisk}, "min-free-disk", "`bytes` kept free on the data directory's disk: below it hookgate stops writing (changes are still answered, their markers counted as failed, readiness fails) and resumes once there is room; 0 disables the check")
+	c.maxClassifyBody = 16 << 20
+	fs.Var(byteSize[int]{&c.maxClassifyBody}, "max-classify-body", "largest batch-call or form-override body in `bytes` read to learn what changed; larger ones get 413")
 	fs.IntVar(&c.maxBacklog, "max-backlog", 0, "unacknowledged change markers at most (`count`); 0 means the disk is the limit")
 	fs.IntVar(&c.maxPending, "max-pending", 16384, "change markers at most waiting for the disk (`count`); past it a change is counted as lost and readiness fails")
 	fs.DurationVar(&c.minInterval, "min-interval", 5*time.Second, "`duration` stamped on new webhooks as minIntervalMs: at most one notification per webhook per interval")
@@ -130,10 +135,31 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	for _, name := range unknownEnv(fs) {
+		log.Warn("unknown setting in the environment, ignored: no flag has this name", "variable", name)
+	}
 	if err := run(c, log); err != nil {
 		log.Error("hookgate stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// unknownEnv returns the HOOKGATE_ variables of the environment that name
+// no flag (a typo would otherwise pass unseen). HOOKGATE_REQUIRE_NODE is
+// the test suite's.
+func unknownEnv(fs *flag.FlagSet) []string {
+	known := map[string]bool{"HOOKGATE_REQUIRE_NODE": true}
+	fs.VisitAll(func(f *flag.Flag) {
+		known["HOOKGATE_"+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = true
+	})
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "HOOKGATE_") && !known[name] {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // applyEnv sets each flag from HOOKGATE_<NAME> when that variable is set.

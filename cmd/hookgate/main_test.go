@@ -354,6 +354,19 @@ func TestBadConfigurationExits(t *testing.T) {
 	f([]string{"HOOKGATE_UPSTREAM_TIMEOUT=soon"}, "-data-dir", dir)
 	f(nil, "-data-dir", dir, "-rules", filepath.Join(dir, "missing.json"))
 	f(nil, "-data-dir", dir, "-upstream", "no-port", "-listen", freeAddr(t), "-ops-listen", "")
+	f(nil, "-data-dir", dir, "-max-header", "16 bananas")
+	f([]string{"HOOKGATE_BUFFER_BODY=-1"}, "-data-dir", dir)
+}
+
+// TestSizesWithUnits: sizes take units, on the command line and in the
+// environment; an unknown HOOKGATE_ variable is named in a warning.
+func TestSizesWithUnits(t *testing.T) {
+	g := startGatewayEnv(t, []string{"HOOKGATE_BUFFER_BODY=64KiB", "HOOKGATE_NO_SUCH_SETTING=1"},
+		"-data-dir", t.TempDir(), "-max-header", "32KiB", "-max-body", "1GB", "-min-free-disk", "1MiB")
+	g.logs.waitFor(t, "HOOKGATE_NO_SUCH_SETTING", g.exited)
+	if exit, _ := g.stop(t, syscall.SIGTERM, patience); exit != 0 {
+		t.Fatalf("exit %d", exit)
+	}
 }
 
 // TestStartChangeShutdown runs the real binary in front of the demo

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestParseSize: plain numbers and every unit, any case and spacing;
+// nonsense, negative and overflowing sizes are refused.
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"65536": 65536, "64KiB": 64 << 10, "64kib": 64 << 10, " 16 MiB ": 16 << 20, "1GiB": 1 << 30,
+		"64kB": 64000, "2MB": 2e6, "3gb": 3e9, "12B": 12, "0": 0,
+	} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "KiB", "-1", "1.5MiB", "64 KiBs", "1TiB", "99999999999999999999GiB", "18446744073709551615KiB"} {
+		if n, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) = %d; want an error", bad, n)
+		}
+	}
+	var small int
+	if err := (byteSize[int]{&small}).Set("16EiB"); err == nil {
+		t.Error("an int flag took 16EiB")
+	}
+	if s := (byteSize[int]{&small}).String(); s != "0" {
+		t.Errorf("String of 0 = %q", s)
+	}
+}
+
+// FuzzParseSize: whatever it is given, parseSize never panics, and what
+// it reads formats and reads back to the same size.
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"64KiB", "1GiB", "12", "3MB", "", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseSize(s)
+		if err != nil {
+			return
+		}
+		back, err := parseSize(formatSize(n))
+		if err != nil || back != n {
+			t.Fatalf("%q = %d, formatted %q, read back %d, %v", s, n, formatSize(n), back, err)
+		}
+		if strings.TrimSpace(s) == "" {
+			t.Fatalf("an empty size was read as %d", n)
+		}
+	})
+}
