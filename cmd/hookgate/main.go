@@ -65,6 +65,9 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGOGC)
 	}
+	// # HELP and # TYPE for every family, so that Prometheus records
+	// each one's type (its metadata API) and promtool accepts the page.
+	metrics.ExposeMetadata(true)
 	var c config
 	fs := flag.NewFlagSet("hookgate", flag.ExitOnError)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` the proxy listens on, host:port (use :8080 for every interface)")

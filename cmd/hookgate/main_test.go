@@ -501,7 +501,8 @@ func TestStartChangeShutdown(t *testing.T) {
 }
 
 // TestVersionHangUpBuildInfo: -version prints the build's version and
-// Go version; /metrics carries hookgate_build_info; SIGHUP no longer kills
+// Go version; /metrics carries hookgate_build_info, and a # TYPE line for
+// every family; SIGHUP no longer kills
 // hookgate (its default action): it is logged, hookgate goes on serving,
 // and SIGTERM still stops it gracefully.
 func TestVersionHangUpBuildInfo(t *testing.T) {
@@ -518,6 +519,31 @@ func TestVersionHangUpBuildInfo(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "hookgate_build_info{version=") {
 		t.Fatal("/metrics has no hookgate_build_info")
+	}
+	// Every family has its # TYPE (and # HELP) line.
+	typed := map[string]bool{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			typed[strings.Fields(f)[0]] = true
+		}
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name := strings.FieldsFunc(line, func(r rune) bool { return r == '{' || r == ' ' })[0]
+		base := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if !typed[base] {
+				base = strings.TrimSuffix(name, suffix)
+			}
+		}
+		if !typed[base] {
+			t.Errorf("%s has no # TYPE line", name)
+		}
+	}
+	if !strings.Contains(string(body), "# HELP hookgate_build_info") {
+		t.Error("no # HELP line for hookgate_build_info")
 	}
 	g.cmd.Process.Signal(syscall.SIGHUP)
 	g.logs.waitFor(t, "SIGHUP", g.exited)
