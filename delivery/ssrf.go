@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"net/netip"
+	"strings"
 )
 
 // nonGlobal lists special-purpose ranges (IANA IPv4 and IPv6
@@ -87,4 +88,20 @@ func Global(ip netip.Addr) bool {
 		}
 	}
 	return true
+}
+
+// Reachable tells, without resolving any name, whether notifications may
+// go to host: for an address (or localhost) that the guard refuses, it
+// returns why; a name is left to the check made when the client
+// connects. The webhooks API refuses such a URL at creation.
+func (g Guard) Reachable(host string) string {
+	h := strings.ToLower(host)
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		h = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(h)
+	if err != nil || g.Allowed(ip) {
+		return ""
+	}
+	return "url points to " + ip.String() + ", a private or special-purpose address that notifications may not reach (the operator's -allow-cidrs can allow a range)"
 }

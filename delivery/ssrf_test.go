@@ -51,3 +51,22 @@ func FuzzGuard(f *testing.F) {
 		}
 	})
 }
+
+// TestGuardReachable: addresses the guard refuses are named, localhost
+// among them; an allowed range, a public address and a name pass.
+func TestGuardReachable(t *testing.T) {
+	g := Guard{}
+	for _, host := range []string{"169.254.169.254", "127.0.0.1", "localhost", "api.localhost", "10.0.0.1", "::1", "fd00::1", "::ffff:192.168.1.1"} {
+		if msg := g.Reachable(host); msg == "" {
+			t.Errorf("%s passed", host)
+		}
+	}
+	for _, host := range []string{"93.184.215.14", "example.com", "2606:4700::1111"} {
+		if msg := g.Reachable(host); msg != "" {
+			t.Errorf("%s refused: %s", host, msg)
+		}
+	}
+	if msg := (Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}).Reachable("localhost"); msg != "" {
+		t.Errorf("localhost refused with 127.0.0.0/8 allowed: %s", msg)
+	}
+}

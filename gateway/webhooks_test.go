@@ -770,3 +770,22 @@ func TestWebhooksFormOverride(t *testing.T) {
 		t.Fatalf("form update: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestCreateRefusesUnreachableAddress: a URL aimed at an address the
+// delivery client refuses (a cloud metadata address, loopback when not
+// allowed) is refused at creation, in Pryv's parameter error shape,
+// rather than stored to fail at every delivery; an allowed range and a
+// name pass.
+func TestCreateRefusesUnreachableAddress(t *testing.T) {
+	e := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{Reachable: delivery.Guard{}.Reachable})
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data", "http://127.0.0.1:9/x", "http://localhost/x", "http://[::1]/x"} {
+		v := e.call(t, "POST", "/alice/webhooks", "alice-app", `{"url":"`+u+`"}`, 400)
+		if errID(v) != "invalid-parameters-format" || !strings.Contains(fmt.Sprint(v), "private or special-purpose") {
+			t.Errorf("%s: %v", u, v)
+		}
+	}
+	e.create(t, "alice-app", "https://receiver.example/hook")
+	allowed := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{
+		Reachable: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}.Reachable})
+	allowed.create(t, "alice-app", "http://127.0.0.1:9/x")
+}

@@ -331,6 +331,7 @@ func run(c config, log *slog.Logger) error {
 		MaxRetriesCeiling:  c.maxRetriesCeiling,
 		MaxPerAccess:       c.maxPerAccess,
 		Tester:             outbound,
+		Reachable:          delivery.Guard{Allow: allow}.Reachable,
 		Meta:               meta,
 	})
 	engine, err := delivery.NewEngine(delivery.EngineOptions{

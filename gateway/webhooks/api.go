@@ -46,6 +46,11 @@ type Options struct {
 	Tester Tester
 	// Meta goes into the test notification.
 	Meta core.Meta
+	// Reachable, if set, tells whether notifications may go to a URL's
+	// host: an address the delivery client refuses (private, link-local,
+	// a cloud metadata address) is refused at creation, rather than
+	// stored and failed at every delivery. It returns why not, or "".
+	Reachable func(host string) string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }

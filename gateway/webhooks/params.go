@@ -79,6 +79,8 @@ func (a *API) parseCreate(params []byte) (createParams, *Error) {
 	default:
 		if msg := checkURL(c.url); msg != "" {
 			errs = append(errs, paramError{"INVALID_FORMAT", []string{"url"}, msg, "#/url"})
+		} else if msg := a.unreachable(c.url); msg != "" {
+			errs = append(errs, paramError{"INVALID_FORMAT", []string{"url"}, msg, "#/url"})
 		}
 	}
 	if raw, ok := m["minIntervalMs"]; ok {
@@ -125,6 +127,19 @@ func checkState(raw json.RawMessage, dst *string) *paramError {
 			`state must be "active" or "inactive"`, "#/state"}
 	}
 	return nil
+}
+
+// unreachable returns why notifications cannot go to u's host (u is a
+// valid URL), or "".
+func (a *API) unreachable(u string) string {
+	if a.opts.Reachable == nil {
+		return ""
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return a.opts.Reachable(p.Hostname())
 }
 
 // checkURL returns why u is not an absolute http(s) URL, or "".
