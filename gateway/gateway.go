@@ -98,7 +98,7 @@ func New(o Options) (*Gateway, error) {
 		ErrorHandler:                 g.serverError,
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
-		Logger:                       fasthttpLogger{o.Logger.With("component", "server")},
+		Logger:                       newFasthttpLogger(o.Logger.With("component", "server")),
 	}
 	return g, nil
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/core"
 )
 
 // hopHeaders are dropped in both directions (RFC 9110 §7.6.1), with any
@@ -223,7 +225,22 @@ func (g *Gateway) writeError(ctx *fasthttp.RequestCtx, status int, id, message s
 	g.setCORS(ctx)
 }
 
-// fasthttpLogger sends fasthttp's messages to slog.
-type fasthttpLogger struct{ l *slog.Logger }
+// fasthttpLogger sends fasthttp's messages to slog, at most one a second
+// with a count of those held back: a client that opens and drops ten
+// thousand connections must not write ten thousand lines.
+type fasthttpLogger struct {
+	l        *slog.Logger
+	throttle core.Throttle
+}
 
-func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Warn(fmt.Sprintf(format, args...)) }
+func newFasthttpLogger(l *slog.Logger) *fasthttpLogger {
+	f := &fasthttpLogger{l: l}
+	f.throttle.Every = time.Second
+	return f
+}
+
+func (f *fasthttpLogger) Printf(format string, args ...any) {
+	if f.throttle.Allow() {
+		f.l.Warn(fmt.Sprintf(format, args...), "suppressed", f.throttle.Suppressed())
+	}
+}
