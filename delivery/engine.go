@@ -111,6 +111,7 @@ type Engine struct {
 	redispatch   bool   // a write error stopped dispatch: markers from cursor+1 wait
 	unacked      uint64 // markers dispatched whose acknowledgement failed, up to this one
 	errLog       core.Throttle
+	failLog      core.Throttle // failed deliveries: at most one line in 10 s
 	inflight     sync.WaitGroup
 	serial       uint64
 
@@ -350,6 +351,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	}
 	e.retire = retire
 	e.errLog.Every = 10 * time.Second
+	e.failLog.Every = 10 * time.Second
 	e.stored = pending
 	e.started = o.Now().UnixNano()
 	o.Webhooks.OnChange(func(c state.Change) {
@@ -772,9 +774,21 @@ func (e *Engine) outcome(r result) {
 		iv := sl.Interval
 		jitter := time.Duration(rand.Int64N(int64(min(e.opts.MaxJitter, iv/10)) + 1))
 		deactivate = sl.Failed(now, r.retryAfter, jitter)
+		if e.failLog.Allow() {
+			e.opts.Logger.Warn("a delivery failed; it will be retried", "webhook", id, "host", r.q.host, "status", r.status,
+				"err", r.err, "retries", sl.Retries, "maxRetries", sl.MaxRetries, "suppressed", e.failLog.Suppressed())
+		}
 	}
 	if deactivate {
 		sl.Inactive = true
+		reason := "its access was deleted"
+		switch {
+		case r.status == 410:
+			reason = "the receiver answered 410 Gone"
+		case !ok:
+			reason = "maxRetries failed attempts in a row"
+		}
+		e.opts.Logger.Warn("webhook deactivated", "webhook", id, "host", r.q.host, "reason", reason, "status", r.status, "err", r.err)
 		delete(e.retire, id) // done with, whatever the reason
 		deactivations.Inc()
 	}

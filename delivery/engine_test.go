@@ -1,7 +1,9 @@
 package delivery
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -264,6 +266,24 @@ func verifyAll(t *testing.T, secret string, posts []hit) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for the engine's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // signedHook creates an active signed webhook of alice to url, with an
 // interval of 100ms.
 func (r *rig) signedHook(t *testing.T, url string) *core.Webhook {
@@ -444,12 +464,19 @@ func TestRetriesDeactivationReactivation(t *testing.T) {
 	rc := newReceiver(t)
 	rc.status.Store(500)
 	synctest.Test(t, func(t *testing.T) {
-		r := newRig(t, t.TempDir(), EngineOptions{})
+		var logs syncBuffer
+		r := newRig(t, t.TempDir(), EngineOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		w := r.hook("alice", "a", rc.url(), 200*time.Millisecond, 3)
 		r.start()
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		wantCount(t, "after giving up", rc, 4) // maxRetries 3, plus the first attempt
+		// The operator is told: a failure (one line in 10 s at most), and
+		// the deactivation with its reason.
+		if l := logs.String(); strings.Count(l, "a delivery failed") < 1 || strings.Count(l, "webhook deactivated") != 1 ||
+			!strings.Contains(l, "maxRetries failed attempts") || !strings.Contains(l, w.ID) {
+			t.Fatalf("logs:\n%s", l)
+		}
 		at := r.sender.times(rc.url())
 		for i := 1; i < 4; i++ {
 			// Pryv's linear backoff, plus at most a tenth of the interval
