@@ -102,7 +102,7 @@ func TestOperationsDocuments(t *testing.T) {
 		}
 		sort.Strings(got)
 		want := []string{"DELETE /{username}/webhooks/{id}", "GET /{username}/webhooks", "GET /{username}/webhooks/{id}",
-			"POST /{username}/webhooks", "POST /{username}/webhooks/{id}/test", "PUT /{username}/webhooks/{id}"}
+			"POST /{username}/", "POST /{username}/webhooks", "POST /{username}/webhooks/{id}/test", "PUT /{username}/webhooks/{id}"}
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("documented routes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
@@ -157,6 +157,7 @@ func TestOperationsDocuments(t *testing.T) {
 		check("PUT", "/{username}/webhooks/{id}", "/alice/webhooks/"+id, `{"state":"active"}`)
 		check("POST", "/{username}/webhooks/{id}/test", "/alice/webhooks/"+id+"/test", "")
 		check("DELETE", "/{username}/webhooks/{id}", "/alice/webhooks/"+id, "")
+		check("POST", "/{username}/", "/alice/", `[{"method":"webhooks.get","params":{}},{"method":"events.create","params":{"streamIds":["diary"],"type":"note/txt"}}]`)
 	})
 	if exit, _ := g.stop(t, syscall.SIGTERM, patience); exit != 0 {
 		t.Errorf("exit %d after SIGTERM", exit)
