@@ -11,12 +11,12 @@ import (
 // OpsHandler serves /metrics (Prometheus text), /healthz (the process is
 // up), /readyz (the change queue takes markers, the upstream answers and
 // the webhooks are loaded)
-// and Go's profiles under /debug/pprof/. It is meant for a separate,
-// internal listener: on the proxy's own port these paths would shadow
-// usernames, and profiles are not for the public.
+// and, with Options.Pprof, Go's profiles under /debug/pprof/. It is
+// meant for a separate, internal listener: on the proxy's own port these
+// paths would shadow usernames, and profiles are not for the public.
 func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
+		if g.opts.Pprof && strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
 			pprofhandler.PprofHandler(ctx)
 			return
 		}

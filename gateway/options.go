@@ -64,6 +64,10 @@ type Options struct {
 	// MaxConnsPerUpstream caps open connections to each upstream address.
 	// Requests wait for a free one up to UpstreamTimeout. Default 1024.
 	MaxConnsPerUpstream int
+	// Pprof serves Go's profiles under /debug/pprof/ on the operations
+	// handler. Default off: a profile costs CPU, and the operations port
+	// is often opened to a scraper.
+	Pprof bool
 	// MaxIdleConnDuration closes pooled upstream connections idle this
 	// long. Default 4s: below Node's keep-alive timeout (5 s, Pryv's
 	// default), so that hookgate closes an idle connection before the

@@ -88,8 +88,10 @@ func TestOpsHandler(t *testing.T) {
 	f("/healthz", 200, "ok")
 	f("/readyz", 200, "queue: ok")
 	f("/metrics", 200, "hookgate_markers_written_total")
-	f("/debug/pprof/goroutine?debug=1", 200, "goroutine")
+	f("/debug/pprof/goroutine?debug=1", 404, "not found") // off unless asked for
 	f("/nope", 404, "not found")
+	g.opts.Pprof = true
+	f("/debug/pprof/goroutine?debug=1", 200, "goroutine")
 	g.lastMarkFail.Store(2)
 	f("/readyz", 503, "queue: failing")
 }

@@ -39,6 +39,7 @@ type config struct {
 	secretsKeyFile                                                             string
 	apiVersion, serial, logLevel, logFormat                                    string
 	fixVersion, fixSerial                                                      bool // -api-version, -serial given: not learned
+	pprof                                                                      bool
 	upstreamTimeout, dialTimeout, readTimeout, writeTimeout, idleTimeout       time.Duration
 	upstreamIdle                                                               time.Duration
 	shutdownTimeout                                                            time.Duration
@@ -80,6 +81,7 @@ func main() {
 	fs.BoolVar(&c.accountChanges, "account-changes", false, "also notify accountChanged for account and password changes (Pryv table only)")
 	fs.DurationVar(&c.upstreamTimeout, "upstream-timeout", 30*time.Second, "`duration` allowed for one upstream exchange, streamed bodies included; past it the client gets 504")
 	fs.DurationVar(&c.dialTimeout, "dial-timeout", 3*time.Second, "`duration` allowed to connect to the upstream; past it the client gets 504")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's profiles under /debug/pprof/ on -ops-listen")
 	fs.DurationVar(&c.upstreamIdle, "upstream-idle-timeout", 4*time.Second, "`duration` a pooled upstream connection may stay idle; keep it below the upstream's own keep-alive timeout (Node's default: 5 s)")
 	fs.DurationVar(&c.readTimeout, "read-timeout", 60*time.Second, "`duration` allowed to read a client's request, body included")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 60*time.Second, "`duration` allowed to write a response to a client, body included")
@@ -265,6 +267,7 @@ func run(c config, log *slog.Logger) error {
 		UpstreamTimeout:     c.upstreamTimeout,
 		DialTimeout:         c.dialTimeout,
 		MaxIdleConnDuration: c.upstreamIdle,
+		Pprof:               c.pprof,
 		MaxConnsPerUpstream: c.maxConns,
 		MaxBodySize:         c.maxBody,
 		MaxHeaderSize:       c.maxHeader,

@@ -45,7 +45,7 @@ func startHookgate(bin, dataDir, upstream, logPath string) (*hookgate, error) {
 	}
 	defer logf.Close() // the child holds its own copy
 	cmd := exec.Command(bin, "-listen", api, "-ops-listen", ops, "-upstream", upstream,
-		"-data-dir", dataDir, "-allow-cidrs", "127.0.0.0/8")
+		"-data-dir", dataDir, "-allow-cidrs", "127.0.0.0/8", "-pprof") // -profile reads /debug/pprof/
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	h := &hookgate{cmd: cmd, api: api, ops: ops, logPath: logPath, done: make(chan struct{})}
