@@ -7,7 +7,7 @@ LISTEN    ?= 127.0.0.1:8080
 OPS       ?= 127.0.0.1:9090
 UPSTREAM  ?= 127.0.0.1:3000
 
-.PHONY: all build run test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke scale
+.PHONY: promtool alerts all build run test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke scale
 
 all: build
 
@@ -73,6 +73,19 @@ bench-compare: benchstat
 
 K6_VERSION ?= v1.8.1
 K6 ?= $(shell $(GO) env GOPATH)/bin/k6
+
+PROMTOOL_VERSION ?= v0.316.0
+PROMTOOL ?= $(shell $(GO) env GOPATH)/bin/promtool
+
+## promtool: install Prometheus's promtool ($(PROMTOOL_VERSION), from the Go module proxy: about 7 min the first time).
+promtool:
+	@test -x $(PROMTOOL) || (cd /tmp && $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION))
+
+## alerts: check and test the alert rules (deploy/prometheus), and lint hookgate's own families of a live /metrics with promtool.
+alerts: promtool build
+	$(PROMTOOL) check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && $(PROMTOOL) test rules alerts_test.yml
+	@bash scripts/check-metrics.sh $(BIN)/hookgate $(PROMTOOL)
 
 ## k6: install k6 $(K6_VERSION) from the Go module proxy (about 75 s the first time).
 k6:

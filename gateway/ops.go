@@ -23,7 +23,11 @@ func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 		switch string(ctx.Path()) {
 		case "/metrics":
 			ctx.SetContentType("text/plain; version=0.0.4")
-			metrics.WritePrometheus(ctx, true)
+			hw := &helpWriter{w: ctx}
+			metrics.WritePrometheus(hw, true)
+			if len(hw.line) > 0 {
+				_ = hw.flushLine()
+			}
 		case "/healthz":
 			ctx.SetContentType("text/plain")
 			ctx.WriteString("ok\n")

@@ -542,8 +542,14 @@ func TestVersionHangUpBuildInfo(t *testing.T) {
 			t.Errorf("%s has no # TYPE line", name)
 		}
 	}
-	if !strings.Contains(string(body), "# HELP hookgate_build_info") {
-		t.Error("no # HELP line for hookgate_build_info")
+	// Each of hookgate's own families has its help text.
+	for _, line := range strings.Split(string(body), "\n") {
+		if f, ok := strings.CutPrefix(line, "# HELP hookgate_"); ok && !strings.Contains(f, " ") {
+			t.Errorf("no help text: %q", line)
+		}
+	}
+	if !strings.Contains(string(body), "# HELP hookgate_build_info Always 1") {
+		t.Error("no # HELP text for hookgate_build_info")
 	}
 	g.cmd.Process.Signal(syscall.SIGHUP)
 	g.logs.waitFor(t, "SIGHUP", g.exited)
