@@ -47,7 +47,7 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate FuzzDecodeRecord FuzzDecodeCounters
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
-	@bash scripts/fuzz.sh $(FUZZTIME) ./cmd/hookgate FuzzParseSize
+	@bash scripts/fuzz.sh $(FUZZTIME) ./cmd/hookgate FuzzParseSize FuzzApplyConfig
 
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1

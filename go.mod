@@ -9,6 +9,7 @@ require (
 	github.com/panjf2000/ants/v2 v2.12.1
 	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
 	github.com/valyala/fasthttp v1.77.0
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+	"gopkg.in/yaml.v3"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/delivery"
@@ -121,6 +123,13 @@ func main() {
 		fmt.Fprintf(fs.Output(), "Usage: hookgate [flags]\n\nEvery flag can also be set with the environment variable HOOKGATE_<NAME>,\nfor example HOOKGATE_UPSTREAM_TIMEOUT=10s; a flag on the command line wins.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	fs.String("config", "", "YAML `file` of settings, each key a flag's name (upstream-timeout: 10s); the environment, then the command line, win over it")
+	if path := configPath(os.Args[1:]); path != "" {
+		if err := applyConfig(fs, path); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
 	if err := applyEnv(fs); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -165,6 +174,71 @@ func unknownEnv(fs *flag.FlagSet) []string {
 		}
 	}
 	return out
+}
+
+// configPath returns the -config file named on the command line, or by
+// HOOKGATE_CONFIG, or "". It is read before the environment and the
+// command line, which win over it.
+func configPath(args []string) string {
+	path := os.Getenv("HOOKGATE_CONFIG")
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "config" || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if hasValue {
+			path = value
+		} else if i+1 < len(args) {
+			path = args[i+1]
+		}
+	}
+	return path
+}
+
+// applyConfig sets flags from the YAML file at path: a map whose keys are
+// flag names and whose values are what the flag takes (a list is joined
+// with commas, for -upstream). An unknown key or a bad value is an error,
+// as an unknown flag is.
+func applyConfig(fs *flag.FlagSet, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("-config: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("-config %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f := fs.Lookup(k)
+		if f == nil || k == "config" {
+			return fmt.Errorf("-config %s: unknown setting %q (settings are flag names: hookgate -help)", path, k)
+		}
+		var v string
+		switch x := m[k].(type) {
+		case nil:
+			return fmt.Errorf("-config %s: %s has no value", path, k)
+		case []any:
+			parts := make([]string, len(x))
+			for i, p := range x {
+				parts[i] = fmt.Sprint(p)
+			}
+			v = strings.Join(parts, ",")
+		default:
+			v = fmt.Sprint(x)
+		}
+		if err := f.Value.Set(v); err != nil {
+			return fmt.Errorf("-config %s: %s: %q: %w", path, k, v, err)
+		}
+	}
+	return nil
 }
 
 // applyEnv sets each flag from HOOKGATE_<NAME> when that variable is set.
@@ -513,8 +587,8 @@ func learnMeta(ctx context.Context, g *gateway.Gateway, meta core.Meta, log *slo
 }
 
 // ignoreHangUp keeps SIGHUP from killing hookgate (its default action):
-// with no configuration file to reload, it is logged and ignored, and a
-// stop stays graceful (SIGINT, SIGTERM).
+// settings are not reloaded, so it is logged and ignored, and a stop
+// stays graceful (SIGINT, SIGTERM).
 func ignoreHangUp(ctx context.Context, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -523,7 +597,7 @@ func ignoreHangUp(ctx context.Context, log *slog.Logger) {
 		for {
 			select {
 			case <-hup:
-				log.Info("SIGHUP: no configuration file to reload; hookgate goes on (SIGTERM stops it gracefully)")
+				log.Info("SIGHUP: hookgate does not reload its settings and goes on; restart it to apply a changed -config (SIGTERM stops it gracefully)")
 			case <-ctx.Done():
 				return
 			}

@@ -558,3 +558,44 @@ func TestVersionHangUpBuildInfo(t *testing.T) {
 		t.Fatalf("exit code %d after SIGTERM; want 0", exit)
 	}
 }
+
+// TestConfigFile: settings come from a YAML file of flag names; the
+// environment wins over it, and the command line over both; an unknown
+// key or a bad value stops hookgate with an error naming it.
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hookgate.yaml")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("log-format: json\nmax-header: 32KiB\nupstream-timeout: 10s\nupstream: [127.0.0.1:3000, 127.0.0.1:3001]\naccount-changes: true\n")
+	g := startGateway(t, "-config", cfg, "-data-dir", filepath.Join(dir, "a"))
+	g.logs.waitFor(t, `"msg":"hookgate listening`, g.exited) // JSON, from the file
+	g.stop(t, syscall.SIGTERM, patience)
+
+	// The environment wins over the file, the command line over both.
+	g = startGatewayEnv(t, []string{"HOOKGATE_LOG_FORMAT=text"}, "-config", cfg, "-data-dir", filepath.Join(dir, "b"))
+	g.logs.waitFor(t, `msg="hookgate listening`, g.exited)
+	g.stop(t, syscall.SIGTERM, patience)
+	g = startGatewayEnv(t, []string{"HOOKGATE_LOG_FORMAT=text", "HOOKGATE_CONFIG=" + cfg}, "-log-format", "json", "-data-dir", filepath.Join(dir, "c"))
+	g.logs.waitFor(t, `"msg":"hookgate listening`, g.exited)
+	g.stop(t, syscall.SIGTERM, patience)
+
+	for body, want := range map[string]string{
+		"upstream-timeot: 10s\n":   `unknown setting "upstream-timeot"`,
+		"max-header: 16 bananas\n": "max-header",
+		"durability: maybe\n":      "durability",
+		"log-format: [json\n":      "yaml",
+		"config: other.yaml\n":     `unknown setting "config"`,
+	} {
+		write(body)
+		out, err := runBinary(t, nil, "-config", cfg, "-data-dir", filepath.Join(dir, "d"))
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), want) {
+			t.Errorf("config %q: exit %v, %q; want an error exit naming %q", body, err, out, want)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,5 +51,32 @@ func FuzzParseSize(f *testing.F) {
 		if strings.TrimSpace(s) == "" {
 			t.Fatalf("an empty size was read as %d", n)
 		}
+	})
+}
+
+// FuzzApplyConfig: whatever a config file holds, applyConfig returns an
+// error or sets flags; it never panics, and never sets a flag to a value
+// the flag refused.
+func FuzzApplyConfig(f *testing.F) {
+	for _, s := range []string{"max-header: 32KiB\n", "upstream: [a:1, b:2]\n", "x: 1\n", "max-header:\n", "- 1\n- 2\n", "{", "timeout: 1s\nmax-header: 1KiB\n"} {
+		f.Add(s)
+	}
+	path := filepath.Join(f.TempDir(), "c.yaml")
+	f.Fuzz(func(t *testing.T, body string) {
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		header := 16 << 10
+		fs.Var(byteSize[int]{&header}, "max-header", "")
+		upstream := fs.String("upstream", "", "")
+		timeout := fs.Duration("timeout", 0, "")
+		if err := applyConfig(fs, path); err != nil {
+			return
+		}
+		if header < 0 || *timeout < 0 && !strings.Contains(body, "-") {
+			t.Fatalf("%q set max-header %d, timeout %s", body, header, *timeout)
+		}
+		_ = upstream
 	})
 }
