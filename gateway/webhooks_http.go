@@ -143,9 +143,10 @@ func (g *Gateway) webhooksUnavailable(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1") // after writeError, which resets the answer
 }
 
-// serveMixedBatch answers a batch call holding webhooks.* calls: those
-// are run here, the others go upstream as one batch, and the results come
-// back in the original order in one answer, as Pryv gives them.
+// serveMixedBatch answers a batch call holding webhooks.* calls, in
+// order, as Pryv runs it: those are run here, each run of consecutive
+// other calls goes upstream as one batch, and the results come back in
+// the original order in one answer.
 func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries []batchEntry, raws []json.RawMessage, formAuth string) {
 	defer g.setCORS(ctx)
 	api := g.webhooksAPI()
@@ -157,11 +158,13 @@ func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries
 	if !ok {
 		return
 	}
-	// In order, as Pryv runs a batch: each run of consecutive calls that
-	// are not webhooks.* goes upstream as one batch, and its changes are
-	// recorded before the next call runs, so that [webhooks.create,
-	// events.create] notifies the new webhook and [events.create,
-	// webhooks.create] does not.
+	// Each part upstream has its changes recorded before the next call
+	// runs, so that [webhooks.create, events.create] notifies the new
+	// webhook and [events.create, webhooks.create] does not. The client's
+	// request is prepared for the upstream once, for every part.
+	if g.prepareRequest(ctx) {
+		defer ctx.SetConnectionClose()
+	}
 	results := make([][]byte, len(entries))
 	for i := 0; i < len(entries); {
 		if webhooks.IsMethod(entries[i].Method) {
@@ -209,10 +212,8 @@ func (g *Gateway) serveMixedBatch(ctx *fasthttp.RequestCtx, user []byte, entries
 // nextMillisecond returns once the clock's millisecond has changed: a
 // millisecond at most.
 func nextMillisecond() {
-	ms := time.Now().UnixMilli()
-	for time.Now().UnixMilli() == ms {
-		time.Sleep(100 * time.Microsecond)
-	}
+	now := time.Now()
+	time.Sleep(time.UnixMilli(now.UnixMilli() + 1).Sub(now))
 }
 
 // forwardSegment sends calls, consecutive calls of a batch that are not
@@ -258,10 +259,10 @@ func (g *Gateway) forwardSegment(ctx *fasthttp.RequestCtx, user []byte, calls []
 }
 
 // forwardBatch sends the batch body sub upstream with the client's
-// headers. ok is false when the client has been answered already: an
-// upstream failure, or a refusal of the whole batch (passed through).
+// headers, which the caller has prepared (prepareRequest). ok is false
+// when the client has been answered already: an upstream failure, or a
+// refusal of the whole batch (passed through).
 func (g *Gateway) forwardBatch(ctx *fasthttp.RequestCtx, sub []byte, formAuth string) (int, []byte, bool) {
-	clientClose := g.prepareRequest(ctx)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -273,9 +274,6 @@ func (g *Gateway) forwardBatch(ctx *fasthttp.RequestCtx, sub []byte, formAuth st
 	}
 	req.SetBodyRaw(sub)
 	err := g.doUpstream(req, resp)
-	if clientClose {
-		ctx.SetConnectionClose()
-	}
 	if err != nil {
 		g.lastUpFail.Store(time.Now().UnixNano())
 		g.upstreamError(ctx, err)

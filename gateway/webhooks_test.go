@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -788,4 +789,52 @@ func TestCreateRefusesUnreachableAddress(t *testing.T) {
 	allowed := startWebhooks(t, t.TempDir(), Options{}, webhooks.Options{
 		Reachable: delivery.Guard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}.Reachable})
 	allowed.create(t, "alice-app", "http://127.0.0.1:9/x")
+}
+
+// TestMixedBatchForwardsOnce: a batch that goes upstream in several parts
+// sends each part with the client's request as the proxy prepares it
+// once: one X-Forwarded-For address, not one more per part.
+func TestMixedBatchForwardsOnce(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	demo := startDemo(t)
+	up := serve(t, &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/alice/" && ctx.IsPost() {
+			mu.Lock()
+			seen = append(seen, string(ctx.Request.Header.Peek(fasthttp.HeaderXForwardedFor)))
+			mu.Unlock()
+			ctx.SetContentType("application/json")
+			ctx.SetBodyString(`{"results":[{"stream":{"id":"s"}}],"meta":{"apiVersion":"1.9.3","serverTime":1,"serial":"x"}}`)
+			return
+		}
+		var c fasthttp.Client
+		req, resp := &ctx.Request, &ctx.Response
+		req.SetHost(demo)
+		req.URI().SetHost(demo)
+		if err := c.Do(req, resp); err != nil {
+			ctx.Error(err.Error(), 502)
+		}
+	}})
+	e := startWebhooks(t, t.TempDir(), Options{Upstreams: []string{up}}, webhooks.Options{})
+	get := `{"method":"webhooks.get","params":{}}`
+	stream := `{"method":"streams.create","params":{"name":"x"}}`
+	e.call(t, "POST", "/alice/", "alice-app", "["+stream+","+get+","+stream+","+get+","+stream+"]", 200)
+	// A client that asks to close has its connection closed after the
+	// answer, as for any request.
+	body := "[" + get + "," + stream + "]"
+	resp, _ := rawDo(t, e.addr, "POST /alice/ HTTP/1.1\r\nHost: x\r\nAuthorization: alice-app\r\nContent-Type: application/json\r\n"+
+		"Connection: close\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("batch with Connection: close: %d, close %v", resp.StatusCode, resp.Close)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 4 {
+		t.Fatalf("%d upstream batches; want 4", len(seen))
+	}
+	for i, xff := range seen {
+		if xff != "127.0.0.1" {
+			t.Errorf("part %d went upstream with X-Forwarded-For %q; want the client's address once", i+1, xff)
+		}
+	}
 }
