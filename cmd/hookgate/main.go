@@ -90,19 +90,14 @@ func main() {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "`duration` an idle client keep-alive connection is kept")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "`duration` allowed on SIGINT/SIGTERM for in-flight requests to finish before exit")
 	fs.IntVar(&c.maxConns, "max-upstream-conns", 1024, "`connections` at most to each upstream address")
-	c.maxBody = 1 << 30
-	fs.Var(byteSize[int64]{&c.maxBody}, "max-body", "largest request body in `bytes` forwarded; larger ones get 413; 0 for no limit")
-	c.maxHeader = 16 << 10
-	fs.Var(byteSize[int]{&c.maxHeader}, "max-header", "largest request head (request line and headers) in `bytes`; larger ones get 431")
+	sizeVar(fs, &c.maxBody, "max-body", 1<<30, "largest request body in `bytes` forwarded; larger ones get 413; 0 for no limit")
+	sizeVar(fs, &c.maxHeader, "max-header", 16<<10, "largest request head (request line and headers) in `bytes`; larger ones get 431")
 	fs.IntVar(&c.maxClientConns, "max-client-conns", 10_000, "client `connections` served at once; past it new ones get 503 and are closed")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "client `connections` at once from one IP address; 0 for no cap (clients behind one NAT share an address)")
-	c.bufferBody = 64 << 10
-	fs.Var(byteSize[int]{&c.bufferBody}, "buffer-body", "request bodies up to this many `bytes` are read before forwarding; larger ones are streamed")
+	sizeVar(fs, &c.bufferBody, "buffer-body", 64<<10, "request bodies up to this many `bytes` are read before forwarding; larger ones are streamed")
 	fs.StringVar(&c.secretsKeyFile, "secrets-key-file", "", "`file` holding the key (64 hex digits) that encrypts webhook signing secrets in the database; created with a random key if missing; default secrets.key in -data-dir (keep it elsewhere, e.g. a secrets mount, so that a copy of the data directory alone does not reveal the secrets)")
-	c.minFreeDisk = 256 << 20
-	fs.Var(byteSize[uint64]{&c.minFreeDisk}, "min-free-disk", "`bytes` kept free on the data directory's disk: below it hookgate stops writing (changes are still answered, their markers counted as failed, readiness fails) and resumes once there is room; 0 disables the check")
-	c.maxClassifyBody = 16 << 20
-	fs.Var(byteSize[int]{&c.maxClassifyBody}, "max-classify-body", "largest batch-call or form-override body in `bytes` read to learn what changed; larger ones get 413")
+	sizeVar(fs, &c.minFreeDisk, "min-free-disk", 256<<20, "`bytes` kept free on the data directory's disk: below it hookgate stops writing (changes are still answered, their markers counted as failed, readiness fails) and resumes once there is room; 0 disables the check")
+	sizeVar(fs, &c.maxClassifyBody, "max-classify-body", 16<<20, "largest batch-call or form-override body in `bytes` read to learn what changed; larger ones get 413")
 	fs.IntVar(&c.maxBacklog, "max-backlog", 0, "unacknowledged change markers at most (`count`); 0 means the disk is the limit")
 	fs.IntVar(&c.maxPending, "max-pending", 16384, "change markers at most waiting for the disk (`count`); past it a change is counted as lost and readiness fails")
 	fs.DurationVar(&c.minInterval, "min-interval", 5*time.Second, "`duration` stamped on new webhooks as minIntervalMs: at most one notification per webhook per interval")
@@ -120,7 +115,7 @@ func main() {
 	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "`format` of logs: text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: hookgate [flags]\n\nEvery flag can also be set with the environment variable HOOKGATE_<NAME>,\nfor example HOOKGATE_UPSTREAM_TIMEOUT=10s; a flag on the command line wins.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: hookgate [flags]\n\nEvery flag can also be set with the environment variable HOOKGATE_<NAME>,\nfor example HOOKGATE_UPSTREAM_TIMEOUT=10s, or in the -config file; the\nenvironment wins over the file, and the command line over both.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.String("config", "", "YAML `file` of settings, each key a flag's name (upstream-timeout: 10s); the environment, then the command line, win over it")
@@ -140,7 +135,7 @@ func main() {
 		fmt.Println(versionString())
 		return
 	}
-	fs.Visit(func(f *flag.Flag) { // set on the command line or by HOOKGATE_*
+	fs.Visit(func(f *flag.Flag) { // set on the command line, by HOOKGATE_* or by -config
 		c.fixVersion = c.fixVersion || f.Name == "api-version"
 		c.fixSerial = c.fixSerial || f.Name == "serial"
 	})
@@ -163,9 +158,7 @@ func main() {
 // the test suite's.
 func unknownEnv(fs *flag.FlagSet) []string {
 	known := map[string]bool{"HOOKGATE_REQUIRE_NODE": true}
-	fs.VisitAll(func(f *flag.Flag) {
-		known["HOOKGATE_"+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = true
-	})
+	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
 	var out []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
@@ -234,20 +227,26 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 		default:
 			v = fmt.Sprint(x)
 		}
-		if err := f.Value.Set(v); err != nil {
+		if err := fs.Set(k, v); err != nil { // counted as set, as on the command line
 			return fmt.Errorf("-config %s: %s: %q: %w", path, k, v, err)
 		}
 	}
 	return nil
 }
 
+// envName is the environment variable of flag name: HOOKGATE_ and the
+// name in capitals, dashes as underscores.
+func envName(name string) string {
+	return "HOOKGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
 // applyEnv sets each flag from HOOKGATE_<NAME> when that variable is set.
 func applyEnv(fs *flag.FlagSet) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := "HOOKGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		if v, ok := os.LookupEnv(name); ok && err == nil {
-			if e := f.Value.Set(v); e != nil {
+			if e := fs.Set(f.Name, v); e != nil { // counted as set, as on the command line
 				err = fmt.Errorf("%s=%q: %w", name, v, e)
 			}
 		}

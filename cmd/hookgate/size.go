@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"math"
 	"strconv"
 	"strings"
@@ -11,6 +12,12 @@ import (
 // with a unit: B, kB, MB, GB (powers of 1,000) or KiB, MiB, GiB (powers
 // of 1,024), any case: 65536, 64KiB and 64kib are the same.
 type byteSize[T int | int64 | uint64] struct{ p *T }
+
+// sizeVar defines a size flag: p holds def until the flag is set.
+func sizeVar[T int | int64 | uint64](fs *flag.FlagSet, p *T, name string, def T, usage string) {
+	*p = def
+	fs.Var(byteSize[T]{p}, name, usage)
+}
 
 func (b byteSize[T]) String() string {
 	if b.p == nil {

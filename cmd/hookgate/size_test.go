@@ -80,3 +80,29 @@ func FuzzApplyConfig(f *testing.F) {
 		_ = upstream
 	})
 }
+
+// TestSettingsCountAsSet: a flag set by the config file or the
+// environment counts as set, as one on the command line does: an
+// -api-version given any of these ways stays fixed, not learned.
+func TestSettingsCountAsSet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("api-version: 2.0.0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOOKGATE_SERIAL", "ops")
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.String("api-version", "1.9.3", "")
+	fs.String("serial", "hookgate", "")
+	fs.String("log-level", "info", "")
+	if err := applyConfig(fs, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["api-version"] || !set["serial"] || set["log-level"] {
+		t.Fatalf("flags counted as set: %v; want api-version (file) and serial (environment)", set)
+	}
+}
