@@ -15,7 +15,7 @@ func (g *Gateway) setCORS(ctx *fasthttp.RequestCtx) {
 	req, h := &ctx.Request.Header, &ctx.Response.Header
 	if o := req.Peek(fasthttp.HeaderOrigin); len(o) > 0 {
 		h.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, o)
-		h.Add(fasthttp.HeaderVary, fasthttp.HeaderOrigin)
+		h.Set(fasthttp.HeaderVary, fasthttp.HeaderOrigin) // Set: an answer may pass here twice
 	} else {
 		h.Set(fasthttp.HeaderAccessControlAllowOrigin, "*")
 	}

@@ -38,6 +38,10 @@ func TestCORSPreflightOnWebhooks(t *testing.T) {
 		t.Fatalf("unknown webhook: %d", resp.StatusCode)
 	}
 	wantCORS(t, "an error of the webhooks API", resp.Header, origin, "POST, GET, PUT, DELETE, OPTIONS", "Authorization, Content-Type")
+	resp, _ = do(t, "PATCH", gwURL(e.gw, "/alice/webhooks"), nil, header("Origin", origin)) // no such route: hookgate's own error
+	if v := resp.Header.Values("Vary"); resp.StatusCode != 404 || len(v) != 1 || v[0] != "Origin" {
+		t.Errorf("an unknown webhooks route: %d, Vary %q; want 404 and Vary: Origin once", resp.StatusCode, v)
+	}
 }
 
 // TestCORSOnProxiedAnswers: hookgate's own errors on proxied routes carry

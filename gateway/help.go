@@ -60,6 +60,14 @@ func (h *helpWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Flush writes a last line that had no newline.
+func (h *helpWriter) Flush() error {
+	if len(h.line) == 0 {
+		return nil
+	}
+	return h.flushLine()
+}
+
 func (h *helpWriter) flushLine() error {
 	line := h.line
 	h.line = h.line[:0]

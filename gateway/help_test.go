@@ -18,8 +18,8 @@ func TestHelpWriter(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if len(h.line) > 0 {
-			h.flushLine()
+		if err := h.Flush(); err != nil {
+			t.Fatal(err)
 		}
 		if out.String() != want {
 			t.Fatalf("writes of %d bytes:\n%s\nwant:\n%s", size, out.String(), want)

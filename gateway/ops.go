@@ -25,9 +25,7 @@ func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 			ctx.SetContentType("text/plain; version=0.0.4")
 			hw := &helpWriter{w: ctx}
 			metrics.WritePrometheus(hw, true)
-			if len(hw.line) > 0 {
-				_ = hw.flushLine()
-			}
+			_ = hw.Flush()
 		case "/healthz":
 			ctx.SetContentType("text/plain")
 			ctx.WriteString("ok\n")
