@@ -70,7 +70,6 @@ type Packer struct {
 	text []byte // the unused end of the current block
 
 	added [][]loaded // by Add, in chunks of packSlab
-	n     int        // records in added
 }
 
 const (
@@ -236,7 +235,6 @@ func (k *Packer) Add(w *core.Webhook) {
 	u := p.user()
 	last := &k.added[len(k.added)-1]
 	*last = append(*last, loaded{h: userHash(u), created: p.created, user: u, p: p})
-	k.n++
 }
 
 // NewLoadedIndex returns an index of the records added to ks, taken as
@@ -245,9 +243,11 @@ func NewLoadedIndex(ks ...*Packer) *Index {
 	var parts [][]loaded
 	n := 0
 	for _, k := range ks {
+		for _, part := range k.added {
+			n += len(part)
+		}
 		parts = append(parts, k.added...)
-		n += k.n
-		k.added, k.n = nil, 0
+		k.added = nil
 	}
 	x := &Index{byID: make(map[string]*Packed, n), fresh: map[string]*freshRuns{}}
 	// The two maps are built side by side: each insert into a map is
