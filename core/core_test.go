@@ -70,6 +70,40 @@ func TestMarkerRoundTrip(t *testing.T) {
 	}
 }
 
+func TestMarkerTouches(t *testing.T) {
+	var v Vocabulary
+	ev, _ := v.Add(MsgEventsChanged)
+	st, _ := v.Add(MsgStreamsChanged)
+	touches := []Touch{
+		{Kind: TouchEvent, Streams: []string{"diary", "work"}, Type: "note/txt"},
+		{Kind: TouchEvent}, // unknown: a deletion
+		{Kind: TouchStream, Streams: []string{"child", "diary"}},
+	}
+	for _, deleted := range [][]string{nil, {"acc1"}} {
+		rec := AppendExtras(AppendMarker(nil, 42, []byte("alice"), &v, ev|st), deleted, touches)
+		m, err := DecodeMarker(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(m.Touches, touches) || !reflect.DeepEqual(m.DeletedAccesses, deleted) || len(m.Messages) != 2 {
+			t.Fatalf("decoded %+v", m)
+		}
+		for i := range rec {
+			if _, err := DecodeMarker(rec[:i]); err == nil {
+				t.Fatalf("DecodeMarker accepted a v3 record cut at %d", i)
+			}
+		}
+	}
+	many := make([]Touch, MaxTouches+1)
+	for i := range many {
+		many[i] = Touch{Kind: TouchEvent, Streams: []string{"s"}}
+	}
+	m, err := DecodeMarker(AppendExtras(AppendMarker(nil, 1, []byte("alice"), &v, ev), nil, many))
+	if err != nil || m.Touches != nil {
+		t.Fatalf("past MaxTouches a marker must carry none (every scope matches): %+v, %v", m.Touches, err)
+	}
+}
+
 func TestValidUsername(t *testing.T) {
 	f := func(u string, want bool) {
 		t.Helper()
@@ -159,12 +193,14 @@ func FuzzDecodeMarker(f *testing.F) {
 	f.Add(AppendMarker(nil, 1700000000123456789, []byte("alice"), &v, ev))
 	f.Add([]byte{1, 0, 5, 'a', 'l', 'i', 'c', 'e', 0})
 	f.Add([]byte{})
+	f.Add(AppendExtras(AppendMarker(nil, 1, []byte("alice"), &v, ev), []string{"acc"},
+		[]Touch{{Kind: TouchEvent, Streams: []string{"diary", "work"}, Type: "note/txt"}, {Kind: TouchStream}}))
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		m, err := DecodeMarker(rec)
 		if err != nil {
 			return
 		}
-		if got := AppendDeletedAccesses(AppendMarkerNames(nil, m.Time, m.User, m.Messages), m.DeletedAccesses); string(got) != string(rec) {
+		if got := AppendExtras(AppendMarkerNames(nil, m.Time, m.User, m.Messages), m.DeletedAccesses, m.Touches); string(got) != string(rec) {
 			t.Fatalf("decode/encode of %x gave %x", rec, got)
 		}
 	})

@@ -20,12 +20,25 @@ type Marker struct {
 	// DeletedAccesses are the ids of accesses the change deleted: their
 	// webhooks get this notification, then turn inactive.
 	DeletedAccesses []string
+	// Touches are what the change touched, for scoped webhooks; nil when
+	// the gateway did not look (no scoped webhook of the user) or could
+	// not tell.
+	Touches []Touch
 }
 
 const (
 	markerVersion = 1
 	// markerVersion2 adds the deleted access ids after the messages.
 	markerVersion2 = 2
+	// markerVersion3 adds, after the messages, a byte of flags
+	// (extraDeleted, extraTouches), then the deleted access ids and the
+	// touches the flags announce.
+	markerVersion3 = 3
+)
+
+const (
+	extraDeleted = 1 << iota
+	extraTouches
 )
 
 // Limits of a marker's fields; longer values are refused by AppendMarker's
@@ -77,6 +90,41 @@ func AppendDeletedAccesses(rec []byte, ids []string) []byte {
 	return rec
 }
 
+// AppendExtras turns a marker just written by AppendMarker (the whole of
+// rec) into one that also names deleted accesses and carries touches.
+// Past MaxTouches touches, it carries none, which matches every scope.
+func AppendExtras(rec []byte, deleted []string, touches []Touch) []byte {
+	if len(touches) > MaxTouches {
+		touches = nil
+	}
+	if len(touches) == 0 {
+		return AppendDeletedAccesses(rec, deleted)
+	}
+	rec[0] = markerVersion3
+	flags := byte(extraTouches)
+	if len(deleted) > 0 {
+		flags |= extraDeleted
+	}
+	rec = append(rec, flags)
+	if len(deleted) > 0 {
+		n := min(len(deleted), 255)
+		rec = append(rec, byte(n))
+		for _, id := range deleted[:n] {
+			rec = appendShort(rec, []byte(id))
+		}
+	}
+	rec = append(rec, byte(len(touches)))
+	for _, t := range touches {
+		ss := t.Streams[:min(len(t.Streams), MaxTouchStreams)]
+		rec = append(rec, t.Kind, byte(len(ss)))
+		for _, id := range ss {
+			rec = appendShort(rec, []byte(id))
+		}
+		rec = appendShort(rec, []byte(t.Type))
+	}
+	return rec
+}
+
 // AppendMarkerNames is AppendMarker for messages given by name.
 func AppendMarkerNames(dst []byte, unixNano int64, user string, names []string) []byte {
 	dst = append(dst, markerVersion)
@@ -101,7 +149,7 @@ func appendShort(dst, s []byte) []byte {
 // marker does not reference rec.
 func DecodeMarker(rec []byte) (Marker, error) {
 	var m Marker
-	if len(rec) < 1 || (rec[0] != markerVersion && rec[0] != markerVersion2) {
+	if len(rec) < 1 || rec[0] < markerVersion || rec[0] > markerVersion3 {
 		return m, ErrBadMarker
 	}
 	version := rec[0]
@@ -134,7 +182,18 @@ func DecodeMarker(rec []byte) (Marker, error) {
 		}
 		m.Messages = append(m.Messages, string(name))
 	}
-	if version == markerVersion2 {
+	var flags byte
+	switch version {
+	case markerVersion2:
+		flags = extraDeleted
+	case markerVersion3:
+		// Without touches, a marker is written as version 1 or 2.
+		if len(rec) < 1 || rec[0]&extraTouches == 0 || rec[0]&^(extraDeleted|extraTouches) != 0 {
+			return m, ErrBadMarker
+		}
+		flags, rec = rec[0], rec[1:]
+	}
+	if flags&extraDeleted != 0 {
 		if len(rec) < 1 || rec[0] == 0 {
 			return m, ErrBadMarker
 		}
@@ -149,10 +208,48 @@ func DecodeMarker(rec []byte) (Marker, error) {
 			m.DeletedAccesses = append(m.DeletedAccesses, string(id))
 		}
 	}
+	if flags&extraTouches != 0 {
+		if rec, ok = decodeTouches(&m, rec); !ok {
+			return m, ErrBadMarker
+		}
+	}
 	if len(rec) != 0 {
 		return m, ErrBadMarker
 	}
 	return m, nil
+}
+
+func decodeTouches(m *Marker, rec []byte) ([]byte, bool) {
+	if len(rec) < 1 || rec[0] == 0 || rec[0] > MaxTouches {
+		return nil, false
+	}
+	m.Touches = make([]Touch, rec[0])
+	rec = rec[1:]
+	for i := range m.Touches {
+		if len(rec) < 2 || (rec[0] != TouchEvent && rec[0] != TouchStream) || rec[1] > MaxTouchStreams {
+			return nil, false
+		}
+		t := &m.Touches[i]
+		t.Kind = rec[0]
+		n := int(rec[1])
+		rec = rec[2:]
+		if n > 0 {
+			t.Streams = make([]string, n)
+		}
+		for j := range n {
+			id, rest, ok := readShort(rec)
+			if !ok || len(id) == 0 {
+				return nil, false
+			}
+			t.Streams[j], rec = string(id), rest
+		}
+		typ, rest, ok := readShort(rec)
+		if !ok {
+			return nil, false
+		}
+		t.Type, rec = string(typ), rest
+	}
+	return rec, true
 }
 
 func readShort(b []byte) (s, rest []byte, ok bool) {

@@ -46,6 +46,10 @@ type Webhook struct {
 	// Signed is hookgate's addition: notifications carry Standard
 	// Webhooks signature headers.
 	Signed bool `json:"signed,omitempty"`
+	// Scopes, when set (Pryv v2), limit the webhook to matching changes,
+	// and its messages to the matched scopes' keys. Shared by copies:
+	// never changed, only replaced.
+	Scopes *Scopes `json:"scopes,omitempty"`
 
 	User string `json:"-"`
 	// Secret signs notifications when Signed; shown once, at creation.

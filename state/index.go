@@ -25,6 +25,7 @@ type Index struct {
 	byUser map[string][]*Packed  // creation order
 	fresh  map[string]*freshRuns // recorded since the last TakeDirty
 	active int
+	scoped map[string]int // per user, how many of its webhooks have scopes
 
 	scratch core.Webhook // RecordRun's unpacked record, not allocated per run
 }
@@ -44,6 +45,7 @@ type Packed struct {
 	failCount         int32
 	state             uint8 // stateActive, stateInactive, or 0: the last string of s
 	signed            bool
+	scopes            *core.Scopes // shared, never changed
 }
 
 const (
@@ -107,7 +109,7 @@ func (k *Packer) bytes(n int) []byte {
 // fill packs w into p, its strings in bytes from k, or allocated alone
 // when k is nil.
 func (p *Packed) fill(w *core.Webhook, k *Packer) {
-	*p = Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, lastRun: w.LastRun, signed: w.Signed}
+	*p = Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, lastRun: w.LastRun, signed: w.Signed, scopes: w.Scopes}
 	p.setCounters(CountersOf(w))
 	p.maxRetries = clamp32(w.MaxRetries)
 	strs := [...]string{w.ID, w.User, w.AccessID, w.URL, w.CreatedBy, w.ModifiedBy, w.Secret, ""}
@@ -173,7 +175,8 @@ func (p *Packed) active() bool { return p.state == stateActive }
 func (p *Packed) Unpack(w *core.Webhook) {
 	*w = core.Webhook{ID: p.str(0), User: p.str(1), AccessID: p.str(2), URL: p.str(3), CreatedBy: p.str(4), ModifiedBy: p.str(5), Secret: p.str(6),
 		MinIntervalMs: p.minIntervalMs, MaxRetries: int(p.maxRetries), CurrentRetries: int(p.currentRetries), State: p.stateString(),
-		RunCount: int(p.runCount), FailCount: int(p.failCount), LastRun: p.lastRun, Created: p.created, Modified: p.modified, Signed: p.signed}
+		RunCount: int(p.runCount), FailCount: int(p.failCount), LastRun: p.lastRun, Created: p.created, Modified: p.modified, Signed: p.signed,
+		Scopes: p.scopes}
 }
 
 // webhook returns a new copy of the record, with an empty history.
@@ -262,6 +265,9 @@ func NewLoadedIndex(ks ...*Packer) *Index {
 				x.byID[l.p.ID()] = l.p
 				if l.p.active() {
 					x.active++
+				}
+				if l.p.scopes != nil {
+					x.countScoped(l.user, 1)
 				}
 			}
 		}
@@ -449,7 +455,26 @@ func (x *Index) count(p *Packed, d int) {
 	if p.active() {
 		x.active += d
 	}
+	if p.scopes != nil {
+		x.countScoped(p.user(), d)
+	}
 }
+
+func (x *Index) countScoped(user string, d int) {
+	if x.scoped == nil {
+		x.scoped = map[string]int{}
+	}
+	if n, ok := x.scoped[user]; !ok && d > 0 {
+		x.scoped[strings.Clone(user)] = d // not a part of a record that may go
+	} else if n+d > 0 {
+		x.scoped[user] = n + d
+	} else {
+		delete(x.scoped, user)
+	}
+}
+
+// Scoped reports whether any webhook of user has scopes, active or not.
+func (x *Index) Scoped(user string) bool { return x.scoped[user] > 0 }
 
 func byCreation(a, b *Packed) int {
 	if c := cmp.Compare(a.created, b.created); c != 0 {

@@ -227,3 +227,10 @@ func (p *MemPending) Write(ws []PendingWrite) (int, error) {
 
 // Sync implements Pending.
 func (p *MemPending) Sync() error { return nil }
+
+// Scoped implements Registry.
+func (m *Memory) Scoped(user string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.x.Scoped(user)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"unsafe"
 
 	json "github.com/goccy/go-json"
@@ -24,6 +25,9 @@ import (
 //	8 bytes  lastRun.timestamp, created, modified (float64 bits)
 //	strings  id, user, accessId, url, [createdBy], [modifiedBy],
 //	         secret (sealed when the store has a key), [state]
+//	[scopes] uvarint count, then per scope: key, kind, and three lists
+//	         of strings (streams, types, the prepared streams), each a
+//	         uvarint count and its strings
 //
 // each string as a uvarint length and its bytes. Records written as JSON
 // (stored, first byte '{') by earlier versions are read too, and written
@@ -34,6 +38,7 @@ const (
 	flagSigned = 1 << iota
 	flagCreatedByAccess
 	flagModifiedByCreator
+	flagScoped
 )
 
 // maxRecord bounds a record's length: far above any valid webhook (its
@@ -52,6 +57,9 @@ func appendRecord(b []byte, w *core.Webhook, secret string) []byte {
 	}
 	if w.ModifiedBy == w.CreatedBy {
 		flags |= flagModifiedByCreator
+	}
+	if w.Scopes != nil {
+		flags |= flagScoped
 	}
 	switch w.State {
 	case core.StateActive:
@@ -79,10 +87,26 @@ func appendRecord(b []byte, w *core.Webhook, secret string) []byte {
 		strs = append(strs, w.State)
 	}
 	for _, s := range strs {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
+		b = appendString(b, s)
+	}
+	if w.Scopes != nil {
+		b = binary.AppendUvarint(b, uint64(len(w.Scopes.List)))
+		for _, sc := range w.Scopes.List {
+			b = appendString(appendString(b, sc.Key), sc.Kind)
+			for _, list := range [...][]string{sc.Streams, sc.Types, sc.Within} {
+				b = binary.AppendUvarint(b, uint64(len(list)))
+				for _, s := range list {
+					b = appendString(b, s)
+				}
+			}
+		}
 	}
 	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 var errRecord = errors.New("truncated or malformed")
@@ -128,6 +152,48 @@ func (r *recordReader) count() int {
 	return n
 }
 
+// scopes reads the scopes of a record. Their strings are copies: they
+// outlive a borrowed record.
+func (r *recordReader) scopes() *core.Scopes {
+	n := r.length(core.MaxScopes)
+	if r.err != nil || n == 0 {
+		r.err = errRecord
+		return nil
+	}
+	s := &core.Scopes{List: make([]core.Scope, n)}
+	for i := range s.List {
+		sc := &s.List[i]
+		sc.Key, sc.Kind = strings.Clone(r.str()), strings.Clone(r.str())
+		for _, list := range [...]*[]string{&sc.Streams, &sc.Types, &sc.Within} {
+			m := r.length(maxRecord)
+			if m > 0 && r.err == nil {
+				*list = make([]string, m)
+				for j := range *list {
+					(*list)[j] = strings.Clone(r.str())
+				}
+			}
+		}
+	}
+	if r.err != nil {
+		return nil
+	}
+	return s
+}
+
+// length reads a count of at most limit.
+func (r *recordReader) length(limit int) int {
+	if r.err != nil {
+		return 0
+	}
+	n, k := binary.Uvarint(r.b[r.off:])
+	if k <= 0 || n > uint64(limit) || n > uint64(len(r.b)-r.off) {
+		r.err = errRecord
+		return 0
+	}
+	r.off += k
+	return int(n)
+}
+
 func (r *recordReader) float() float64 {
 	if r.err != nil || len(r.b)-r.off < 8 {
 		r.err = errRecord
@@ -168,7 +234,7 @@ func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret string, err er
 		r.s = string(v)
 	}
 	flags, st := v[1], v[2]
-	if flags&^(flagSigned|flagCreatedByAccess|flagModifiedByCreator) != 0 || st > 2 {
+	if flags&^(flagSigned|flagCreatedByAccess|flagModifiedByCreator|flagScoped) != 0 || st > 2 {
 		return "", errRecord
 	}
 	w.Signed = flags&flagSigned != 0
@@ -192,6 +258,9 @@ func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret string, err er
 		w.State = core.StateInactive
 	default:
 		w.State = r.str()
+	}
+	if flags&flagScoped != 0 {
+		w.Scopes = r.scopes()
 	}
 	if r.err == nil && r.off != len(v) {
 		r.err = errRecord

@@ -663,6 +663,13 @@ func (s *Store) Counts() (active, inactive int) {
 	return s.x.Counts()
 }
 
+// Scoped implements state.Registry.
+func (s *Store) Scoped(user string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.x.Scoped(user)
+}
+
 // EachActive implements state.Registry.
 func (s *Store) EachActive(f func(w *core.Webhook)) {
 	s.mu.RLock()

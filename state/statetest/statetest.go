@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -293,6 +294,58 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 		}
 		if err := r.Create(hook("alice", "app", a.URL), 0); !errors.Is(err, state.ErrDuplicateURL) {
 			t.Fatalf("after reopen a duplicate URL was accepted: %v", err)
+		}
+	})
+	t.Run("scopes", func(t *testing.T) {
+		r, reopen := open(t)
+		scopes := &core.Scopes{List: []core.Scope{{Key: "notes", Kind: core.KindEvents, Streams: []string{"diary"},
+			Types: []string{"note/txt"}, Within: []string{"diary", "diary-work"}}}}
+		plain, scoped := hook("alice", "app", "http://127.0.0.1/1"), hook("alice", "app", "http://127.0.0.1/2")
+		scoped.Scopes = scopes
+		for _, w := range []*core.Webhook{plain, scoped} {
+			if err := r.Create(w, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check := func(when string) {
+			t.Helper()
+			if !r.Scoped("alice") || r.Scoped("bob") {
+				t.Fatalf("%s: Scoped(alice) = %v, Scoped(bob) = %v; want true, false", when, r.Scoped("alice"), r.Scoped("bob"))
+			}
+			if w, _ := r.Get("alice", scoped.ID); w == nil || !reflect.DeepEqual(w.Scopes, scopes) {
+				t.Fatalf("%s: scopes read back as %+v", when, w)
+			}
+			if w, _ := r.Get("alice", plain.ID); w.Scopes != nil {
+				t.Fatalf("%s: a webhook without scopes has %+v", when, w.Scopes)
+			}
+			for _, w := range r.Active("alice") {
+				if (w.ID == scoped.ID) != (w.Scopes != nil) {
+					t.Fatalf("%s: Active gives %s scopes %+v", when, w.ID, w.Scopes)
+				}
+			}
+		}
+		check("created")
+		if reopen != nil {
+			r = reopen()
+			check("after reopen")
+		}
+		// Scopes replaced, then removed: the user is no longer scoped.
+		learned, _ := scopes.Learn("diary-home", "diary")
+		if _, err := r.Update("alice", scoped.ID, func(w *core.Webhook) error { w.Scopes = learned; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if w, _ := r.Get("alice", scoped.ID); !reflect.DeepEqual(w.Scopes, learned) {
+			t.Fatalf("updated scopes read back as %+v", w.Scopes)
+		}
+		if _, err := r.Update("alice", scoped.ID, func(w *core.Webhook) error { w.Scopes = nil; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if r.Scoped("alice") {
+			t.Fatal("Scoped(alice) after its scopes were removed")
+		}
+		r.Update("alice", plain.ID, func(w *core.Webhook) error { w.Scopes = scopes; return nil })
+		if err := r.Delete("alice", plain.ID); err != nil || r.Scoped("alice") {
+			t.Fatalf("Scoped(alice) after its scoped webhook was deleted: %v", err)
 		}
 	})
 	t.Run("import and flush of any size", func(t *testing.T) {
