@@ -506,6 +506,19 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 		if changedBefore(m.Time, w.Created, now) {
 			continue // as in Pryv, a webhook hears of the changes made after it was created
 		}
+		retire := slices.Contains(m.DeletedAccesses, w.AccessID)
+		msgs := m.Messages
+		if w.Scopes != nil {
+			// Only the matched scopes' keys (PRYV-WEBHOOKS.md §5.9); a
+			// webhook whose access went hears of it whatever its scopes.
+			msgs = w.Scopes.Match(nil, m.Messages, m.Touches)
+			if retire && len(msgs) == 0 {
+				msgs = []string{core.MsgAccessesChanged}
+			}
+			if len(msgs) == 0 {
+				continue
+			}
+		}
 		var sl *core.Slot
 		if e.unbooted(w.ID) && !e.sinceStart(w.Created) {
 			sl = e.bootOne(w) // the boot message comes first
@@ -515,11 +528,9 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 		if len(sl.Pending) == 0 && !sl.Flying {
 			sl.Since = m.Time
 		}
-		sl.Add(m.Messages...)
-		for _, a := range m.DeletedAccesses {
-			if a == w.AccessID {
-				e.retire[w.ID] = true
-			}
+		sl.Add(msgs...)
+		if retire {
+			e.retire[w.ID] = true
 		}
 		e.dirtyPending[w.ID] = true
 		e.sched.Touch(w.ID)

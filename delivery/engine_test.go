@@ -805,3 +805,55 @@ func TestBootRunsDurableAtScale(t *testing.T) {
 		}
 	})
 }
+
+// TestScopedWebhookMatching: a scoped webhook hears only of the changes
+// its scopes match, with their keys as messages; its access's deletion
+// reaches it, and retires it, whatever its scopes.
+func TestScopedWebhookMatching(t *testing.T) {
+	rc := newReceiver(t)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, t.TempDir(), EngineOptions{})
+		w := r.hook("alice", "doomed", rc.url(), 100*time.Millisecond, 5)
+		if _, err := r.hooks.Update("alice", w.ID, func(w *core.Webhook) error {
+			w.Scopes = &core.Scopes{List: []core.Scope{{Key: "notes", Kind: core.KindEvents, Types: []string{"note/txt"}}}}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r.start()
+		synctest.Wait()
+		wantCount(t, "boot", rc, 1)
+		event := func(typ string) []byte {
+			return core.AppendExtras(core.AppendMarkerNames(nil, time.Now().UnixNano(), "alice", []string{core.MsgEventsChanged}), nil,
+				[]core.Touch{{Kind: core.TouchEvent, Streams: []string{"diary"}, Type: typ}})
+		}
+		for _, rec := range [][]byte{
+			event("mass/kg"),
+			core.AppendMarkerNames(nil, time.Now().UnixNano(), "alice", []string{core.MsgStreamsChanged}),
+			event("note/txt"),
+		} {
+			if _, err := r.q.Append(rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		wantCount(t, "scoped webhook", rc, 2)
+		if m := rc.got()[1].messages; len(m) != 1 || m[0] != "notes" {
+			t.Fatalf("scoped webhook got %v; want [notes]", m)
+		}
+		rec := core.AppendDeletedAccesses(core.AppendMarkerNames(nil, time.Now().UnixNano(), "alice", []string{core.MsgAccessesChanged}), []string{"doomed"})
+		if _, err := r.q.Append(rec); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		wantCount(t, "scoped webhook after its access's deletion", rc, 3)
+		if m := rc.got()[2].messages; len(m) != 1 || m[0] != core.MsgAccessesChanged {
+			t.Fatalf("scoped webhook got %v on its access's deletion", m)
+		}
+		if got := r.get("alice", w.ID); got.State != core.StateInactive {
+			t.Fatalf("scoped webhook is %s after its access's deletion; want inactive", got.State)
+		}
+	})
+}

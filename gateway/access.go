@@ -113,8 +113,13 @@ func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx, user []byte, formAuth s
 	}
 	key := string(user) + "\x00" + tok
 	now := time.Now()
+	host, u := string(ctx.Host()), string(user) // not user itself: it would escape
+	withTree := func(acc webhooks.Access) webhooks.Access {
+		acc.Streams = func() (map[string]string, *webhooks.Error) { return g.streamTree(host, u, tok) }
+		return acc
+	}
 	if acc, ok := g.access.get(key, now); ok {
-		return acc, true
+		return withTree(acc), true
 	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -149,7 +154,86 @@ func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx, user []byte, formAuth s
 		return webhooks.Access{}, false
 	}
 	g.access.put(key, string(user), acc, now)
-	return acc, true
+	return withTree(acc), true
+}
+
+// streamTree asks the upstream which streams tok can read, trashed ones
+// included (GET /{user}/streams?state=all), for scopes that name streams.
+func (g *Gateway) streamTree(host, user, tok string) (map[string]string, *webhooks.Error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(fasthttp.MethodGet)
+	req.SetRequestURI("/" + user + "/streams?state=all")
+	req.Header.SetHost(host)
+	req.UseHostHeader = true
+	req.Header.Set(fasthttp.HeaderAuthorization, tok)
+	unavailable := &webhooks.Error{Status: fasthttp.StatusBadGateway, ID: "api-unavailable", Message: "The API could not tell which streams this access can read."}
+	if err := g.doUpstream(req, resp); err != nil {
+		g.lastUpFail.Store(time.Now().UnixNano())
+		return nil, unavailable
+	}
+	body, err := responseBody(resp, g.opts.MaxClassifyBody)
+	if err != nil {
+		return nil, unavailable
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		// The upstream's refusal, as it gave it (a token that cannot
+		// read streams, say).
+		var v struct {
+			Error struct {
+				ID      string `json:"id"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(body, &v) != nil || v.Error.ID == "" {
+			return nil, unavailable
+		}
+		return nil, &webhooks.Error{Status: resp.StatusCode(), ID: v.Error.ID, Message: v.Error.Message}
+	}
+	tree, err := parseStreamTree(body)
+	if err != nil {
+		return nil, unavailable
+	}
+	return tree, nil
+}
+
+// streamNode is a stream of a streams.get answer.
+type streamNode struct {
+	ID       string       `json:"id"`
+	ParentID *string      `json:"parentId"`
+	Children []streamNode `json:"children"`
+}
+
+// parseStreamTree reads a streams.get answer into a map of each stream
+// id to its parent's id ("" for none).
+func parseStreamTree(body []byte) (map[string]string, error) {
+	var v struct {
+		Streams *[]streamNode `json:"streams"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, err
+	}
+	if v.Streams == nil {
+		return nil, fmt.Errorf("a streams answer without streams")
+	}
+	out := map[string]string{}
+	var walk func(ns []streamNode, parent string)
+	walk = func(ns []streamNode, parent string) {
+		for _, n := range ns {
+			if n.ID == "" {
+				continue
+			}
+			p := parent
+			if n.ParentID != nil {
+				p = *n.ParentID
+			}
+			out[n.ID] = p
+			walk(n.Children, n.ID)
+		}
+	}
+	walk(*v.Streams, "")
+	return out, nil
 }
 
 // parseAccessInfo reads the id and type of a Pryv access-info answer,

@@ -269,7 +269,7 @@ func TestMarkerFailureLogThrottled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mark := func() { g.mark([]byte("alice"), g.voc.All(), nil) }
+		mark := func() { g.mark([]byte("alice"), g.voc.All(), nil, nil) }
 		lines := func() []string {
 			var out []string
 			for l := range strings.Lines(logs.String()) {

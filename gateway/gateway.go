@@ -272,7 +272,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		// likely happened, so it is recorded although the client gets an
 		// error. A needless notification is harmless; a missed one is not.
 		if ctx.Response.StatusCode()/100 == 2 && act.Changes() {
-			g.mark(user, act.Messages|unionOf(calls), nil)
+			g.mark(user, act.Messages|unionOf(calls), nil, nil)
 		}
 		g.lastUpFail.Store(time.Now().UnixNano())
 		g.upstreamError(ctx, err)
@@ -293,22 +293,72 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	set := act.Messages
 	var deleted []string
+	var touches []core.Touch
+	scoped := g.scoped(user)
 	if act.Batch {
 		answer, ok := g.readResponseBody(ctx)
 		if ok {
 			set = rules.BatchResults(calls, answer)
 			deleted = deletedAccessesInBatch(batchBody, answer)
+			if scoped {
+				touches = g.opts.Rules.BatchTouches(calls, answer)
+			}
 		} else {
 			set = unionOf(calls)
 		}
-	} else if id := deletedAccess(ctx, rel); id != "" {
-		deleted = []string{id}
+	} else {
+		if id := deletedAccess(ctx, rel); id != "" {
+			deleted = []string{id}
+		}
+		if scoped {
+			answer, _ := g.readResponseBody(ctx) // unread: every scope matches
+			touches = g.opts.Rules.CallTouches(set, answer)
+		}
 	}
 	for _, id := range deleted {
 		g.access.forget(string(user), id) // its tokens are gone upstream
 	}
 	if set != 0 {
-		g.mark(user, set, deleted)
+		g.learnStreams(user, touches)
+		g.mark(user, set, deleted, touches)
+	}
+}
+
+// scoped reports whether the user has scoped webhooks, whose matching
+// needs what a change touched: true while the webhooks load, as it may
+// be. It allocates only when some webhook has scopes.
+func (g *Gateway) scoped(user []byte) bool {
+	if !g.serveHooks {
+		return false
+	}
+	api := g.hooks.Load()
+	if api == nil {
+		return true
+	}
+	// The user's own string escapes through the interface: asked for
+	// only when some webhook has scopes, so that the user's bytes stay on
+	// the stack otherwise.
+	return api.Store().Scoped("") && api.Store().Scoped(string(user))
+}
+
+// learnStreams puts the streams a change created or moved below a
+// scope's stream into that scope, before the change is recorded, so that
+// the events the client writes there next match.
+func (g *Gateway) learnStreams(user []byte, touches []core.Touch) {
+	var api *webhooks.API
+	for _, t := range touches {
+		if t.Kind != core.TouchStream || len(t.Streams) != 2 {
+			continue
+		}
+		if api == nil {
+			if api = g.hooks.Load(); api == nil {
+				return // not loaded: the load's scopes are as stored
+			}
+		}
+		if err := api.LearnStream(string(user), t.Streams[0], t.Streams[1]); err != nil && g.markLog.Allow() {
+			g.opts.Logger.Error("cannot add a new stream to the scopes that hold its parent", "user", string(user),
+				"stream", t.Streams[0], "err", err, "suppressed", g.markLog.Suppressed())
+		}
 	}
 }
 
@@ -526,11 +576,11 @@ func hostLabel(host []byte) []byte {
 
 // mark appends a change marker. A failure is counted, logged (throttled)
 // and shown by Ready; the client still gets the upstream's answer.
-func (g *Gateway) mark(user []byte, set core.MessageSet, deletedAccesses []string) {
+func (g *Gateway) mark(user []byte, set core.MessageSet, deletedAccesses []string, touches []core.Touch) {
 	bp := markerBufs.Get().(*[]byte)
 	now := time.Now().UnixNano()
 	*bp = core.AppendMarker((*bp)[:0], now, user, g.voc, set)
-	*bp = core.AppendDeletedAccesses(*bp, deletedAccesses)
+	*bp = core.AppendExtras(*bp, deletedAccesses, touches)
 	_, err := g.opts.Queue.Append(*bp)
 	markerBufs.Put(bp)
 	done := time.Now().UnixNano()

@@ -30,3 +30,41 @@ func FuzzBatchAndAccessInfo(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStreamTree: a streams.get answer comes from outside: no answer
+// crashes the reader, and every stream it gives has an id.
+func FuzzStreamTree(f *testing.F) {
+	f.Add([]byte(`{"streams":[{"id":"a","parentId":null,"children":[{"id":"b","parentId":"a","children":[]}]}]}`))
+	f.Add([]byte(`{"streams":[{"id":"b","parentId":"a"},{"id":"a"}]}`))
+	f.Add([]byte(`{"streams":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		tree, err := parseStreamTree(body)
+		if err != nil {
+			return
+		}
+		for id := range tree {
+			if id == "" {
+				t.Fatalf("a stream without id in %q", body)
+			}
+		}
+	})
+}
+
+func TestParseStreamTree(t *testing.T) {
+	tree, err := parseStreamTree([]byte(`{"streams":[{"id":"a","parentId":null,"children":[{"id":"b","children":[{"id":"c","parentId":"b"}]}]},{"id":"x","parentId":"hidden"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a": "", "b": "a", "c": "b", "x": "hidden"}
+	if len(tree) != len(want) {
+		t.Fatalf("tree %v; want %v", tree, want)
+	}
+	for k, v := range want {
+		if tree[k] != v {
+			t.Fatalf("tree %v; want %v", tree, want)
+		}
+	}
+	if _, err := parseStreamTree([]byte(`{"error":{"id":"forbidden"}}`)); err == nil {
+		t.Fatal("an answer without streams was read as an empty tree")
+	}
+}

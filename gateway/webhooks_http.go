@@ -240,7 +240,7 @@ func (g *Gateway) forwardSegment(ctx *fasthttp.RequestCtx, user []byte, calls []
 	}
 	if err := json.Unmarshal(answer, &a); err != nil || len(a.Results) != len(calls) {
 		if s := unionOf(classified); s != 0 {
-			g.mark(user, s, nil) // changes may have happened: never hide one
+			g.mark(user, s, nil, nil) // changes may have happened: never hide one
 		}
 		g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable", "The API's batch answer cannot be read.")
 		return false
@@ -250,7 +250,12 @@ func (g *Gateway) forwardSegment(ctx *fasthttp.RequestCtx, user []byte, calls []
 		g.access.forget(string(user), id)
 	}
 	if s := rules.BatchResults(classified, answer); s != 0 {
-		g.mark(user, s, deleted)
+		var touches []core.Touch
+		if g.scoped(user) {
+			touches = g.opts.Rules.BatchTouches(classified, answer)
+			g.learnStreams(user, touches)
+		}
+		g.mark(user, s, deleted, touches)
 	}
 	for j, r := range a.Results {
 		results[j] = r

@@ -473,8 +473,14 @@ func (x *Index) countScoped(user string, d int) {
 	}
 }
 
-// Scoped reports whether any webhook of user has scopes, active or not.
-func (x *Index) Scoped(user string) bool { return x.scoped[user] > 0 }
+// Scoped reports whether any webhook of user has scopes, active or not;
+// for user "", whether any webhook at all has.
+func (x *Index) Scoped(user string) bool {
+	if user == "" {
+		return len(x.scoped) > 0
+	}
+	return x.scoped[user] > 0
+}
 
 func byCreation(a, b *Packed) int {
 	if c := cmp.Compare(a.created, b.created); c != 0 {

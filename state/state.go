@@ -117,8 +117,9 @@ type Registry interface {
 	EachActive(f func(w *core.Webhook))
 	// Counts returns how many webhooks are active and inactive.
 	Counts() (active, inactive int)
-	// Scoped reports whether any webhook of user has scopes: only then
-	// does the gateway read what a change touched.
+	// Scoped reports whether any webhook of user has scopes, or for
+	// user "" whether any webhook has: only then does the gateway read
+	// what a change touched.
 	Scoped(user string) bool
 	// OnChange registers the one function that hears of the API's
 	// writes. It is called outside the registry's locks and must not

@@ -85,3 +85,103 @@ func asciiUpper(s string) string {
 	}
 	return string(b)
 }
+
+// touched is what hookgate reads of one call's answer for scoped
+// webhooks: the event or the stream the call wrote.
+type touched struct {
+	Event *struct {
+		StreamIDs []string `json:"streamIds"`
+		StreamID  string   `json:"streamId"` // Pryv 1.x
+		Type      string   `json:"type"`
+	} `json:"event"`
+	Stream *struct {
+		ID       string  `json:"id"`
+		ParentID *string `json:"parentId"`
+	} `json:"stream"`
+	Error json.RawMessage `json:"error"`
+}
+
+// CallTouches returns what a call that caused set touched, read from its
+// answer: the event's streams and type, the stream and its parent. What
+// the answer does not tell (a deletion's, or an answer that cannot be
+// read) is an unknown touch, which matches every scope of its kind.
+func (t *Table) CallTouches(set core.MessageSet, answer []byte) []core.Touch {
+	var c touched
+	if json.Unmarshal(answer, &c) != nil {
+		c = touched{}
+	}
+	return t.appendTouches(nil, set, &c)
+}
+
+// BatchTouches is CallTouches for a batch answer: the touches of every
+// call whose slot holds no error. nil when the answer cannot be read.
+func (t *Table) BatchTouches(calls []core.MessageSet, answer []byte) []core.Touch {
+	var a struct {
+		Results []touched `json:"results"`
+	}
+	if json.Unmarshal(answer, &a) != nil {
+		return nil
+	}
+	var out []core.Touch
+	for i, set := range calls {
+		if set == 0 {
+			continue
+		}
+		c := &touched{}
+		if i < len(a.Results) {
+			c = &a.Results[i]
+			if e := bytes.TrimSpace(c.Error); len(e) != 0 && !bytes.Equal(e, []byte("null")) {
+				continue
+			}
+		}
+		out = t.appendTouches(out, set, c)
+		if len(out) > core.MaxTouches {
+			return nil // a marker carries none past this: every scope matches
+		}
+	}
+	return out
+}
+
+func (t *Table) appendTouches(dst []core.Touch, set core.MessageSet, c *touched) []core.Touch {
+	if ev, ok := t.voc.Lookup(core.MsgEventsChanged); ok && set&ev != 0 {
+		tc := core.Touch{Kind: core.TouchEvent}
+		switch {
+		case c.Event != nil:
+			tc.Streams = c.Event.StreamIDs
+			if len(tc.Streams) == 0 && c.Event.StreamID != "" {
+				tc.Streams = []string{c.Event.StreamID}
+			}
+			if len(c.Event.Type) <= core.MaxTouchTypeLen {
+				tc.Type = c.Event.Type
+			}
+		case c.Stream != nil && c.Stream.ID != "":
+			// A stream deletion's events: those of the stream, any type.
+			tc.Streams = []string{c.Stream.ID}
+		}
+		dst = append(dst, checked(tc))
+	}
+	if st, ok := t.voc.Lookup(core.MsgStreamsChanged); ok && set&st != 0 {
+		tc := core.Touch{Kind: core.TouchStream}
+		if c.Stream != nil && c.Stream.ID != "" {
+			tc.Streams = []string{c.Stream.ID}
+			if c.Stream.ParentID != nil && *c.Stream.ParentID != "" {
+				tc.Streams = append(tc.Streams, *c.Stream.ParentID)
+			}
+		}
+		dst = append(dst, checked(tc))
+	}
+	return dst
+}
+
+// checked turns a touch a marker cannot carry into an unknown one.
+func checked(tc core.Touch) core.Touch {
+	if len(tc.Streams) == 0 || len(tc.Streams) > core.MaxTouchStreams {
+		return core.Touch{Kind: tc.Kind}
+	}
+	for _, s := range tc.Streams {
+		if s == "" || len(s) > core.MaxTouchStreamID {
+			return core.Touch{Kind: tc.Kind}
+		}
+	}
+	return tc
+}

@@ -5,7 +5,10 @@
 //
 // Routes, under /{username}:
 //   GET  /access-info   tokens alice-app (app), alice-personal (personal),
-//                       alice-shared (shared); any other: 403
+//                       alice-shared (shared), alice-diary (app, reads
+//                       only the diary stream); any other: 403
+//   GET  /streams       the stream tree the token can read: diary
+//                       (diary-work below it) and health (health-mass)
 //   POST /events        201 {"event": {...}}
 //   POST /streams       201 {"stream": {...}}
 //   POST /              a batch of events.create and streams.create
@@ -26,7 +29,14 @@ const accesses = {
   'alice-app': { id: 'alice-app-id', type: 'app', name: 'app' },
   'alice-personal': { id: 'alice-personal-id', type: 'personal', name: 'personal' },
   'alice-shared': { id: 'alice-shared-id', type: 'shared', name: 'shared' },
+  'alice-diary': { id: 'alice-diary-id', type: 'app', name: 'diary', permissions: [{ streamId: 'diary', level: 'read' }] },
 };
+
+const stream = (id, parentId, children) => ({ id, name: id, parentId, children });
+const tree = [
+  stream('diary', null, [stream('diary-work', 'diary', [])]),
+  stream('health', null, [stream('health-mass', 'health', [])]),
+];
 
 let open = 0;
 let served = 0;
@@ -84,6 +94,14 @@ const server = http.createServer((req, res) => {
       const a = accesses[req.headers.authorization];
       if (a) {
         out = Object.assign({ permissions: [{ streamId: '*', level: 'manage' }] }, a);
+      } else {
+        status = 403;
+        out = { error: { id: 'invalid-access-token', message: 'Cannot find access from token.' } };
+      }
+    } else if (req.method === 'GET' && resource === 'streams') {
+      const a = accesses[req.headers.authorization];
+      if (a) {
+        out = { streams: a.permissions ? tree.filter((s) => a.permissions.some((p) => p.streamId === s.id)) : tree };
       } else {
         status = 403;
         out = { error: { id: 'invalid-access-token', message: 'Cannot find access from token.' } };

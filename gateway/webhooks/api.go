@@ -16,6 +16,9 @@ import (
 type Access struct {
 	ID   string
 	Type string // core.AccessPersonal, AccessApp or AccessShared
+	// Streams, if set, tells which streams the access can read, for
+	// scopes that name streams.
+	Streams StreamTree
 }
 
 // Tester sends one notification for webhooks.test.
@@ -182,6 +185,11 @@ func (a *API) create(acc Access, user string, params []byte) (Result, *Error) {
 	if c.state != "" {
 		w.State = c.state
 	}
+	if c.scopes != nil {
+		if w.Scopes, perr = parseScopes(c.scopes, acc); perr != nil {
+			return Result{}, perr
+		}
+	}
 	if c.signed {
 		w.Signed, w.Secret = true, core.NewSigningSecret()
 	}
@@ -239,12 +247,18 @@ func (a *API) owned(acc Access, user, id, method string) (*core.Webhook, *Error)
 }
 
 func (a *API) update(acc Access, user string, params []byte) (Result, *Error) {
-	id, state, perr := parseUpdate(params)
+	id, state, rawScopes, perr := parseUpdate(params)
 	if perr != nil {
 		return Result{}, perr
 	}
 	if _, perr := a.owned(acc, user, id, "webhooks.update"); perr != nil {
 		return Result{}, perr
+	}
+	var scopes *core.Scopes
+	if rawScopes != nil {
+		if scopes, perr = parseScopes(rawScopes, acc); perr != nil {
+			return Result{}, perr
+		}
 	}
 	now := seconds(a.opts.Now())
 	w, err := a.store.Update(user, id, func(w *core.Webhook) error {
@@ -253,6 +267,9 @@ func (a *API) update(acc Access, user string, params []byte) (Result, *Error) {
 			if state == core.StateActive {
 				w.CurrentRetries = 0
 			}
+		}
+		if rawScopes != nil { // the whole map is replaced
+			w.Scopes = scopes
 		}
 		w.Modified, w.ModifiedBy = now, acc.ID
 		return nil
@@ -264,6 +281,31 @@ func (a *API) update(acc Access, user string, params []byte) (Result, *Error) {
 		return Result{}, storeError(err, "stored")
 	}
 	return Result{200, "webhook", w}, nil
+}
+
+// LearnStream puts stream id into every scope of user's webhooks that
+// holds parent: a stream created or moved below a scope's stream is in
+// the scope from then on. A stream moved out stays in (a notification
+// too many, never one missed).
+func (a *API) LearnStream(user, id, parent string) error {
+	for _, w := range a.store.List(user, "") {
+		if w.Scopes == nil {
+			continue
+		}
+		if _, changed := w.Scopes.Learn(id, parent); !changed {
+			continue
+		}
+		_, err := a.store.Update(user, w.ID, func(w *core.Webhook) error {
+			if w.Scopes != nil {
+				w.Scopes, _ = w.Scopes.Learn(id, parent)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (a *API) delete(user string, w *core.Webhook) (Result, *Error) {

@@ -47,10 +47,11 @@ type createParams struct {
 	maxRetries    *int
 	state         string
 	signed        bool
+	scopes        json.RawMessage // parsed by create, which knows the access
 }
 
 // createFields are the fields a client may send on create.
-var createFields = map[string]bool{"url": true, "minIntervalMs": true, "maxRetries": true, "state": true, "signed": true}
+var createFields = map[string]bool{"url": true, "minIntervalMs": true, "maxRetries": true, "state": true, "signed": true, "scopes": true}
 
 func (a *API) parseCreate(params []byte) (createParams, *Error) {
 	var c createParams
@@ -110,6 +111,7 @@ func (a *API) parseCreate(params []byte) (createParams, *Error) {
 			errs = append(errs, *e)
 		}
 	}
+	c.scopes = m["scopes"]
 	if raw, ok := m["signed"]; ok {
 		if err := json.Unmarshal(raw, &c.signed); err != nil {
 			errs = append(errs, paramError{"INVALID_TYPE", []string{"boolean"}, "Expected type boolean", "#/signed"})
@@ -173,38 +175,39 @@ func idParam(params []byte) (string, *Error) {
 	return id, nil
 }
 
-// parseUpdate reads {"id": "...", "update": {"state": ...}}: any field of
-// update but state is a 403, as in Pryv.
-func parseUpdate(params []byte) (id, state string, _ *Error) {
+// parseUpdate reads {"id": "...", "update": {"state": ..., "scopes": ...}}:
+// any other field of update is a 403, as in Pryv (v2). scopes is the raw
+// map when the update has one.
+func parseUpdate(params []byte) (id, state string, scopes json.RawMessage, _ *Error) {
 	m, perr := parseObject(params)
 	if perr != nil {
-		return "", "", perr
+		return "", "", nil, perr
 	}
 	if raw, ok := m["id"]; !ok || json.Unmarshal(raw, &id) != nil || id == "" {
-		return "", "", invalidParams(paramError{"OBJECT_MISSING_REQUIRED_PROPERTY", []string{"id"}, "Missing required property: id", "#/"})
+		return "", "", nil, invalidParams(paramError{"OBJECT_MISSING_REQUIRED_PROPERTY", []string{"id"}, "Missing required property: id", "#/"})
 	}
 	raw, ok := m["update"]
 	if !ok {
-		return "", "", invalidParams(paramError{"OBJECT_MISSING_REQUIRED_PROPERTY", []string{"update"}, "Missing required property: update", "#/"})
+		return "", "", nil, invalidParams(paramError{"OBJECT_MISSING_REQUIRED_PROPERTY", []string{"update"}, "Missing required property: update", "#/"})
 	}
 	upd, perr := parseObject(raw)
 	if perr != nil {
-		return "", "", perr
+		return "", "", nil, perr
 	}
 	var protected []string
 	for k := range upd {
-		if k != "state" {
+		if k != "state" && k != "scopes" {
 			protected = append(protected, k)
 		}
 	}
 	if len(protected) > 0 {
 		sort.Strings(protected)
-		return "", "", errorf(403, "forbidden", "Forbidden update was attempted on the following protected field(s): [%s].", strings.Join(protected, ","))
+		return "", "", nil, errorf(403, "forbidden", "Forbidden update was attempted on the following protected field(s): [%s].", strings.Join(protected, ","))
 	}
 	if raw, ok := upd["state"]; ok {
 		if e := checkState(raw, &state); e != nil {
-			return "", "", invalidParams(*e)
+			return "", "", nil, invalidParams(*e)
 		}
 	}
-	return id, state, nil
+	return id, state, upd["scopes"], nil
 }

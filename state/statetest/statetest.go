@@ -309,7 +309,7 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 		}
 		check := func(when string) {
 			t.Helper()
-			if !r.Scoped("alice") || r.Scoped("bob") {
+			if !r.Scoped("alice") || r.Scoped("bob") || !r.Scoped("") {
 				t.Fatalf("%s: Scoped(alice) = %v, Scoped(bob) = %v; want true, false", when, r.Scoped("alice"), r.Scoped("bob"))
 			}
 			if w, _ := r.Get("alice", scoped.ID); w == nil || !reflect.DeepEqual(w.Scopes, scopes) {
@@ -340,8 +340,8 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 		if _, err := r.Update("alice", scoped.ID, func(w *core.Webhook) error { w.Scopes = nil; return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if r.Scoped("alice") {
-			t.Fatal("Scoped(alice) after its scopes were removed")
+		if r.Scoped("alice") || r.Scoped("") {
+			t.Fatal("Scoped after every scope was removed")
 		}
 		r.Update("alice", plain.ID, func(w *core.Webhook) error { w.Scopes = scopes; return nil })
 		if err := r.Delete("alice", plain.ID); err != nil || r.Scoped("alice") {
