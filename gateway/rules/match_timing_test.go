@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hookgate/hookgate/core"
 )
 
 // BenchmarkMatch: the per-request lookup of what a method and path
@@ -74,4 +76,59 @@ func BenchmarkBatchCalls(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkScopedChange: what a change costs a user with scoped webhooks
+// beyond the rule lookup, against the lookup itself in the same run:
+// reading what it touched from a typical events.create answer (Pryv's,
+// with meta), writing the marker with it, decoding the marker and
+// matching it against four scopes.
+func BenchmarkScopedChange(b *testing.B) {
+	tb, _ := Compile(Pryv(false))
+	ev, _ := tb.Vocabulary().Lookup(core.MsgEventsChanged)
+	answer := []byte(`{"event":{"id":"ckxyz0123456789abcdefgh","streamIds":["diary","work"],"type":"note/txt","content":"hello, a note of some length",` +
+		`"time":1732700000.123,"tags":[],"created":1732700000.123,"createdBy":"ckaccess0123456789abcdef","modified":1732700000.123,` +
+		`"modifiedBy":"ckaccess0123456789abcdef","integrity":"EVENT:0:sha256-abc"},"meta":{"apiVersion":"2.0.0","serverTime":1732700000.2,"serial":"2019061301"}}`)
+	scopes := &core.Scopes{List: []core.Scope{
+		{Key: "a", Kind: core.KindEvents, Types: []string{"mass/*"}},
+		{Key: "b", Kind: core.KindEvents, Streams: []string{"health"}, Within: []string{"health", "health-mass"}},
+		{Key: "c", Kind: core.KindEvents, Streams: []string{"work"}, Within: []string{"work"}, Types: []string{"note/txt"}},
+		{Key: "d", Kind: core.KindStreams},
+	}}
+	var voc core.Vocabulary
+	voc.Add(core.MsgEventsChanged)
+	m, p := []byte("POST"), []byte("/events")
+	b.Run("lookup", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tb.Match(m, p)
+		}
+	})
+	b.Run("touches", func(b *testing.B) {
+		b.SetBytes(int64(len(answer)))
+		b.ReportAllocs()
+		for b.Loop() {
+			tb.CallTouches(ev, answer)
+		}
+	})
+	touches := tb.CallTouches(ev, answer)
+	b.Run("marker", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 256)
+		for b.Loop() {
+			buf = core.AppendExtras(core.AppendMarker(buf[:0], 1, []byte("alice"), &voc, 1), nil, touches)
+		}
+	})
+	rec := core.AppendExtras(core.AppendMarker(nil, 1, []byte("alice"), &voc, 1), nil, touches)
+	b.Run("decode+match", func(b *testing.B) {
+		b.ReportAllocs()
+		var keys []string
+		for b.Loop() {
+			mk, _ := core.DecodeMarker(rec)
+			keys = scopes.Match(keys[:0], mk.Messages, mk.Touches)
+		}
+		if len(keys) != 1 || keys[0] != "c" {
+			b.Fatalf("matched %v; want [c]", keys)
+		}
+	})
 }
