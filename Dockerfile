@@ -1,7 +1,7 @@
 # hookgate: a static binary on a distroless base, run as a non-root user.
 #   docker build -t hookgate .
-#   docker run -p 8080:8080 -p 127.0.0.1:9090:9090 -v hookgate-data:/data \
-#     -e HOOKGATE_UPSTREAM=api.internal:3000 hookgate
+#   docker run --stop-timeout 30 -p 8080:8080 -p 127.0.0.1:9090:9090 \
+#     -v hookgate-data:/data -e HOOKGATE_UPSTREAM=api.internal:3000 hookgate
 FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -22,6 +22,10 @@ ENV HOOKGATE_LISTEN=:8080 \
 	HOOKGATE_LOG_FORMAT=json
 VOLUME /data
 EXPOSE 8080 9090
-# SIGTERM drains for -shutdown-timeout (15 s): give docker stop more.
+# SIGTERM drains for -shutdown-timeout (15 s): give docker stop more
+# (--stop-timeout 30, as above).
 STOPSIGNAL SIGTERM
+# Ready: /readyz on -ops-listen answers 200 (no shell in the image).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+	CMD ["/usr/local/bin/hookgate", "-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/hookgate"]

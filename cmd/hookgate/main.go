@@ -130,9 +130,17 @@ func main() {
 		os.Exit(2)
 	}
 	version := fs.Bool("version", false, "print the version and exit")
+	health := fs.Bool("healthcheck", false, "ask the instance at -ops-listen whether it is ready (GET /readyz); exit 0 if it is, 1 if not: for Docker's HEALTHCHECK")
 	_ = fs.Parse(os.Args[1:])
 	if *version {
 		fmt.Println(versionString())
+		return
+	}
+	if *health {
+		if err := checkHealth(c.opsListen, 2*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "hookgate -healthcheck:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	fs.Visit(func(f *flag.Flag) { // set on the command line, by HOOKGATE_* or by -config
@@ -151,6 +159,33 @@ func main() {
 		log.Error("hookgate stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// checkHealth asks the ops listener at addr (as -ops-listen gives it;
+// an unspecified host is this machine) for /readyz, within timeout.
+func checkHealth(addr string, timeout time.Duration) error {
+	if addr == "" {
+		return errors.New("-ops-listen is empty: no /readyz to ask")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + net.JoinHostPort(host, port) + "/readyz")
+	if err := fasthttp.DoTimeout(req, resp, timeout); err != nil {
+		return err
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		body := resp.Body()
+		return fmt.Errorf("not ready: %d %s", resp.StatusCode(), strings.TrimSpace(string(body[:min(len(body), 512)])))
+	}
+	return nil
 }
 
 // unknownEnv returns the HOOKGATE_ variables of the environment that name

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -597,5 +598,46 @@ func TestConfigFile(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), want) {
 			t.Errorf("config %q: exit %v, %q; want an error exit naming %q", body, err, out, want)
 		}
+	}
+}
+
+// TestCheckHealth: -healthcheck passes on a ready instance's 200, and
+// fails on 503, on a closed port, and without an ops address. An
+// unspecified host (":port", as Docker's image sets it) means this
+// machine.
+func TestCheckHealth(t *testing.T) {
+	var unready atomic.Bool
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) != "/readyz" || unready.Load() {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("not ready: the change queue refused the last marker")
+			return
+		}
+		ctx.SetBodyString("ok")
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	for _, addr := range []string{ln.Addr().String(), ":" + port, "0.0.0.0:" + port} {
+		if err := checkHealth(addr, 5*time.Second); err != nil {
+			t.Fatalf("checkHealth(%q) of a ready instance: %v", addr, err)
+		}
+	}
+	unready.Store(true)
+	if err := checkHealth(ln.Addr().String(), 5*time.Second); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("checkHealth of an unready instance: %v; want a 503 error", err)
+	}
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := closed.Addr().String()
+	closed.Close()
+	if err := checkHealth(addr, 5*time.Second); err == nil {
+		t.Fatal("checkHealth of a closed port passed")
+	}
+	if err := checkHealth("", time.Second); err == nil {
+		t.Fatal("checkHealth without an ops address passed")
 	}
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -170,4 +173,33 @@ func atoi(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestSystemdUnit: systemd-analyze accepts the unit, and rates its
+// sandboxing at an exposure of 3.0 or less (its scale is 0 to 10; the
+// threshold flag counts tenths), where systemd's tools are installed.
+func TestSystemdUnit(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed")
+	}
+	unit, err := os.ReadFile("../../deploy/hookgate.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := filepath.Abs(os.Args[0]) // any executable will do for verify
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "hookgate.service")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/hookgate", bin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(analyze, "verify", path).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.Command(analyze, "security", "--offline=yes", "--threshold=30", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: exposure above 3.0: %v\n%s", err, out)
+	}
 }
