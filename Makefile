@@ -42,8 +42,8 @@ test-short: vet
 FUZZTIME ?= 30s
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:
-	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/rules FuzzClassify
-	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway FuzzSplitUser FuzzBatchAndAccessInfo FuzzValidHead
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/rules FuzzClassify FuzzTouches
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway FuzzSplitUser FuzzBatchAndAccessInfo FuzzValidHead FuzzStreamTree
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate FuzzDecodeRecord FuzzDecodeCounters
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
