@@ -19,11 +19,39 @@ const (
 )
 
 // Run is one delivery attempt: the HTTP status (0 when there was no
-// answer) and when the attempt ended, in float Unix seconds.
+// answer) and when the attempt ended, in float Unix seconds, as Pryv
+// records it; then hookgate's additions: how long it took, why it
+// failed, and the first bytes of a failed answer's body.
 type Run struct {
 	Status    int     `json:"status"`
 	Timestamp float64 `json:"timestamp"`
+	// DurationMs is the attempt's duration, to the microsecond.
+	DurationMs float64 `json:"durationMs,omitempty"`
+	// Error is the failure's class (RunErrors), "" for a success.
+	Error string `json:"error,omitempty"`
+	// Answer is the start of a failed answer's body, at most
+	// MaxRunAnswer bytes.
+	Answer string `json:"answer,omitempty"`
 }
+
+// The classes of a failed run (Run.Error).
+const (
+	RunTimeout    = "timeout"    // no answer in time
+	RunRefused    = "refused"    // the connection was refused
+	RunDNS        = "dns"        // the host name did not resolve
+	RunTLS        = "tls"        // the TLS handshake failed (certificate, protocol)
+	RunBlocked    = "blocked"    // the address is one hookgate may not reach
+	RunHTTP       = "http"       // an answer outside 200-299
+	RunBadAnswer  = "bad-answer" // not an HTTP answer
+	RunConnection = "connection" // the connection broke (reset, closed)
+)
+
+// RunErrors lists the classes in their stored order: a class is stored as
+// its index, "" (success) as 0.
+var RunErrors = [...]string{"", RunTimeout, RunRefused, RunDNS, RunTLS, RunBlocked, RunHTTP, RunBadAnswer, RunConnection}
+
+// MaxRunAnswer bounds Run.Answer.
+const MaxRunAnswer = 64
 
 // Webhook is the Pryv webhook record (PRYV-WEBHOOKS.md §2), with the
 // username it belongs to, which the API never shows.

@@ -36,7 +36,7 @@ func TestCountRun(t *testing.T) {
 		}
 		w.CountRun(Run{Status: st, Timestamp: float64(i)})
 	}
-	if w.LastRun != (Run{200, 5}) || w.RunCount != 5 || w.FailCount != 2 || w.Runs != nil {
+	if w.LastRun != (Run{Status: 200, Timestamp: 5}) || w.RunCount != 5 || w.FailCount != 2 || w.Runs != nil {
 		t.Fatalf("after 5 runs: %+v", w)
 	}
 	w.CountRun(Run{Status: 0, Timestamp: 6})

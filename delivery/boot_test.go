@@ -15,7 +15,7 @@ import (
 // nopSender answers 200 to every notification without sending it.
 type nopSender struct{}
 
-func (nopSender) Send(string, []byte, [][2]string) (int, time.Duration, error) { return 200, 0, nil }
+func (nopSender) Send(string, []byte, [][2]string) (Answer, error) { return Answer{Status: 200}, nil }
 
 // TestBootInChunks drives the boot one step at a time, as Run does,
 // over more webhooks than one chunk: each active webhook gets one boot

@@ -2,13 +2,20 @@ package delivery
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/core"
 )
 
 // ErrForbiddenAddress is returned when every address of a receiver's host
@@ -127,15 +134,24 @@ var ErrBadAnswer = errors.New("delivery: receiver answered with an invalid statu
 // Post sends body to url as application/json with extra headers, and
 // returns the answer's status; it implements webhooks.Tester.
 func (cl *Client) Post(url string, body []byte, headers [][2]string) (int, error) {
-	st, _, err := cl.Send(url, body, headers)
-	return st, err
+	a, err := cl.Send(url, body, headers)
+	return a.Status, err
+}
+
+// Answer is what a receiver answered.
+type Answer struct {
+	Status     int
+	RetryAfter time.Duration // 0 when none was given
+	// Head is the start of the body of an answer outside 200-299, at
+	// most core.MaxRunAnswer bytes, for the run record.
+	Head string
 }
 
 // Send POSTs body to url as application/json with extra headers, and
-// returns the answer's status and its Retry-After, if any. Redirects are
-// not followed: a 3xx is returned as it is. The answer's body is not
-// read.
-func (cl *Client) Send(url string, body []byte, headers [][2]string) (int, time.Duration, error) {
+// returns the answer's status, its Retry-After, if any, and the start of
+// a failed answer's body. Redirects are not followed: a 3xx is returned
+// as it is.
+func (cl *Client) Send(url string, body []byte, headers [][2]string) (Answer, error) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -148,16 +164,58 @@ func (cl *Client) Send(url string, body []byte, headers [][2]string) (int, time.
 	req.SetBodyRaw(body)
 	err := cl.c.DoTimeout(req, resp, cl.opts.Timeout)
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		return 0, 0, err
+		return Answer{}, err
 	}
 	// A body past MaxAnswerBody: the status stands (the head was read),
 	// and the connection is closed rather than read to the end.
 	status := resp.StatusCode()
 	if status < 100 || status > 599 {
-		return 0, 0, fmt.Errorf("%w: status %d", ErrBadAnswer, status)
+		return Answer{}, fmt.Errorf("%w: status %d", ErrBadAnswer, status)
 	}
-	ra := retryAfter(resp.Header.Peek(fasthttp.HeaderRetryAfter), time.Now())
-	return status, ra, nil
+	a := Answer{Status: status, RetryAfter: retryAfter(resp.Header.Peek(fasthttp.HeaderRetryAfter), time.Now())}
+	if status < 200 || status > 299 {
+		b := resp.Body()
+		a.Head = strings.ToValidUTF8(string(b[:min(len(b), core.MaxRunAnswer)]), "")
+	}
+	return a, nil
+}
+
+// ErrorClass returns the class of a failed attempt (core.RunErrors): the
+// error's, or core.RunHTTP for an answer outside 200-299; "" for a
+// success.
+func ErrorClass(status int, err error) string {
+	var dns *net.DNSError
+	var rec tls.RecordHeaderError
+	var alert tls.AlertError
+	var cert *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case err == nil && status >= 200 && status <= 299:
+		return ""
+	case err == nil:
+		return core.RunHTTP
+	case errors.Is(err, ErrForbiddenAddress):
+		return core.RunBlocked
+	case errors.Is(err, ErrBadAnswer):
+		return core.RunBadAnswer
+	case errors.As(err, &dns):
+		return core.RunDNS
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
+		return core.RunTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return core.RunRefused
+	case errors.As(err, &rec), errors.As(err, &alert), errors.As(err, &cert), errors.As(err, &unknownCA),
+		errors.As(err, &hostname), errors.As(err, &invalid), strings.HasPrefix(err.Error(), "tls: "):
+		return core.RunTLS
+	}
+	return core.RunConnection
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
 
 // MaxAnswerBody is how much of an answer's body Send reads (and drops)

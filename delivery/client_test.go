@@ -5,14 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/core"
 )
 
 func receiver(t *testing.T, h fasthttp.RequestHandler) string {
@@ -253,5 +257,74 @@ func TestClientKeepsConnectionsAcrossBodies(t *testing.T) {
 	}
 	if st, err := c.Post("http://"+addr+"/small", []byte(`{}`), nil); err != nil || st != 201 {
 		t.Fatalf("after a large answer: %d, %v", st, err)
+	}
+}
+
+// rawReceiver accepts connections on loopback and hands each to serve.
+func rawReceiver(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { defer c.Close(); serve(c) })
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestRunErrorClasses: each way a real delivery fails gets its class,
+// and a failed answer's body its first bytes.
+func TestRunErrorClasses(t *testing.T) {
+	busy := receiver(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(503)
+		ctx.SetBodyString(strings.Repeat("overloaded; ", 20))
+	})
+	// Reads and never answers, until the client gives up and closes.
+	silent := rawReceiver(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	dropping := rawReceiver(t, func(c net.Conn) { c.Read(make([]byte, 4096)) })
+	garbled := rawReceiver(t, func(c net.Conn) {
+		c.Read(make([]byte, 4096))
+		c.Write([]byte("HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"))
+	})
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := closed.Addr().String()
+	closed.Close()
+	noDNS := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no name server here")
+	}}
+	c := NewClient(ClientOptions{Guard: loopback, Timeout: 200 * time.Millisecond, Resolver: noDNS})
+	strict := NewClient(ClientOptions{Timeout: 200 * time.Millisecond})
+	for _, tc := range []struct {
+		cl         *Client
+		url, class string
+	}{
+		{c, "http://" + busy + "/", core.RunHTTP},
+		{c, "http://" + silent + "/", core.RunTimeout},
+		{c, "http://" + dropping + "/", core.RunConnection},
+		{c, "http://" + garbled + "/", core.RunBadAnswer},
+		{c, "http://" + refused + "/", core.RunRefused},
+		{c, "https://" + garbled + "/", core.RunTLS},
+		{c, "http://receiver.example:80/", core.RunDNS},
+		{strict, "http://" + busy + "/", core.RunBlocked},
+	} {
+		a, err := tc.cl.Send(tc.url, []byte(`{}`), nil)
+		if got := ErrorClass(a.Status, err); got != tc.class {
+			t.Errorf("%s: class %q (status %d, err %v); want %q", tc.url, got, a.Status, err, tc.class)
+		}
+		if tc.class == core.RunHTTP && (a.Status != 503 || a.Head != strings.Repeat("overloaded; ", 20)[:core.MaxRunAnswer]) {
+			t.Errorf("a 503's answer: %d %q", a.Status, a.Head)
+		}
+	}
+	if a, err := c.Send("http://"+receiver(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("fine") })+"/", nil, nil); err != nil || a.Head != "" || ErrorClass(a.Status, err) != "" {
+		t.Fatalf("a success: %+v, %v, class %q; want no head and no class", a, err, ErrorClass(a.Status, err))
 	}
 }

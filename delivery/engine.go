@@ -23,7 +23,7 @@ import (
 
 // Sender posts one notification; *Client implements it.
 type Sender interface {
-	Send(url string, body []byte, headers [][2]string) (status int, retryAfter time.Duration, err error)
+	Send(url string, body []byte, headers [][2]string) (Answer, error)
 }
 
 // EngineOptions configures an Engine. Queue, Pending, Webhooks and
@@ -82,7 +82,24 @@ var (
 	// deliveriesParked counts deliveries that waited in the engine for
 	// their receiver host's MaxPerHost.
 	deliveriesParked = metrics.NewCounter(`hookgate_deliveries_parked_total`)
+	// deliveryErrors counts failed attempts by class, index as in
+	// core.RunErrors (0, success, unused).
+	deliveryErrors = func() (cs [len(core.RunErrors)]*metrics.Counter) {
+		for i, c := range core.RunErrors[1:] {
+			cs[i+1] = metrics.NewCounter(`hookgate_delivery_errors_total{class="` + c + `"}`)
+		}
+		return cs
+	}()
 )
+
+func runErrorIndex(class string) int {
+	for i, c := range core.RunErrors {
+		if c == class {
+			return i
+		}
+	}
+	return len(core.RunErrors) - 1
+}
 
 // Engine reads change markers, keeps each webhook's pending messages
 // durable, and delivers them at the rate each webhook allows (SPEC §3).
@@ -298,8 +315,10 @@ type result struct {
 	q          *hostQueue
 	status     int
 	retryAfter time.Duration
+	answer     string // the start of a failed answer's body
 	err        error
 	sentAt     time.Time
+	took       time.Duration
 	ended      time.Time
 	since      int64
 }
@@ -686,9 +705,11 @@ func (e *Engine) start(sl *core.Slot, now time.Time) {
 	err := e.pool.Submit(func() {
 		defer e.inflight.Done()
 		start := time.Now()
-		st, ra, err := e.opts.Sender.Send(url, body, headers)
+		a, err := e.opts.Sender.Send(url, body, headers)
+		took := time.Since(start)
 		releasePayload(bp)
-		e.results <- result{sl: sl, q: q, status: st, retryAfter: ra, err: err, sentAt: start, ended: e.opts.Now(), since: since}
+		e.results <- result{sl: sl, q: q, status: a.Status, retryAfter: a.RetryAfter, answer: a.Head, err: err,
+			sentAt: start, took: took, ended: e.opts.Now(), since: since}
 	})
 	if err != nil { // the pool is closed: only at shutdown
 		releasePayload(bp)
@@ -757,8 +778,13 @@ func (e *Engine) outcome(r result) {
 	id := sl.ID()
 	now := r.ended.UnixNano()
 	deliveryDuration.UpdateDuration(r.sentAt)
-	run := core.Run{Status: r.status, Timestamp: float64(r.ended.UnixMilli()) / 1000}
 	ok := r.err == nil && r.status >= 200 && r.status <= 299
+	run := core.Run{Status: r.status, Timestamp: float64(r.ended.UnixMilli()) / 1000,
+		DurationMs: float64(r.took.Microseconds()) / 1000}
+	if !ok {
+		run.Error, run.Answer = ErrorClass(r.status, r.err), r.answer
+		deliveryErrors[runErrorIndex(run.Error)].Inc()
+	}
 	deactivate := false
 	switch {
 	case ok:
@@ -787,7 +813,8 @@ func (e *Engine) outcome(r result) {
 		deactivate = sl.Failed(now, r.retryAfter, jitter)
 		if e.failLog.Allow() {
 			e.opts.Logger.Warn("a delivery failed; it will be retried", "webhook", id, "host", r.q.host, "status", r.status,
-				"err", r.err, "retries", sl.Retries, "maxRetries", sl.MaxRetries, "suppressed", e.failLog.Suppressed())
+				"class", run.Error, "err", r.err, "answer", run.Answer, "tookMs", run.DurationMs,
+				"retries", sl.Retries, "maxRetries", sl.MaxRetries, "suppressed", e.failLog.Suppressed())
 		}
 	}
 	if deactivate {
@@ -799,7 +826,8 @@ func (e *Engine) outcome(r result) {
 		case !ok:
 			reason = "maxRetries failed attempts in a row"
 		}
-		e.opts.Logger.Warn("webhook deactivated", "webhook", id, "host", r.q.host, "reason", reason, "status", r.status, "err", r.err)
+		e.opts.Logger.Warn("webhook deactivated", "webhook", id, "host", r.q.host, "reason", reason, "status", r.status,
+			"class", run.Error, "err", r.err)
 		delete(e.retire, id) // done with, whatever the reason
 		deactivations.Inc()
 	}

@@ -143,13 +143,13 @@ type timedSender struct {
 	log  []sent
 }
 
-func (s *timedSender) Send(url string, body []byte, headers [][2]string) (int, time.Duration, error) {
+func (s *timedSender) Send(url string, body []byte, headers [][2]string) (Answer, error) {
 	at := time.Now()
-	st, ra, err := s.next.Send(url, body, headers)
+	a, err := s.next.Send(url, body, headers)
 	s.mu.Lock()
-	s.log = append(s.log, sent{url: url, at: at, status: st})
+	s.log = append(s.log, sent{url: url, at: at, status: a.Status})
 	s.mu.Unlock()
-	return st, ra, err
+	return a, err
 }
 
 // times returns when each POST to url started, in order.
@@ -488,8 +488,11 @@ func TestRetriesDeactivationReactivation(t *testing.T) {
 		}
 		got := r.get("alice", w.ID)
 		if got.State != core.StateInactive || got.RunCount != 4 || got.FailCount != 4 || got.CurrentRetries != 4 ||
-			got.LastRun.Status != 500 || got.Runs[0] != got.LastRun {
+			got.LastRun.Status != 500 || got.Runs[0] != got.LastRun || got.LastRun.Error != core.RunHTTP {
 			t.Fatalf("after giving up: %+v", got)
+		}
+		if l := logs.String(); !strings.Contains(l, "class=http") {
+			t.Fatalf("the failure's log line has no class:\n%s", l)
 		}
 		// While inactive, changes are neither delivered nor kept.
 		r.change("alice", core.MsgStreamsChanged)

@@ -5,8 +5,12 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/hookgate/hookgate/core"
 )
 
 // FuzzRetryAfter: any Retry-After a receiver sends gives a wait between
@@ -93,7 +97,8 @@ func FuzzReceiverResponse(f *testing.F) {
 		}
 		answers <- answer
 		start := time.Now()
-		st, ra, err := cl.Send(url, []byte(`{"messages":["eventsChanged"]}`), nil)
+		a, err := cl.Send(url, []byte(`{"messages":["eventsChanged"]}`), nil)
+		st, ra := a.Status, a.RetryAfter
 		if took := time.Since(start); took > 20*time.Second {
 			t.Fatalf("Send took %s with a 300ms timeout", took)
 		}
@@ -105,6 +110,12 @@ func FuzzReceiverResponse(f *testing.F) {
 		}
 		if ra < 0 || ra > MaxRetryAfter {
 			t.Fatalf("Retry-After wait %s", ra)
+		}
+		if len(a.Head) > core.MaxRunAnswer || !utf8.ValidString(a.Head) || (a.Head != "" && st >= 200 && st <= 299) {
+			t.Fatalf("answer head %q for status %d", a.Head, st)
+		}
+		if c := ErrorClass(st, err); (c == "") != (err == nil && st >= 200 && st <= 299) || !slices.Contains(core.RunErrors[:], c) {
+			t.Fatalf("class %q for status %d and error %v", c, st, err)
 		}
 	})
 }

@@ -28,7 +28,7 @@ func newGateSender() *gateSender {
 	return &gateSender{gate: make(chan struct{}), now: map[string]int{}, peak: map[string]int{}, got: map[string]int{}}
 }
 
-func (s *gateSender) Send(url string, _ []byte, _ [][2]string) (int, time.Duration, error) {
+func (s *gateSender) Send(url string, _ []byte, _ [][2]string) (Answer, error) {
 	h := hostOf(url)
 	s.mu.Lock()
 	s.now[h]++
@@ -39,7 +39,7 @@ func (s *gateSender) Send(url string, _ []byte, _ [][2]string) (int, time.Durati
 	s.mu.Lock()
 	s.now[h]--
 	s.mu.Unlock()
-	return 200, 0, nil
+	return Answer{Status: 200}, nil
 }
 
 func (s *gateSender) counts() (sending int, peak map[string]int, got map[string]int) {

@@ -31,6 +31,7 @@ var metricHelp = map[string]string{
 	"hookgate_webhooks":                      "Webhooks stored, by state.",
 	"hookgate_delivery_slots_pruned_total":   "Delivery slots of idle webhooks forgotten to save memory.",
 	"hookgate_deliveries_parked_total":       "Deliveries that waited in the engine for a free connection to their receiver's host.",
+	"hookgate_delivery_errors_total":         "Failed notification POSTs, by class: timeout, refused, dns, tls, blocked, http (an answer outside 200-299), bad-answer, connection.",
 	"hookgate_engine_panics_total":           "Panics the delivery engine recovered from: a bug.",
 }
 

@@ -38,7 +38,8 @@ type Packed struct {
 
 	minIntervalMs     int64
 	created, modified float64
-	lastRun           core.Run
+	lastRunAt         float64 // lastRun's timestamp and status; its other
+	lastRunStatus     int32   // fields are runs[0]'s (see LastOfRuns)
 	maxRetries        int32
 	currentRetries    int32
 	runCount          int32
@@ -109,7 +110,7 @@ func (k *Packer) bytes(n int) []byte {
 // fill packs w into p, its strings in bytes from k, or allocated alone
 // when k is nil.
 func (p *Packed) fill(w *core.Webhook, k *Packer) {
-	*p = Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, lastRun: w.LastRun, signed: w.Signed, scopes: w.Scopes}
+	*p = Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, signed: w.Signed, scopes: w.Scopes}
 	p.setCounters(CountersOf(w))
 	p.maxRetries = clamp32(w.MaxRetries)
 	strs := [...]string{w.ID, w.User, w.AccessID, w.URL, w.CreatedBy, w.ModifiedBy, w.Secret, ""}
@@ -175,7 +176,7 @@ func (p *Packed) active() bool { return p.state == stateActive }
 func (p *Packed) Unpack(w *core.Webhook) {
 	*w = core.Webhook{ID: p.str(0), User: p.str(1), AccessID: p.str(2), URL: p.str(3), CreatedBy: p.str(4), ModifiedBy: p.str(5), Secret: p.str(6),
 		MinIntervalMs: p.minIntervalMs, MaxRetries: int(p.maxRetries), CurrentRetries: int(p.currentRetries), State: p.stateString(),
-		RunCount: int(p.runCount), FailCount: int(p.failCount), LastRun: p.lastRun, Created: p.created, Modified: p.modified, Signed: p.signed,
+		RunCount: int(p.runCount), FailCount: int(p.failCount), LastRun: p.lastRun(), Created: p.created, Modified: p.modified, Signed: p.signed,
 		Scopes: p.scopes}
 }
 
@@ -190,7 +191,8 @@ func (p *Packed) webhook() *core.Webhook {
 // setCounters sets the fields delivery changes. A state other than
 // active or inactive changes only through Replace.
 func (p *Packed) setCounters(c Counters) {
-	p.runCount, p.failCount, p.currentRetries, p.lastRun = clamp32(c.RunCount), clamp32(c.FailCount), clamp32(c.CurrentRetries), c.LastRun
+	p.runCount, p.failCount, p.currentRetries = clamp32(c.RunCount), clamp32(c.FailCount), clamp32(c.CurrentRetries)
+	p.lastRunStatus, p.lastRunAt = clamp32(c.LastRun.Status), c.LastRun.Timestamp
 	switch c.State {
 	case core.StateActive:
 		p.state = stateActive
@@ -202,7 +204,20 @@ func (p *Packed) setCounters(c Counters) {
 }
 
 func (p *Packed) counters() Counters {
-	return Counters{RunCount: int(p.runCount), FailCount: int(p.failCount), CurrentRetries: int(p.currentRetries), LastRun: p.lastRun, State: p.stateString()}
+	return Counters{RunCount: int(p.runCount), FailCount: int(p.failCount), CurrentRetries: int(p.currentRetries), LastRun: p.lastRun(), State: p.stateString()}
+}
+
+func (p *Packed) lastRun() core.Run {
+	return core.Run{Status: int(p.lastRunStatus), Timestamp: p.lastRunAt}
+}
+
+// LastOfRuns sets w.LastRun to w.Runs[0] when they are the same run: a
+// resident record keeps only the status and time of its last run, and
+// its history the rest (duration, error, answer).
+func LastOfRuns(w *core.Webhook) {
+	if len(w.Runs) > 0 && w.Runs[0].Timestamp == w.LastRun.Timestamp && w.Runs[0].Status == w.LastRun.Status {
+		w.LastRun = w.Runs[0]
+	}
 }
 
 // NewIndex returns an index of ws, in O(n log n) whatever their order.

@@ -22,6 +22,7 @@ func NewMemory() *Memory { return &Memory{x: NewIndex(nil), runs: map[string][]c
 // withRuns fills w's history; must be called with mu held.
 func (m *Memory) withRuns(w *core.Webhook) *core.Webhook {
 	w.Runs = append([]core.Run{}, m.runs[w.ID]...)
+	LastOfRuns(w)
 	return w
 }
 

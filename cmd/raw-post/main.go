@@ -30,7 +30,7 @@ func main() {
 	for range *c {
 		wg.Go(func() {
 			for next.Add(1) <= int64(*n) {
-				if st, _, err := client.Send(*url, body, nil); err != nil || st < 200 || st > 299 {
+				if a, err := client.Send(*url, body, nil); err != nil || a.Status < 200 || a.Status > 299 {
 					failed.Add(1)
 				}
 			}

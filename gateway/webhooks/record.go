@@ -370,21 +370,46 @@ func decodeCounters(v []byte) (state.Counters, error) {
 //	8 bytes  n
 //	4 bytes  status
 //	8 bytes  timestamp (float64 bits)
+//	4 bytes  duration in microseconds         } absent in runs stored
+//	1 byte   error class (core.RunErrors)     } by earlier versions,
+//	byte, bytes  the answer's first bytes     } 20 bytes long
 func runValue(n int, r core.Run) []byte {
-	b := make([]byte, 0, 20)
+	answer := r.Answer[:min(len(r.Answer), core.MaxRunAnswer)]
+	b := make([]byte, 0, 26+len(answer))
 	b = binary.BigEndian.AppendUint64(b, uint64(n))
 	b = binary.BigEndian.AppendUint32(b, uint32(int32(r.Status)))
-	return binary.BigEndian.AppendUint64(b, math.Float64bits(r.Timestamp))
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(r.Timestamp))
+	us := math.Round(r.DurationMs * 1000)
+	b = binary.BigEndian.AppendUint32(b, uint32(max(0, min(us, math.MaxUint32))))
+	b = append(b, runErrorIndex(r.Error), byte(len(answer)))
+	return append(b, answer...)
+}
+
+func runErrorIndex(class string) byte {
+	for i, c := range core.RunErrors {
+		if c == class {
+			return byte(i)
+		}
+	}
+	return byte(len(core.RunErrors) - 1) // an unknown class reads as a broken connection
 }
 
 func decodeRun(v []byte) (state.Numbered, error) {
-	if len(v) != 20 {
-		return state.Numbered{}, fmt.Errorf("run record of %d bytes; want 20", len(v))
+	if len(v) != 20 && (len(v) < 26 || len(v) != 26+int(v[25])) {
+		return state.Numbered{}, fmt.Errorf("run record of %d bytes; want 20, or 26 and its answer", len(v))
 	}
 	n := binary.BigEndian.Uint64(v)
 	if n == 0 || n > math.MaxInt32 {
 		return state.Numbered{}, fmt.Errorf("run number %d", n)
 	}
-	return state.Numbered{N: int(n), Run: core.Run{Status: int(int32(binary.BigEndian.Uint32(v[8:]))),
-		Timestamp: math.Float64frombits(binary.BigEndian.Uint64(v[12:]))}}, nil
+	r := core.Run{Status: int(int32(binary.BigEndian.Uint32(v[8:]))), Timestamp: math.Float64frombits(binary.BigEndian.Uint64(v[12:]))}
+	if len(v) > 20 {
+		if int(v[24]) >= len(core.RunErrors) || int(v[25]) > core.MaxRunAnswer {
+			return state.Numbered{}, fmt.Errorf("run record with error class %d and an answer of %d bytes", v[24], v[25])
+		}
+		r.DurationMs = float64(binary.BigEndian.Uint32(v[20:])) / 1000
+		r.Error = core.RunErrors[v[24]]
+		r.Answer = string(v[26:])
+	}
+	return state.Numbered{N: int(n), Run: r}, nil
 }

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 
 	json "github.com/goccy/go-json"
@@ -129,6 +130,25 @@ func TestCountersRoundTrip(t *testing.T) {
 	if _, err := decodeRun(runValue(0, r)); err == nil {
 		t.Fatal("run number 0 decoded")
 	}
+	// A failed run's details, and a run stored by an earlier version,
+	// 20 bytes without them.
+	failed := core.Run{Status: 503, Timestamp: 13.25, DurationMs: 12.345, Error: core.RunHTTP, Answer: `{"error":"overloaded"}`}
+	v := runValue(52, failed)
+	if got, err := decodeRun(v); err != nil || got != (state.Numbered{N: 52, Run: failed}) {
+		t.Fatalf("failed run: %+v, %v", got, err)
+	}
+	for n := 21; n < len(v); n++ {
+		if _, err := decodeRun(v[:n]); err == nil {
+			t.Fatalf("%d of %d bytes of a run decoded", n, len(v))
+		}
+	}
+	if got, err := decodeRun(v[:20]); err != nil || got != (state.Numbered{N: 52, Run: core.Run{Status: 503, Timestamp: 13.25}}) {
+		t.Fatalf("a 20-byte run of an earlier version: %+v, %v", got, err)
+	}
+	long := core.Run{Error: "from a later version", Answer: strings.Repeat("x", 3*core.MaxRunAnswer)}
+	if got, err := decodeRun(runValue(1, long)); err != nil || got.Run.Error != core.RunConnection || len(got.Run.Answer) != core.MaxRunAnswer {
+		t.Fatalf("an unknown class and a long answer: %+v, %v", got, err)
+	}
 }
 
 // FuzzDecodeCounters: counters and run values from any bytes decode or
@@ -136,6 +156,7 @@ func TestCountersRoundTrip(t *testing.T) {
 func FuzzDecodeCounters(f *testing.F) {
 	f.Add(appendCounters(nil, state.Counters{RunCount: 3, State: "odd"}))
 	f.Add(runValue(7, core.Run{Status: 200, Timestamp: 1}))
+	f.Add(runValue(8, core.Run{Status: 0, Timestamp: 2, DurationMs: 5000, Error: core.RunTimeout}))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		if c, err := decodeCounters(v); err == nil {
 			if again, err := decodeCounters(appendCounters(nil, c)); err != nil || (again != c && c.LastRun.Timestamp == c.LastRun.Timestamp) {

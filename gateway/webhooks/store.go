@@ -443,6 +443,7 @@ func (s *Store) withRuns(us []unstored) ([]*core.Webhook, error) {
 				}
 			}
 			u.w.Runs = state.MergeRuns(u.w.RunCount, disk, u.fresh, u.writing)
+			state.LastOfRuns(u.w)
 			out[i] = u.w
 		}
 		return nil
@@ -473,6 +474,7 @@ func (s *Store) filled(us []unstored) []*core.Webhook {
 		slog.Error("cannot read run histories", "err", err)
 		for i, u := range us {
 			u.w.Runs = state.MergeRuns(u.w.RunCount, nil, u.fresh, u.writing)
+			state.LastOfRuns(u.w)
 			ws[i] = u.w
 		}
 	}
