@@ -1,7 +1,9 @@
 package core
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -26,6 +28,10 @@ type Slot struct {
 	MaxRetries int
 	// RetryAt is the earliest time of the next attempt after a failure.
 	RetryAt int64
+	// Schedule, when set, is the wait after each failure in a row
+	// (the last repeats) in place of Pryv's Interval × Retries. Shared:
+	// never changed.
+	Schedule []time.Duration
 	// Since is when the oldest pending message was accepted (Unix
 	// nanoseconds), for the notification latency.
 	Since int64
@@ -117,8 +123,8 @@ func (s *Slot) Succeeded(now int64) {
 
 // Failed ends the delivery in flight with a failure at now: its messages
 // go back in front of what arrived meanwhile, and the next attempt waits
-// Interval × Retries (Pryv's linear backoff) plus jitter, or retryAfter
-// when that is longer. It reports whether the webhook must now turn
+// Interval × Retries (Pryv's linear backoff), or the Schedule's step,
+// plus jitter, or retryAfter when that is longer. It reports whether the webhook must now turn
 // inactive (Retries past MaxRetries), in which case nothing is scheduled.
 func (s *Slot) Failed(now int64, retryAfter, jitter time.Duration) (deactivate bool) {
 	back := s.InFlight
@@ -130,7 +136,11 @@ func (s *Slot) Failed(now int64, retryAfter, jitter time.Duration) (deactivate b
 		s.RetryAt, s.Inactive = 0, true
 		return true
 	}
-	wait := s.Interval*time.Duration(s.Retries) + jitter
+	wait := s.Interval * time.Duration(s.Retries)
+	if n := len(s.Schedule); n > 0 {
+		wait = s.Schedule[min(s.Retries, n)-1]
+	}
+	wait += jitter
 	s.RetryAt = now + int64(max(wait, retryAfter))
 	return false
 }
@@ -280,4 +290,29 @@ func (s *Scheduler) Due(dst []*Slot, now int64, limit int) []*Slot {
 		limit--
 	}
 	return dst
+}
+
+// ParseSchedule reads a retry schedule: waits separated by commas
+// ("5s,5m,30m,2h"), each a Go duration of at least a millisecond and at
+// most a week. "" is no schedule.
+func ParseSchedule(s string) ([]time.Duration, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) > 100 {
+		return nil, fmt.Errorf("retry schedule of %d steps; at most 100", len(parts))
+	}
+	out := make([]time.Duration, len(parts))
+	for i, p := range parts {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil {
+			return nil, fmt.Errorf("retry schedule step %d: %w", i+1, err)
+		}
+		if d < time.Millisecond || d > 7*24*time.Hour {
+			return nil, fmt.Errorf("retry schedule step %d: %s is outside 1ms to 168h", i+1, d)
+		}
+		out[i] = d
+	}
+	return out, nil
 }

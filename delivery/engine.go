@@ -52,6 +52,11 @@ type EngineOptions struct {
 	MaxPerHost int
 	// Meta goes into every notification.
 	Meta core.Meta
+	// RetrySchedule, when set, is the wait after each failure in a row,
+	// the last step repeating, in place of Pryv's linear backoff
+	// (minIntervalMs × failures in a row). A webhook still turns
+	// inactive after its maxRetries failures.
+	RetrySchedule []time.Duration
 	// MaxJitter bounds the random delay added to each retry. Default 1s,
 	// and never more than a tenth of the webhook's interval.
 	MaxJitter time.Duration
@@ -229,6 +234,7 @@ func (e *Engine) bootNext() {
 		}
 		sl := &slab[i]
 		sl.Interval, sl.MaxRetries, sl.Retries, sl.LastEnd = b.interval, b.maxRetries, b.retries, b.lastEnd
+		sl.Schedule = e.opts.RetrySchedule
 		if stored, ok := e.stored[b.id]; ok {
 			sl.Stored = true
 			sl.Add(stored...)
@@ -410,6 +416,7 @@ func (e *Engine) slotFor(w *core.Webhook) *core.Slot {
 func (e *Engine) initSlot(sl *core.Slot, w *core.Webhook) {
 	sl.Interval = time.Duration(w.MinIntervalMs) * time.Millisecond
 	sl.MaxRetries = w.MaxRetries
+	sl.Schedule = e.opts.RetrySchedule
 	sl.Retries = w.CurrentRetries
 	sl.LastEnd = int64(w.LastRun.Timestamp * 1e9)
 	e.sched.Put(w.ID, sl)
@@ -808,7 +815,10 @@ func (e *Engine) outcome(r result) {
 		deactivate = true
 	default:
 		deliveriesFailed.Inc()
-		iv := sl.Interval
+		iv := sl.Interval // the wait a tenth of which is the most jitter
+		if n := len(sl.Schedule); n > 0 {
+			iv = sl.Schedule[min(sl.Retries+1, n)-1]
+		}
 		jitter := time.Duration(rand.Int64N(int64(min(e.opts.MaxJitter, iv/10)) + 1))
 		deactivate = sl.Failed(now, r.retryAfter, jitter)
 		if e.failLog.Allow() {

@@ -860,3 +860,50 @@ func TestScopedWebhookMatching(t *testing.T) {
 		}
 	})
 }
+
+// TestRetrySchedule: with a retry schedule, the waits between failed
+// attempts are its steps, the last repeating, instead of Pryv's
+// minIntervalMs × failures; the webhook still turns inactive after its
+// maxRetries failures.
+func TestRetrySchedule(t *testing.T) {
+	rc := newReceiver(t)
+	rc.status.Store(500)
+	synctest.Test(t, func(t *testing.T) {
+		schedule, err := core.ParseSchedule("1s, 5s,30s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := newRig(t, t.TempDir(), EngineOptions{RetrySchedule: schedule})
+		w := r.hook("alice", "a", rc.url(), 200*time.Millisecond, 4)
+		r.start()
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		wantCount(t, "after giving up", rc, 5) // maxRetries 4, plus the first attempt
+		at := r.sender.times(rc.url())
+		for i, want := range []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 30 * time.Second} {
+			// At most a tenth of the step of jitter, and never more than
+			// MaxJitter (1s).
+			gap := at[i+1].Sub(at[i])
+			if gap < want || gap > want+min(want/10, time.Second) {
+				t.Errorf("gap %d = %s; want %s plus at most %s of jitter", i+1, gap, want, min(want/10, time.Second))
+			}
+		}
+		if got := r.get("alice", w.ID); got.State != core.StateInactive || got.FailCount != 5 {
+			t.Fatalf("after the schedule: %+v", got)
+		}
+	})
+}
+
+func TestParseSchedule(t *testing.T) {
+	if s, err := core.ParseSchedule("5s,5m,30m,2h,5h,10h"); err != nil || len(s) != 6 || s[5] != 10*time.Hour {
+		t.Fatalf("Svix's schedule: %v, %v", s, err)
+	}
+	if s, err := core.ParseSchedule(" "); err != nil || s != nil {
+		t.Fatalf("no schedule: %v, %v", s, err)
+	}
+	for _, bad := range []string{"5s,,1m", "5", "-1s", "0s", "200h", "1s;2s"} {
+		if _, err := core.ParseSchedule(bad); err == nil {
+			t.Errorf("ParseSchedule(%q) accepted", bad)
+		}
+	}
+}
