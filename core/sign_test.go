@@ -53,3 +53,43 @@ func TestSignatureVerifiedByStandardWebhooks(t *testing.T) {
 		t.Fatalf("bad secret: %v", err)
 	}
 }
+
+// TestRotationSignaturesVerified: during a rotation's grace, a
+// notification carries a signature under each secret, and the official
+// verifier accepts it with either; after the grace, only the new secret
+// signs it.
+func TestRotationSignaturesVerified(t *testing.T) {
+	body := []byte(`{"messages":["eventsChanged"]}`)
+	w := &Webhook{Secret: NewSigningSecret(), PreviousSecret: NewSigningSecret(), PreviousUntil: 1000}
+	verify := func(secret string, hs [][2]string) error {
+		h := http.Header{}
+		for _, kv := range hs {
+			h.Set(kv[0], kv[1])
+		}
+		wh, err := standardwebhooks.NewWebhook(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wh.Verify(body, h)
+	}
+	now := time.Now().Unix()
+	secret, also := w.SigningSecrets(999.5)
+	during, err := SignatureHeaders(secret, "msg_1", now, body, also...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(during[2][1], "v1,"); n != 2 {
+		t.Fatalf("webhook-signature %q during the grace: want two signatures", during[2][1])
+	}
+	if verify(w.Secret, during) != nil || verify(w.PreviousSecret, during) != nil {
+		t.Fatal("during the grace, the verifier refused the new or the previous secret")
+	}
+	secret, also = w.SigningSecrets(1000)
+	after, err := SignatureHeaders(secret, "msg_2", now, body, also...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verify(w.Secret, after) != nil || verify(w.PreviousSecret, after) == nil {
+		t.Fatal("after the grace: want the new secret accepted and the previous one refused")
+	}
+}

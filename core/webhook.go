@@ -82,6 +82,20 @@ type Webhook struct {
 	User string `json:"-"`
 	// Secret signs notifications when Signed; shown once, at creation.
 	Secret string `json:"-"`
+	// PreviousSecret, after a rotation, signs notifications beside
+	// Secret until PreviousUntil (Unix seconds): a receiver has that
+	// long to take the new secret.
+	PreviousSecret string  `json:"-"`
+	PreviousUntil  float64 `json:"-"`
+}
+
+// SigningSecrets returns the secrets that sign a notification sent at
+// unix seconds: Secret, and the previous one while its grace lasts.
+func (w *Webhook) SigningSecrets(unix float64) (secret string, also []string) {
+	if w.PreviousSecret != "" && unix < w.PreviousUntil {
+		return w.Secret, []string{w.PreviousSecret}
+	}
+	return w.Secret, nil
 }
 
 // Clone returns a deep copy of w.

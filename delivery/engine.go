@@ -703,7 +703,11 @@ func (e *Engine) start(sl *core.Slot, now time.Time) {
 	var headers [][2]string
 	if w.Signed {
 		var err error
-		if headers, err = core.SignatureHeaders(w.Secret, sl.NotificationID(core.NewMsgID), now.Unix(), body); err != nil {
+		var also []string // while a rotated secret's grace lasts, it signs too
+		if w.PreviousSecret != "" && float64(now.UnixMilli())/1000 < w.PreviousUntil {
+			also = []string{w.PreviousSecret}
+		}
+		if headers, err = core.SignatureHeaders(w.Secret, sl.NotificationID(core.NewMsgID), now.Unix(), body, also...); err != nil {
 			e.opts.Logger.Error("cannot sign a notification", "webhook", id, "err", err)
 		}
 	}

@@ -907,3 +907,38 @@ func TestParseSchedule(t *testing.T) {
 		}
 	}
 }
+
+// TestRotatedSecretSignsDuringGrace: while a rotated secret's grace
+// lasts, a notification verifies under the new and the previous secret;
+// after it, under the new one only.
+func TestRotatedSecretSignsDuringGrace(t *testing.T) {
+	rc := newReceiver(t)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, t.TempDir(), EngineOptions{})
+		w := r.signedHook(t, rc.url())
+		previous := w.Secret
+		fresh := core.NewSigningSecret()
+		until := float64(time.Now().Add(time.Minute).UnixMilli()) / 1000
+		if _, err := r.hooks.Update("alice", w.ID, func(w *core.Webhook) error {
+			w.Secret, w.PreviousSecret, w.PreviousUntil = fresh, previous, until
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r.start()
+		synctest.Wait()
+		wantCount(t, "boot", rc, 1)
+		verifyAll(t, fresh, rc.got())
+		verifyAll(t, previous, rc.got())
+		time.Sleep(2 * time.Minute)
+		r.change("alice", core.MsgEventsChanged)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		wantCount(t, "after the grace", rc, 2)
+		verifyAll(t, fresh, rc.got()[1:])
+		v, _ := standardwebhooks.NewWebhook(previous)
+		if h := rc.got()[1]; v.Verify(h.body, h.header) == nil {
+			t.Fatalf("after the grace the previous secret still verifies: %v", h.header)
+		}
+	})
+}

@@ -77,6 +77,8 @@ func (g *Gateway) serveWebhooks(ctx *fasthttp.RequestCtx, user, rel []byte) {
 		call, params = "webhooks.delete", idParams()
 	case n == 3 && string(segs[2]) == "test" && method == "POST":
 		call, params = "webhooks.test", idParams()
+	case n == 3 && string(segs[2]) == "rotate-secret" && method == "POST":
+		call, params = "webhooks.rotateSecret", idParams()
 	default:
 		g.writeError(ctx, fasthttp.StatusNotFound, "unknown-resource", "Unknown webhooks route "+method+" "+string(rel))
 		return

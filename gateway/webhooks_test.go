@@ -838,3 +838,57 @@ func TestMixedBatchForwardsOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretRotation: POST /{user}/webhooks/{id}/rotate-secret gives a
+// signed webhook a new secret, shown once; for the grace that follows,
+// a notification carries a signature under each secret and the official
+// verifier takes it with either; after it, only the new secret signs.
+// It survives a restart, and only the webhook's owner may rotate.
+func TestSecretRotation(t *testing.T) {
+	dir := t.TempDir()
+	// Near the real time: the official verifier takes timestamps within
+	// 5 minutes of its own clock.
+	clock := newStepClock(time.Now().Add(-3 * time.Minute).UnixMilli())
+	wo := webhooks.Options{Now: clock.Now, RotationGrace: 2 * time.Minute}
+	e := startWebhooks(t, dir, Options{}, wo)
+	w := e.call(t, "POST", "/alice/webhooks", "alice-app", `{"url":"http://`+e.recv.addr+`/signed","signed":true}`, 201)["webhook"].(map[string]any)
+	id, old := w["id"].(string), w["signingSecret"].(string)
+	plain := e.create(t, "alice-app", "http://"+e.recv.addr+"/plain")
+	if v := e.call(t, "POST", "/alice/webhooks/"+plain["id"].(string)+"/rotate-secret", "alice-app", "", 400); errID(v) != "invalid-operation" {
+		t.Fatalf("rotating an unsigned webhook: %v", v)
+	}
+	if v := e.call(t, "POST", "/alice/webhooks/"+id+"/rotate-secret", "alice-shared", "", 403); errID(v) != "forbidden" {
+		t.Fatalf("rotating another access's webhook: %v", v)
+	}
+	r := e.call(t, "POST", "/alice/webhooks/"+id+"/rotate-secret", "alice-app", "", 200)["webhook"].(map[string]any)
+	fresh, _ := r["signingSecret"].(string)
+	if !strings.HasPrefix(fresh, "whsec_") || fresh == old || r["previousSecretValidUntil"] != clock.seconds()+120 {
+		t.Fatalf("rotation answered %v", r)
+	}
+	if got := e.call(t, "GET", "/alice/webhooks/"+id, "alice-app", "", 200)["webhook"].(map[string]any); got["signingSecret"] != nil {
+		t.Fatalf("the new secret is shown again: %v", got)
+	}
+	recv := e.recv // the webhook's receiver, across the restart
+	verifies := func(secret string, i int) bool {
+		v, err := standardwebhooks.NewWebhook(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Verify([]byte(recv.got()[i]), recv.gotHeaders()[i]) == nil
+	}
+	e.call(t, "POST", "/alice/webhooks/"+id+"/test", "alice-app", "", 200)
+	if !verifies(fresh, 0) || !verifies(old, 0) {
+		t.Fatalf("during the grace, the new and the previous secret must both verify: %v", recv.gotHeaders()[0])
+	}
+	// A restart keeps the rotation: the store holds both secrets.
+	e.stop()
+	e = startWebhooks(t, dir, Options{}, wo)
+	clock.add(2 * time.Minute)
+	e.call(t, "POST", "/alice/webhooks/"+id+"/test", "alice-app", "", 200)
+	if !verifies(fresh, 1) || verifies(old, 1) {
+		t.Fatalf("after the grace, only the new secret must verify: %v", recv.gotHeaders()[1])
+	}
+	if w := e.api.Store().ByID(id); w.Secret != fresh || w.PreviousSecret != old {
+		t.Fatalf("after a restart the record holds %q and %q", w.Secret, w.PreviousSecret)
+	}
+}

@@ -46,7 +46,15 @@ type Packed struct {
 	failCount         int32
 	state             uint8 // stateActive, stateInactive, or 0: the last string of s
 	signed            bool
-	scopes            *core.Scopes // shared, never changed
+	extra             *packedExtra // what few records have; nil for most
+}
+
+// packedExtra holds the fields a record has only now and then: scopes,
+// and a rotated secret's grace.
+type packedExtra struct {
+	scopes         *core.Scopes // shared, never changed
+	previousSecret string
+	previousUntil  float64
 }
 
 const (
@@ -110,7 +118,10 @@ func (k *Packer) bytes(n int) []byte {
 // fill packs w into p, its strings in bytes from k, or allocated alone
 // when k is nil.
 func (p *Packed) fill(w *core.Webhook, k *Packer) {
-	*p = Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, signed: w.Signed, scopes: w.Scopes}
+	*p = Packed{minIntervalMs: w.MinIntervalMs, created: w.Created, modified: w.Modified, signed: w.Signed}
+	if w.Scopes != nil || w.PreviousSecret != "" {
+		p.extra = &packedExtra{scopes: w.Scopes, previousSecret: w.PreviousSecret, previousUntil: w.PreviousUntil}
+	}
 	p.setCounters(CountersOf(w))
 	p.maxRetries = clamp32(w.MaxRetries)
 	strs := [...]string{w.ID, w.User, w.AccessID, w.URL, w.CreatedBy, w.ModifiedBy, w.Secret, ""}
@@ -176,8 +187,10 @@ func (p *Packed) active() bool { return p.state == stateActive }
 func (p *Packed) Unpack(w *core.Webhook) {
 	*w = core.Webhook{ID: p.str(0), User: p.str(1), AccessID: p.str(2), URL: p.str(3), CreatedBy: p.str(4), ModifiedBy: p.str(5), Secret: p.str(6),
 		MinIntervalMs: p.minIntervalMs, MaxRetries: int(p.maxRetries), CurrentRetries: int(p.currentRetries), State: p.stateString(),
-		RunCount: int(p.runCount), FailCount: int(p.failCount), LastRun: p.lastRun(), Created: p.created, Modified: p.modified, Signed: p.signed,
-		Scopes: p.scopes}
+		RunCount: int(p.runCount), FailCount: int(p.failCount), LastRun: p.lastRun(), Created: p.created, Modified: p.modified, Signed: p.signed}
+	if x := p.extra; x != nil {
+		w.Scopes, w.PreviousSecret, w.PreviousUntil = x.scopes, x.previousSecret, x.previousUntil
+	}
 }
 
 // webhook returns a new copy of the record, with an empty history.
@@ -205,6 +218,13 @@ func (p *Packed) setCounters(c Counters) {
 
 func (p *Packed) counters() Counters {
 	return Counters{RunCount: int(p.runCount), FailCount: int(p.failCount), CurrentRetries: int(p.currentRetries), LastRun: p.lastRun(), State: p.stateString()}
+}
+
+func (p *Packed) scopes() *core.Scopes {
+	if p.extra == nil {
+		return nil
+	}
+	return p.extra.scopes
 }
 
 func (p *Packed) lastRun() core.Run {
@@ -281,7 +301,7 @@ func NewLoadedIndex(ks ...*Packer) *Index {
 				if l.p.active() {
 					x.active++
 				}
-				if l.p.scopes != nil {
+				if l.p.scopes() != nil {
 					x.countScoped(l.user, 1)
 				}
 			}
@@ -470,7 +490,7 @@ func (x *Index) count(p *Packed, d int) {
 	if p.active() {
 		x.active += d
 	}
-	if p.scopes != nil {
+	if p.scopes() != nil {
 		x.countScoped(p.user(), d)
 	}
 }
@@ -572,7 +592,11 @@ func (x *Index) Target(id string) (Target, bool) {
 	if p == nil {
 		return Target{}, false
 	}
-	return Target{URL: p.url(), Secret: p.str(6), Signed: p.signed, Active: p.active()}, true
+	t := Target{URL: p.url(), Secret: p.str(6), Signed: p.signed, Active: p.active()}
+	if x := p.extra; x != nil {
+		t.PreviousSecret, t.PreviousUntil = x.previousSecret, x.previousUntil
+	}
+	return t, true
 }
 
 // Active returns copies of user's active webhooks.

@@ -148,6 +148,10 @@ type Target struct {
 	Secret string // the signing secret, when Signed
 	Signed bool
 	Active bool
+	// PreviousSecret signs too until PreviousUntil (Unix seconds), after
+	// a rotation.
+	PreviousSecret string
+	PreviousUntil  float64
 }
 
 // PendingSet is a webhook's undelivered state.

@@ -54,6 +54,9 @@ type Options struct {
 	// a cloud metadata address) is refused at creation, rather than
 	// stored and failed at every delivery. It returns why not, or "".
 	Reachable func(host string) string
+	// RotationGrace is how long a rotated signing secret still signs
+	// notifications, beside the new one. Default 24h.
+	RotationGrace time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -83,6 +86,9 @@ func NewAPI(s state.Registry, o Options) *API {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.RotationGrace <= 0 {
+		o.RotationGrace = 24 * time.Hour
 	}
 	return &API{store: s, opts: o}
 }
@@ -115,7 +121,8 @@ type Result struct {
 // IsMethod reports whether id is a webhooks method this API answers.
 func IsMethod(id string) bool {
 	switch id {
-	case "webhooks.get", "webhooks.getOne", "webhooks.create", "webhooks.update", "webhooks.delete", "webhooks.test":
+	case "webhooks.get", "webhooks.getOne", "webhooks.create", "webhooks.update", "webhooks.delete", "webhooks.test",
+		"webhooks.rotateSecret":
 		return true
 	}
 	return false
@@ -149,6 +156,15 @@ func (a *API) Call(acc Access, user, method string, params []byte) (Result, *Err
 		}
 	case "webhooks.update":
 		return a.update(acc, user, params)
+	case "webhooks.rotateSecret":
+		id, perr := idParam(params)
+		if perr != nil {
+			return Result{}, perr
+		}
+		if _, perr := a.owned(acc, user, id, "webhooks.update"); perr != nil {
+			return Result{}, perr
+		}
+		return a.rotate(acc, user, id)
 	}
 	return Result{}, errorf(400, "invalid-method", "Invalid method %q", method)
 }
@@ -283,6 +299,42 @@ func (a *API) update(acc Access, user string, params []byte) (Result, *Error) {
 	return Result{200, "webhook", w}, nil
 }
 
+// rotated is webhooks.rotateSecret's result: the webhook, its new secret,
+// shown this once, and until when the previous one still signs.
+type rotated struct {
+	*core.Webhook
+	SigningSecret            string  `json:"signingSecret"`
+	PreviousSecretValidUntil float64 `json:"previousSecretValidUntil"`
+}
+
+// rotate gives a signed webhook a new signing secret. For RotationGrace,
+// notifications carry a signature under each (Standard Webhooks lets a
+// header hold several), so that a receiver can switch without refusing
+// one. A rotation during another's grace drops the oldest secret.
+func (a *API) rotate(acc Access, user, id string) (Result, *Error) {
+	now := a.opts.Now()
+	w, err := a.store.Update(user, id, func(w *core.Webhook) error {
+		if !w.Signed {
+			return errNotSigned
+		}
+		w.PreviousSecret, w.PreviousUntil = w.Secret, seconds(now.Add(a.opts.RotationGrace))
+		w.Secret = core.NewSigningSecret()
+		w.Modified, w.ModifiedBy = seconds(now), acc.ID
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNotSigned):
+		return Result{}, errorf(400, "invalid-operation", "The webhook is not signed: it has no secret to rotate (create it with \"signed\": true).")
+	case errors.Is(err, ErrNotFound):
+		return Result{}, errorf(404, "unknown-resource", "Unknown webhook %q", id)
+	case err != nil:
+		return Result{}, storeError(err, "stored")
+	}
+	return Result{200, "webhook", rotated{w, w.Secret, w.PreviousUntil}}, nil
+}
+
+var errNotSigned = errors.New("not signed")
+
 // LearnStream puts stream id into every scope of user's webhooks that
 // holds parent: a stream created or moved below a scope's stream is in
 // the scope from then on. A stream moved out stays in (a notification
@@ -343,7 +395,8 @@ func (a *API) test(w *core.Webhook) (Result, *Error) {
 		// Signed as every notification of the webhook is, so that a
 		// receiver that verifies takes the test too.
 		var err error
-		if headers, err = core.SignatureHeaders(w.Secret, core.NewMsgID(), now.Unix(), body); err != nil {
+		secret, also := w.SigningSecrets(seconds(now))
+		if headers, err = core.SignatureHeaders(secret, core.NewMsgID(), now.Unix(), body, also...); err != nil {
 			return fail()
 		}
 	}

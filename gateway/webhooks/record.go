@@ -28,6 +28,8 @@ import (
 //	[scopes] uvarint count, then per scope: key, kind, and three lists
 //	         of strings (streams, types, the prepared streams), each a
 //	         uvarint count and its strings
+//	[rotation] 8 bytes previousUntil (float64 bits), then the previous
+//	         secret (sealed as the secret is)
 //
 // each string as a uvarint length and its bytes. Records written as JSON
 // (stored, first byte '{') by earlier versions are read too, and written
@@ -39,15 +41,16 @@ const (
 	flagCreatedByAccess
 	flagModifiedByCreator
 	flagScoped
+	flagRotating
 )
 
 // maxRecord bounds a record's length: far above any valid webhook (its
 // URL is at most a few KiB), far below what could hurt.
 const maxRecord = 1 << 20
 
-// appendRecord appends w's binary record to b, with secret in place of
-// w.Secret.
-func appendRecord(b []byte, w *core.Webhook, secret string) []byte {
+// appendRecord appends w's binary record to b, with secret and previous
+// in place of w.Secret and w.PreviousSecret.
+func appendRecord(b []byte, w *core.Webhook, secret, previous string) []byte {
 	var flags, st byte
 	if w.Signed {
 		flags |= flagSigned
@@ -60,6 +63,9 @@ func appendRecord(b []byte, w *core.Webhook, secret string) []byte {
 	}
 	if w.Scopes != nil {
 		flags |= flagScoped
+	}
+	if w.PreviousSecret != "" {
+		flags |= flagRotating
 	}
 	switch w.State {
 	case core.StateActive:
@@ -100,6 +106,10 @@ func appendRecord(b []byte, w *core.Webhook, secret string) []byte {
 				}
 			}
 		}
+	}
+	if w.PreviousSecret != "" {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(w.PreviousUntil))
+		b = appendString(b, previous)
 	}
 	return b
 }
@@ -219,13 +229,13 @@ func (r *recordReader) str() string {
 	return s
 }
 
-// decodeBinary decodes a binary record into w, and returns its secret as
-// stored. w's strings share one copy of v; with borrow set they are views
+// decodeBinary decodes a binary record into w, and returns its secret and
+// previous secret as stored. w's strings share one copy of v; with borrow set they are views
 // of v itself, valid only while v is, for a caller that copies them
 // before v goes (the load, which packs each record at once).
-func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret string, err error) {
+func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret, previous string, err error) {
 	if len(v) < 3 || v[0] != recordV1 || len(v) > maxRecord {
-		return "", errRecord
+		return "", "", errRecord
 	}
 	r := &recordReader{b: v, off: 3}
 	if borrow {
@@ -234,8 +244,8 @@ func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret string, err er
 		r.s = string(v)
 	}
 	flags, st := v[1], v[2]
-	if flags&^(flagSigned|flagCreatedByAccess|flagModifiedByCreator|flagScoped) != 0 || st > 2 {
-		return "", errRecord
+	if flags&^(flagSigned|flagCreatedByAccess|flagModifiedByCreator|flagScoped|flagRotating) != 0 || st > 2 {
+		return "", "", errRecord
 	}
 	w.Signed = flags&flagSigned != 0
 	w.MinIntervalMs = r.varint()
@@ -262,10 +272,16 @@ func decodeBinary(v []byte, w *core.Webhook, borrow bool) (secret string, err er
 	if flags&flagScoped != 0 {
 		w.Scopes = r.scopes()
 	}
+	if flags&flagRotating != 0 {
+		w.PreviousUntil = r.float()
+		if previous = strings.Clone(r.str()); previous == "" && r.err == nil {
+			r.err = errRecord // the flag says there is one
+		}
+	}
 	if r.err == nil && r.off != len(v) {
 		r.err = errRecord
 	}
-	return secret, r.err
+	return secret, previous, r.err
 }
 
 // decodeRecord decodes a stored record, binary or JSON, and opens its
@@ -278,7 +294,7 @@ func decodeRecord(v []byte, sealer *Sealer) (*core.Webhook, error) {
 // strings views of v when borrow is set (see decodeBinary); a JSON
 // record gets a webhook of its own.
 func decodeInto(v []byte, sealer *Sealer, w *core.Webhook, borrow bool) (*core.Webhook, error) {
-	var secret string
+	var secret, previous string
 	if len(v) > 0 && v[0] == '{' { // written by an earlier version
 		var st stored
 		if err := json.Unmarshal(v, &st); err != nil || st.Webhook == nil {
@@ -289,7 +305,7 @@ func decodeInto(v []byte, sealer *Sealer, w *core.Webhook, borrow bool) (*core.W
 	} else {
 		*w = core.Webhook{}
 		var err error
-		if secret, err = decodeBinary(v, w, borrow); err != nil {
+		if secret, previous, err = decodeBinary(v, w, borrow); err != nil {
 			return nil, fmt.Errorf("unreadable webhook record %.60q: %w", v, err)
 		}
 	}
@@ -302,6 +318,11 @@ func decodeInto(v []byte, sealer *Sealer, w *core.Webhook, borrow bool) (*core.W
 	var err error
 	if w.Secret, err = sealer.Open(w.ID, secret); err != nil {
 		return nil, fmt.Errorf("webhook %s: %w", w.ID, err)
+	}
+	if previous != "" {
+		if w.PreviousSecret, err = sealer.Open(w.ID, previous); err != nil {
+			return nil, fmt.Errorf("webhook %s, previous secret: %w", w.ID, err)
+		}
 	}
 	return w, nil
 }

@@ -19,6 +19,8 @@ func recordSamples() []*core.Webhook {
 		{ID: core.NewID(), User: "bob", AccessID: "acc2", URL: "http://127.0.0.1:1/é", MinIntervalMs: 0, MaxRetries: 0, CurrentRetries: 3,
 			State: core.StateInactive, RunCount: 1 << 30, FailCount: 12, LastRun: core.Run{Status: -1, Timestamp: 1.5},
 			Created: 2, CreatedBy: "personal", Modified: 3, ModifiedBy: "other", Signed: true, Secret: "whsec_abc"},
+		{ID: core.NewID(), User: "dave", AccessID: "acc4", URL: "https://example.com/rotating", State: core.StateActive, CreatedBy: "acc4",
+			ModifiedBy: "acc4", Signed: true, Secret: "whsec_new", PreviousSecret: "whsec_old", PreviousUntil: 1.7e9 + 86400.5},
 		{ID: "x", User: "", AccessID: "", URL: "", State: "odd", MinIntervalMs: -7},
 		{ID: core.NewID(), User: "carol", AccessID: "acc3", URL: "https://example.com/scoped", State: core.StateActive,
 			CreatedBy: "acc3", ModifiedBy: "acc3", Scopes: &core.Scopes{List: []core.Scope{
@@ -49,7 +51,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, w) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, w)
 		}
-		if w.Scopes == nil { // JSON records come from versions without scopes
+		if w.Scopes == nil && w.PreviousSecret == "" { // JSON records come from versions without either
 			j, err := json.Marshal(stored{User: w.User, Webhook: w, Secret: w.Secret})
 			if err != nil {
 				t.Fatal(err)
@@ -69,7 +71,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		}
 		neg := *w
 		neg.RunCount = -1
-		if _, err := decodeRecord(appendRecord(nil, &neg, ""), sealer); err == nil {
+		if _, err := decodeRecord(appendRecord(nil, &neg, "", neg.PreviousSecret), sealer); err == nil {
 			t.Fatal("a negative runCount was accepted")
 		}
 		if _, err := decodeCounters(appendCounters(nil, state.Counters{FailCount: -2})); err == nil {
@@ -82,7 +84,7 @@ func TestRecordRoundTrip(t *testing.T) {
 // decodes encodes back to a record that decodes the same.
 func FuzzDecodeRecord(f *testing.F) {
 	for _, w := range recordSamples() {
-		f.Add(appendRecord(nil, w, w.Secret))
+		f.Add(appendRecord(nil, w, w.Secret, w.PreviousSecret))
 	}
 	f.Add([]byte(`{"user":"u","webhook":{"id":"a","runs":[{"status":200,"timestamp":1}]}}`))
 	f.Fuzz(func(t *testing.T, v []byte) {
@@ -91,7 +93,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			return
 		}
 		w.Runs = nil
-		again, err := decodeRecord(appendRecord(nil, w, w.Secret), nil)
+		again, err := decodeRecord(appendRecord(nil, w, w.Secret, w.PreviousSecret), nil)
 		if err != nil {
 			t.Fatalf("re-encoded record refused: %v", err)
 		}
