@@ -116,6 +116,7 @@ type Engine struct {
 
 	results chan result
 	changes chan state.Change
+	calls   chan func() // an operator's requests, run on the loop
 	stop    chan struct{}
 	done    chan struct{}
 
@@ -365,7 +366,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	}
 	e := &Engine{
 		opts: o, sched: core.NewScheduler(), pool: pool,
-		results: make(chan result, o.Workers), changes: make(chan state.Change, 1024), flushed: make(chan error, 1),
+		results: make(chan result, o.Workers), changes: make(chan state.Change, 1024), calls: make(chan func()), flushed: make(chan error, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
 		retire: map[string]bool{}, dirtyPending: map[string]bool{}, hosts: map[string]*hostQueue{},
 	}
@@ -453,6 +454,8 @@ func (e *Engine) Run() {
 			e.safely(func() { e.outcome(r) })
 		case c := <-e.changes:
 			e.safely(func() { e.change(c) })
+		case f := <-e.calls:
+			e.safely(f)
 		case <-timer.C:
 		case <-flush.C:
 			e.safely(e.flush)
@@ -1053,6 +1056,66 @@ func (e *Engine) PoolRunning() int { return e.pool.Running() }
 
 // PoolFree returns the idle delivery workers.
 func (e *Engine) PoolFree() int { return e.pool.Free() }
+
+// do runs f on the loop and waits for it; false when the engine has
+// stopped.
+func (e *Engine) do(f func()) bool {
+	done := make(chan struct{})
+	select {
+	case e.calls <- func() { defer close(done); f() }:
+	case <-e.done:
+		return false
+	}
+	<-done
+	return true
+}
+
+// Delivery is what the engine holds of a webhook, for an operator.
+type Delivery struct {
+	Pending  []string `json:"pending"` // in flight, then waiting
+	InFlight bool     `json:"inFlight"`
+	Inactive bool     `json:"inactive,omitempty"`
+	// NextAt is when it fires next, in float Unix seconds; 0 when
+	// nothing is due.
+	NextAt float64 `json:"nextAt,omitempty"`
+}
+
+// Inspect returns what the engine holds of webhook id; false when it
+// holds nothing (idle, unknown, or the engine stopped).
+func (e *Engine) Inspect(id string) (Delivery, bool) {
+	var d Delivery
+	found := false
+	e.do(func() {
+		sl := e.sched.Slot(id)
+		if sl == nil {
+			return
+		}
+		found = true
+		d.Pending = append(append([]string(nil), sl.InFlight...), sl.Pending...)
+		d.InFlight, d.Inactive = sl.Flying, sl.Inactive
+		if at, ok := sl.FireAt(); ok {
+			d.NextAt = float64(max(at, e.opts.Now().UnixNano())/1e6) / 1000
+		}
+	})
+	return d, found
+}
+
+// Redeliver sends webhook id's pending messages now, whatever its
+// minIntervalMs or its retry backoff says, and returns how many; false
+// when nothing is pending, the webhook is inactive (reactivate it
+// first) or a delivery of it is in flight.
+func (e *Engine) Redeliver(id string) (n int, ok bool) {
+	e.do(func() {
+		sl := e.sched.Slot(id)
+		if sl == nil || sl.Inactive || sl.Flying || len(sl.Pending) == 0 {
+			return
+		}
+		ok, n = true, len(sl.Pending)
+		sl.LastEnd, sl.RetryAt = 0, 0
+		e.sched.TouchSlot(sl)
+	})
+	return n, ok
+}
 
 // Pending returns the pending and in-flight messages of a webhook, for
 // tests and diagnostics. Not safe while Run runs.

@@ -622,6 +622,18 @@ func (x *Index) EachActive(f func(w *core.Webhook)) {
 	}
 }
 
+// Each calls f with every record, unpacked into one webhook that f must
+// not keep, until f returns false.
+func (x *Index) Each(f func(w *core.Webhook) bool) {
+	var w core.Webhook
+	for _, p := range x.byID {
+		p.Unpack(&w)
+		if !f(&w) {
+			return
+		}
+	}
+}
+
 // Counts returns how many webhooks are active and inactive.
 func (x *Index) Counts() (active, inactive int) {
 	return x.active, len(x.byID) - x.active

@@ -235,3 +235,10 @@ func (m *Memory) Scoped(user string) bool {
 	defer m.mu.RUnlock()
 	return m.x.Scoped(user)
 }
+
+// Each implements Registry.
+func (m *Memory) Each(f func(w *core.Webhook) bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	m.x.Each(f)
+}

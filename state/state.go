@@ -115,6 +115,10 @@ type Registry interface {
 	// the registry's own record: f must not keep it, change it or call
 	// the registry. Writers wait until it returns.
 	EachActive(f func(w *core.Webhook))
+	// Each calls f for every webhook, active or not, in no set order,
+	// until f returns false, with the registry's own record (no runs): f
+	// must not keep it, change it or call the registry.
+	Each(f func(w *core.Webhook) bool)
 	// Counts returns how many webhooks are active and inactive.
 	Counts() (active, inactive int)
 	// Scoped reports whether any webhook of user has scopes, or for

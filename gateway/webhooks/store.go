@@ -670,6 +670,13 @@ func (s *Store) Counts() (active, inactive int) {
 	return s.x.Counts()
 }
 
+// Each implements state.Registry.
+func (s *Store) Each(f func(w *core.Webhook) bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.x.Each(f)
+}
+
 // Scoped implements state.Registry.
 func (s *Store) Scoped(user string) bool {
 	s.mu.RLock()

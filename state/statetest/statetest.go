@@ -130,6 +130,19 @@ func RunRegistry(t *testing.T, open OpenRegistry) {
 		if a, i := r.Counts(); a != 4 || i != 0 {
 			t.Fatalf("Counts = %d, %d; want 4, 0", a, i)
 		}
+		var each []string
+		r.Each(func(w *core.Webhook) bool { each = append(each, w.ID+" "+w.User); return true })
+		slices.Sort(each)
+		want := []string{a1.ID + " alice", a2.ID + " alice", a3.ID + " alice", b1.ID + " bob"}
+		slices.Sort(want)
+		if !slices.Equal(each, want) {
+			t.Fatalf("Each gave %v; want %v", each, want)
+		}
+		n := 0
+		r.Each(func(*core.Webhook) bool { n++; return n < 2 })
+		if n != 2 {
+			t.Fatalf("Each went on for %d records after f returned false at 2", n)
+		}
 	})
 	t.Run("update delete", func(t *testing.T) {
 		r, _ := open(t)
