@@ -52,6 +52,9 @@ type EngineOptions struct {
 	MaxPerHost int
 	// Meta goes into every notification.
 	Meta core.Meta
+	// OnDeactivate, if set, is told of every webhook the engine turns
+	// inactive, in a goroutine of its own: an operator's alert.
+	OnDeactivate func(Deactivation)
 	// RetrySchedule, when set, is the wait after each failure in a row,
 	// the last step repeating, in place of Pryv's linear backoff
 	// (minIntervalMs × failures in a row). A webhook still turns
@@ -845,6 +848,13 @@ func (e *Engine) outcome(r result) {
 		}
 		e.opts.Logger.Warn("webhook deactivated", "webhook", id, "host", r.q.host, "reason", reason, "status", r.status,
 			"class", run.Error, "err", r.err)
+		if f := e.opts.OnDeactivate; f != nil {
+			d := Deactivation{ID: id, Reason: reason, LastRun: run, Failures: sl.Retries}
+			if w, ok := e.opts.Webhooks.Target(id); ok {
+				d.URL = w.URL
+			}
+			go f(d)
+		}
 		delete(e.retire, id) // done with, whatever the reason
 		deactivations.Inc()
 	}
@@ -1056,6 +1066,16 @@ func (e *Engine) PoolRunning() int { return e.pool.Running() }
 
 // PoolFree returns the idle delivery workers.
 func (e *Engine) PoolFree() int { return e.pool.Free() }
+
+// Deactivation tells an operator of a webhook the engine turned
+// inactive.
+type Deactivation struct {
+	ID       string   `json:"id"`
+	URL      string   `json:"url"`
+	Reason   string   `json:"reason"`
+	Failures int      `json:"failures"` // in a row, the last included
+	LastRun  core.Run `json:"lastRun"`
+}
 
 // do runs f on the loop and waits for it; false when the engine has
 // stopped.

@@ -465,7 +465,9 @@ func TestRetriesDeactivationReactivation(t *testing.T) {
 	rc.status.Store(500)
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncBuffer
-		r := newRig(t, t.TempDir(), EngineOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		alerts := make(chan Deactivation, 1)
+		r := newRig(t, t.TempDir(), EngineOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			OnDeactivate: func(d Deactivation) { alerts <- d }})
 		w := r.hook("alice", "a", rc.url(), 200*time.Millisecond, 3)
 		r.start()
 		time.Sleep(time.Minute)
@@ -493,6 +495,14 @@ func TestRetriesDeactivationReactivation(t *testing.T) {
 		}
 		if l := logs.String(); !strings.Contains(l, "class=http") {
 			t.Fatalf("the failure's log line has no class:\n%s", l)
+		}
+		select {
+		case d := <-alerts:
+			if d.ID != w.ID || d.URL != rc.url() || d.Failures != 4 || d.LastRun.Status != 500 || !strings.Contains(d.Reason, "maxRetries") {
+				t.Fatalf("the deactivation alert: %+v", d)
+			}
+		default:
+			t.Fatal("no deactivation alert")
 		}
 		// While inactive, changes are neither delivered nor kept.
 		r.change("alice", core.MsgStreamsChanged)
