@@ -20,6 +20,19 @@ ENV HOOKGATE_LISTEN=:8080 \
 	HOOKGATE_OPS_LISTEN=:9090 \
 	HOOKGATE_DATA_DIR=/data \
 	HOOKGATE_LOG_FORMAT=json
+# The key that encrypts webhook signing secrets is, by default,
+# /data/secrets.key, created at the first start: a copy of the volume then
+# carries its key. To keep it apart, give it as a secret (64 hex digits,
+# readable by user 65532) and point hookgate at it:
+#   openssl rand -hex 32 > hookgate_secrets_key
+#   docker secret create hookgate_secrets_key hookgate_secrets_key
+#   docker service create --secret hookgate_secrets_key \
+#     -e HOOKGATE_SECRETS_KEY_FILE=/run/secrets/hookgate_secrets_key ... hookgate
+# (Compose: a top-level secrets: entry and secrets: [hookgate_secrets_key]
+# on the service; plain docker run: -v "$PWD/hookgate_secrets_key:/run/secrets/hookgate_secrets_key:ro".)
+# It is not set here: once set, the file must exist (hookgate cannot create
+# it under /run/secrets and stops), and a plain docker run has no secret.
+# ENV HOOKGATE_SECRETS_KEY_FILE=/run/secrets/hookgate_secrets_key
 VOLUME /data
 EXPOSE 8080 9090
 # SIGTERM drains for -shutdown-timeout (15 s): give docker stop more

@@ -27,9 +27,14 @@ type Gateway struct {
 	// stale tells which connections the upstream had closed.
 	fresh  upstreamDoer
 	stale  staleConns
-	voc    *core.Vocabulary
+	voc    *core.Vocabulary // of Options.Rules, which mark encodes in
 	srv    *fasthttp.Server
 	access accessCache
+
+	// table is the rule table requests are classified with: Options.Rules
+	// until SetRules replaces it. A request loads it once and uses it, and
+	// its vocabulary, to the end.
+	table atomic.Pointer[rules.Table]
 
 	// Health: Unix nanoseconds of the last marker append that succeeded
 	// and of the last that failed.
@@ -64,6 +69,7 @@ func New(o Options) (*Gateway, error) {
 	}
 	o.setDefaults()
 	g := &Gateway{opts: o, voc: o.Rules.Vocabulary(), serveHooks: o.Webhooks != nil || o.WebhooksLater, loaded: make(chan struct{})}
+	g.table.Store(o.Rules)
 	if o.Webhooks != nil {
 		g.SetWebhooks(o.Webhooks)
 	}
@@ -168,6 +174,16 @@ func (g *Gateway) SetWebhooks(api *webhooks.API) {
 	g.loadedOnce.Do(func() { close(g.loaded) })
 }
 
+// SetRules replaces the rule table for the requests that start from now
+// on; a request under way finishes with the table it started with. Each
+// request encodes its messages in its own table's vocabulary, so the new
+// table may name other messages than the old one.
+func (g *Gateway) SetRules(t *rules.Table) {
+	if t != nil {
+		g.table.Store(t)
+	}
+}
+
 // webhooksAPI returns the webhooks API, waiting for it at most
 // WebhooksWait while it loads; nil if it is still not there.
 func (g *Gateway) webhooksAPI() *webhooks.API {
@@ -200,20 +216,21 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	var ubuf [core.MaxUserLen]byte
 	user, rel := g.splitUser(ctx)
 	user = append(ubuf[:0], user...) // outlives changes to the request's header
+	t := g.table.Load()
 	act := rules.Action{}
 	if len(user) > 0 {
 		if g.serveHooks && isWebhooksPath(rel) {
 			g.serveWebhooks(ctx, user, rel)
 			return
 		}
-		act = g.opts.Rules.Match(ctx.Method(), rel)
+		act = t.Match(ctx.Method(), rel)
 	}
 
 	var calls []core.MessageSet
 	var batchBody []byte
-	if len(user) > 0 && (act.Batch || g.mayOverride(ctx)) {
+	if len(user) > 0 && (act.Batch || mayOverride(ctx, t)) {
 		var ok bool
-		if act, calls, batchBody, ok = g.classifyBody(ctx, act, rel, user); !ok {
+		if act, calls, batchBody, ok = g.classifyBody(ctx, t, act, rel, user); !ok {
 			return // answered: 413, or a batch with webhooks calls
 		}
 	}
@@ -272,7 +289,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		// likely happened, so it is recorded although the client gets an
 		// error. A needless notification is harmless; a missed one is not.
 		if ctx.Response.StatusCode()/100 == 2 && act.Changes() {
-			g.mark(user, act.Messages|unionOf(calls), nil, nil)
+			g.markIn(t.Vocabulary(), user, act.Messages|unionOf(calls), nil, nil)
 		}
 		g.lastUpFail.Store(time.Now().UnixNano())
 		g.upstreamError(ctx, err)
@@ -301,7 +318,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 			set = rules.BatchResults(calls, answer)
 			deleted = deletedAccessesInBatch(batchBody, answer)
 			if scoped {
-				touches = g.opts.Rules.BatchTouches(calls, answer)
+				touches = t.BatchTouches(calls, answer)
 			}
 		} else {
 			set = unionOf(calls)
@@ -312,7 +329,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		}
 		if scoped {
 			answer, _ := g.readResponseBody(ctx) // unread: every scope matches
-			touches = g.opts.Rules.CallTouches(set, answer)
+			touches = t.CallTouches(set, answer)
 		}
 	}
 	for _, id := range deleted {
@@ -320,7 +337,7 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	if set != 0 {
 		g.learnStreams(user, touches)
-		g.mark(user, set, deleted, touches)
+		g.markIn(t.Vocabulary(), user, set, deleted, touches)
 	}
 }
 
@@ -412,8 +429,11 @@ var bodyBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // mayOverride reports whether the request may be a Pryv form override,
 // whose body must be read to know the real method.
-func (g *Gateway) mayOverride(ctx *fasthttp.RequestCtx) bool {
-	if !g.opts.Rules.FormOverride() || !ctx.IsPost() {
+func (g *Gateway) mayOverride(ctx *fasthttp.RequestCtx) bool { return mayOverride(ctx, g.table.Load()) }
+
+// mayOverride is Gateway.mayOverride under the rule table t.
+func mayOverride(ctx *fasthttp.RequestCtx, t *rules.Table) bool {
+	if !t.FormOverride() || !ctx.IsPost() {
 		return false
 	}
 	ct := ctx.Request.Header.ContentType()
@@ -424,7 +444,7 @@ func (g *Gateway) mayOverride(ctx *fasthttp.RequestCtx) bool {
 // classifyBody reads the request body to classify a batch call or a form
 // override. ok is false when the client has been answered: 413 for a body
 // too large, or the whole answer of a batch holding webhooks calls.
-func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, user []byte) (rules.Action, []core.MessageSet, []byte, bool) {
+func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, t *rules.Table, act rules.Action, rel, user []byte) (rules.Action, []core.MessageSet, []byte, bool) {
 	body, ok := g.readRequestBody(ctx)
 	if !ok {
 		tooLarge.Inc()
@@ -439,10 +459,10 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, 
 		return act, nil, nil, false
 	}
 	formAuth := ""
-	if g.mayOverride(ctx) {
+	if mayOverride(ctx, t) {
 		m, j := rules.FormOverride(body)
 		if m != "" {
-			act = g.opts.Rules.Match([]byte(m), rel)
+			act = t.Match([]byte(m), rel)
 		}
 		formAuth = formField(body, "_auth")
 		body = j
@@ -456,11 +476,11 @@ func (g *Gateway) classifyBody(ctx *fasthttp.RequestCtx, act rules.Action, rel, 
 			return act, nil, nil, false
 		}
 	}
-	calls, parsed := g.opts.Rules.BatchCalls(body)
+	calls, parsed := t.BatchCalls(body)
 	if !parsed {
 		// The upstream will most likely refuse it; should it not, assume
 		// every message rather than miss a change.
-		return rules.Action{Messages: g.voc.All()}, nil, nil, true
+		return rules.Action{Messages: t.Vocabulary().All()}, nil, nil, true
 	}
 	if unionOf(calls) == 0 {
 		return rules.Action{}, nil, nil, true // reads only: no need to read the answer
@@ -574,12 +594,18 @@ func hostLabel(host []byte) []byte {
 	return nil
 }
 
-// mark appends a change marker. A failure is counted, logged (throttled)
-// and shown by Ready; the client still gets the upstream's answer.
+// mark appends a change marker for set, a set of Options.Rules's
+// vocabulary. A failure is counted, logged (throttled) and shown by Ready;
+// the client still gets the upstream's answer.
 func (g *Gateway) mark(user []byte, set core.MessageSet, deletedAccesses []string, touches []core.Touch) {
+	g.markIn(g.voc, user, set, deletedAccesses, touches)
+}
+
+// markIn is mark for a set of the vocabulary voc.
+func (g *Gateway) markIn(voc *core.Vocabulary, user []byte, set core.MessageSet, deletedAccesses []string, touches []core.Touch) {
 	bp := markerBufs.Get().(*[]byte)
 	now := time.Now().UnixNano()
-	*bp = core.AppendMarker((*bp)[:0], now, user, g.voc, set)
+	*bp = core.AppendMarker((*bp)[:0], now, user, voc, set)
 	*bp = core.AppendExtras(*bp, deletedAccesses, touches)
 	_, err := g.opts.Queue.Append(*bp)
 	markerBufs.Put(bp)

@@ -47,7 +47,8 @@ type Options struct {
 	Upstreams []string
 	// UsernameMode says where the username is. Default UsernamePath.
 	UsernameMode UsernameMode
-	// Rules classify requests. Required.
+	// Rules classify requests: the first table, which Gateway.SetRules
+	// may replace. Required.
 	Rules *rules.Table
 	// Queue receives change markers. Required.
 	Queue Appender
@@ -95,7 +96,8 @@ type Options struct {
 	// 503 and are closed. Default 10,000.
 	MaxConns int
 	// MaxConnsPerIP caps concurrent connections from one client address;
-	// 0 means no cap.
+	// 0 means no cap. Default 0 here; the binary's -max-conns-per-ip sets
+	// an eighth of -max-client-conns.
 	MaxConnsPerIP int
 	// BufferBodySize is the largest request body read into memory before
 	// the request is forwarded; larger bodies are streamed. Default 64 KiB.

@@ -236,13 +236,14 @@ func (g *Gateway) forwardSegment(ctx *fasthttp.RequestCtx, user []byte, calls []
 	if !ok || status != fasthttp.StatusOK {
 		return false
 	}
-	classified, _ := g.opts.Rules.BatchCalls(sub)
+	t := g.table.Load() // as a plain request does: one table to the end
+	classified, _ := t.BatchCalls(sub)
 	var a struct {
 		Results []json.RawMessage `json:"results"`
 	}
 	if err := json.Unmarshal(answer, &a); err != nil || len(a.Results) != len(calls) {
 		if s := unionOf(classified); s != 0 {
-			g.mark(user, s, nil, nil) // changes may have happened: never hide one
+			g.markIn(t.Vocabulary(), user, s, nil, nil) // changes may have happened: never hide one
 		}
 		g.writeError(ctx, fasthttp.StatusBadGateway, "api-unavailable", "The API's batch answer cannot be read.")
 		return false
@@ -254,10 +255,10 @@ func (g *Gateway) forwardSegment(ctx *fasthttp.RequestCtx, user []byte, calls []
 	if s := rules.BatchResults(classified, answer); s != 0 {
 		var touches []core.Touch
 		if g.scoped(user) {
-			touches = g.opts.Rules.BatchTouches(classified, answer)
+			touches = t.BatchTouches(classified, answer)
 			g.learnStreams(user, touches)
 		}
-		g.mark(user, s, deleted, touches)
+		g.markIn(t.Vocabulary(), user, s, deleted, touches)
 	}
 	for j, r := range a.Results {
 		results[j] = r

@@ -91,9 +91,9 @@ func (r *receiverT) waitFor(t *testing.T, path, substr string) string {
 	for {
 		r.mu.Lock()
 		for i, p := range r.paths {
-			if p == path && strings.Contains(r.bodies[i], substr) {
+			if b := r.bodies[i]; p == path && strings.Contains(b, substr) {
 				r.mu.Unlock()
-				return r.bodies[i]
+				return b
 			}
 		}
 		changed := r.changed

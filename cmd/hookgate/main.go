@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/hookgate/hookgate/admin"
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/delivery"
 	"github.com/hookgate/hookgate/gateway"
@@ -55,6 +57,12 @@ type config struct {
 	minFreeDisk                                                    uint64
 	maxBody                                                        int64
 	maxHeader, maxClientConns, maxConnsPerIP                       int
+
+	adminKey, retrySchedule, alertURL string
+	rotationGrace                     time.Duration
+
+	configFile                string
+	printVersion, healthcheck bool // commands: -version, -healthcheck
 }
 
 // defaultGOGC is the garbage collector's target unless GOGC is set: the
@@ -71,15 +79,54 @@ func main() {
 	// # HELP and # TYPE for every family, so that Prometheus records
 	// each one's type (its metadata API) and promtool accepts the page.
 	metrics.ExposeMetadata(true)
+	if len(os.Args) > 1 && os.Args[1] == "admin" {
+		os.Exit(runAdmin(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	var c config
-	fs := flag.NewFlagSet("hookgate", flag.ExitOnError)
+	fs, err := loadSettings(&c, os.Args[1:], flag.ExitOnError)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if c.printVersion {
+		fmt.Println(versionString())
+		return
+	}
+	if bad := unknownEnv(fs); len(bad) > 0 {
+		for _, line := range bad {
+			fmt.Fprintln(os.Stderr, "hookgate:", line)
+		}
+		os.Exit(2)
+	}
+	if c.healthcheck {
+		if err := checkHealth(c.opsListen, 2*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "hookgate -healthcheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	log, level, err := newLogger(c.logLevel, c.logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	r := &reloader{args: os.Args[1:], values: settingValues(fs), level: level, log: log}
+	if err := run(c, log, r); err != nil {
+		log.Error("hookgate stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// newFlagSet defines every flag of hookgate, each bound to its field of c.
+func newFlagSet(c *config, onError flag.ErrorHandling) *flag.FlagSet {
+	fs := flag.NewFlagSet("hookgate", onError)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`address` the proxy listens on, host:port (use :8080 for every interface)")
 	fs.StringVar(&c.opsListen, "ops-listen", "127.0.0.1:9090", "`address` for /metrics, /healthz and /readyz; empty disables them")
 	fs.StringVar(&c.upstreams, "upstream", "127.0.0.1:3000", "upstream API `addresses`, host:port, comma-separated; requests go to the least loaded")
 	fs.StringVar(&c.dataDir, "data-dir", "data", "`directory` of the Badger database holding the change queue; created if missing")
 	fs.StringVar(&c.usernameMode, "username-mode", "path", "where requests carry the username: `path` (/{username}/events) or subdomain ({username}.domain/events)")
 	fs.StringVar(&c.durability, "durability", "sync", "`mode` of change markers: sync (fsync before the client is answered, grouped across requests) or async (written before answering, synced every second: survives a hookgate crash, not a machine crash)")
-	fs.StringVar(&c.rulesFile, "rules", "", "JSON `file` of generic change rules (method + path pattern -> message) replacing the built-in Pryv table")
+	fs.StringVar(&c.rulesFile, "rules", "", "JSON `file` of generic change rules (method + path pattern -> message) replacing the built-in Pryv table; SIGHUP reads it again")
 	fs.BoolVar(&c.accountChanges, "account-changes", false, "also notify accountChanged for account and password changes (Pryv table only)")
 	fs.DurationVar(&c.upstreamTimeout, "upstream-timeout", 30*time.Second, "`duration` allowed for one upstream exchange, streamed bodies included; past it the client gets 504")
 	fs.DurationVar(&c.dialTimeout, "dial-timeout", 3*time.Second, "`duration` allowed to connect to the upstream; past it the client gets 504")
@@ -93,7 +140,8 @@ func main() {
 	sizeVar(fs, &c.maxBody, "max-body", 1<<30, "largest request body in `bytes` forwarded; larger ones get 413; 0 for no limit")
 	sizeVar(fs, &c.maxHeader, "max-header", 16<<10, "largest request head (request line and headers) in `bytes`; larger ones get 431")
 	fs.IntVar(&c.maxClientConns, "max-client-conns", 10_000, "client `connections` served at once; past it new ones get 503 and are closed")
-	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 0, "client `connections` at once from one IP address; 0 for no cap (clients behind one NAT share an address)")
+	c.maxConnsPerIP = autoConnsPerIP
+	fs.Var(connCap{&c.maxConnsPerIP}, "max-conns-per-ip", "client `connections` at once from one IP address; past it new ones from that address get 429 and are closed; auto is an eighth of -max-client-conns (1250 of 10000: room for a NAT's many clients, while no one address takes every slot); 0 for no cap")
 	sizeVar(fs, &c.bufferBody, "buffer-body", 64<<10, "request bodies up to this many `bytes` are read before forwarding; larger ones are streamed")
 	fs.StringVar(&c.secretsKeyFile, "secrets-key-file", "", "`file` holding the key (64 hex digits) that encrypts webhook signing secrets in the database; created with a random key if missing; default secrets.key in -data-dir (keep it elsewhere, e.g. a secrets mount, so that a copy of the data directory alone does not reveal the secrets)")
 	sizeVar(fs, &c.minFreeDisk, "min-free-disk", 256<<20, "`bytes` kept free on the data directory's disk: below it hookgate stops writing (changes are still answered, their markers counted as failed, readiness fails) and resumes once there is room; 0 disables the check")
@@ -109,56 +157,169 @@ func main() {
 	fs.IntVar(&c.accessCacheSize, "access-cache-size", 10000, "access-info answers cached at most (`count`)")
 	fs.DurationVar(&c.deliveryTimeout, "delivery-timeout", 10*time.Second, "`duration` allowed for one POST to a webhook receiver (webhooks.test, deliveries)")
 	fs.IntVar(&c.workers, "workers", 256, "deliveries in flight at most across all webhooks (`count`): the size of the delivery pool")
+	fs.StringVar(&c.retrySchedule, "retry-schedule", "", "`waits` after each failed attempt in a row, comma-separated, the last repeating (5s,5m,30m,2h,5h,10h); empty: Pryv's linear backoff, minIntervalMs times the failures in a row. A webhook still turns inactive after maxRetries failures")
+	fs.StringVar(&c.alertURL, "alert-url", "", "`URL` that gets a JSON POST ({\"type\":\"webhook.deactivated\",...}) each time hookgate deactivates a webhook: an operator's alert; any address, loopback and private ones included")
+	fs.DurationVar(&c.rotationGrace, "secret-rotation-grace", 24*time.Hour, "`duration` a rotated signing secret keeps signing notifications beside the new one (POST /{username}/webhooks/{id}/rotate-secret)")
+	fs.StringVar(&c.adminKey, "admin-key", "", "`key` of the operator API under /admin/ on -ops-listen (Authorization: Bearer KEY) and of hookgate admin; empty disables it. Give it as HOOKGATE_ADMIN_KEY_FILE rather than on the command line")
 	fs.StringVar(&c.allowCIDRs, "allow-cidrs", "", "comma-separated `CIDRs` that webhook URLs may reach although not global (e.g. 127.0.0.0/8 for a local receiver); every other loopback, private, link-local or special address is refused at dial time")
 	fs.StringVar(&c.apiVersion, "api-version", "1.9.3", "`version` reported as meta.apiVersion in hookgate's own answers and notifications; unset, the upstream's, learned from its answers (this value until then)")
 	fs.StringVar(&c.serial, "serial", "hookgate", "`string` reported as meta.serial in hookgate's own answers and notifications; unset, the upstream's, learned from its answers (this value until then)")
-	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error")
+	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of logs: debug, info, warn or error; SIGHUP applies a new one")
 	fs.StringVar(&c.logFormat, "log-format", "text", "`format` of logs: text or json")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: hookgate [flags]\n\nEvery flag can also be set with the environment variable HOOKGATE_<NAME>,\nfor example HOOKGATE_UPSTREAM_TIMEOUT=10s, or in the -config file; the\nenvironment wins over the file, and the command line over both.\n\nFlags:\n")
-		fs.PrintDefaults()
+	fs.StringVar(&c.configFile, "config", "", "YAML `file` of settings, each key a flag's name (upstream-timeout: 10s); the environment, then the command line, win over it; SIGHUP reads it again")
+	fs.BoolVar(&c.printVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&c.healthcheck, "healthcheck", false, "ask the instance at -ops-listen whether it is ready (GET /readyz); exit 0 if it is, 1 if not: for Docker's HEALTHCHECK")
+	fs.Usage = func() { printUsage(fs) }
+	return fs
+}
+
+// flagTopics are the headings of -help and the flags under each.
+var flagTopics = []struct {
+	heading string
+	flags   []string
+}{
+	{"Listening", []string{"listen", "ops-listen", "username-mode", "read-timeout", "write-timeout", "idle-timeout", "shutdown-timeout"}},
+	{"Upstream", []string{"upstream", "upstream-timeout", "dial-timeout", "upstream-idle-timeout", "max-upstream-conns"}},
+	{"Change detection", []string{"rules", "account-changes"}},
+	{"Change queue and durability", []string{"data-dir", "durability", "max-pending", "max-backlog", "min-free-disk"}},
+	{"Webhooks API", []string{"min-interval", "min-interval-floor", "max-retries", "max-retries-ceiling", "max-webhooks-per-access",
+		"access-cache-ttl", "access-cache-size", "secrets-key-file", "secret-rotation-grace", "api-version", "serial"}},
+	{"Delivery", []string{"workers", "delivery-timeout", "allow-cidrs", "retry-schedule", "alert-url"}},
+	{"Limits", []string{"max-body", "max-header", "buffer-body", "max-classify-body", "max-client-conns", "max-conns-per-ip"}},
+	{"Observability", []string{"log-level", "log-format", "pprof", "healthcheck"}},
+	{"Operator API", []string{"admin-key"}},
+	{"Configuration", []string{"config", "version"}},
+}
+
+// printUsage writes -help: how settings are given, then the flags of fs
+// under their headings (flagTopics; any flag missing there under Other).
+func printUsage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, `Usage: hookgate [flags]
+
+Every flag can also be set with the environment variable HOOKGATE_<NAME>,
+for example HOOKGATE_UPSTREAM_TIMEOUT=10s, or HOOKGATE_<NAME>_FILE naming
+a file that holds the value (a trailing newline is dropped), or in the
+-config file; the environment wins over the file, and the command line
+over both. A HOOKGATE_ variable that names no flag stops hookgate.
+SIGHUP reads the -config file and the environment again and applies the
+log level and the rule table; other changes need a restart.
+`)
+	listed := map[string]bool{}
+	group := func(heading string, names []string) {
+		fmt.Fprintf(w, "\n%s:\n", heading)
+		for _, name := range names {
+			f := fs.Lookup(name)
+			if f == nil {
+				continue
+			}
+			// One flag set per flag, so that the flags keep their order
+			// here, in flag's own format.
+			one := flag.NewFlagSet(name, flag.ContinueOnError)
+			one.SetOutput(w)
+			one.Var(f.Value, f.Name, f.Usage)
+			one.Lookup(name).DefValue = f.DefValue // the default, not the value set
+			one.PrintDefaults()
+			listed[name] = true
+		}
 	}
-	fs.String("config", "", "YAML `file` of settings, each key a flag's name (upstream-timeout: 10s); the environment, then the command line, win over it")
-	if path := configPath(os.Args[1:]); path != "" {
+	for _, t := range flagTopics {
+		group(t.heading, t.flags)
+	}
+	var rest []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if !listed[f.Name] {
+			rest = append(rest, f.Name)
+		}
+	})
+	if len(rest) > 0 {
+		group("Other", rest)
+	}
+}
+
+// autoConnsPerIP is -max-conns-per-ip auto.
+const autoConnsPerIP = -1
+
+// connCap is -max-conns-per-ip: a number of connections, 0 for no cap,
+// or auto (autoConnsPerIP), an eighth of -max-client-conns.
+type connCap struct{ p *int }
+
+func (v connCap) String() string {
+	switch {
+	case v.p == nil:
+		return "0"
+	case *v.p == autoConnsPerIP:
+		return "auto"
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v connCap) Set(s string) error {
+	if strings.TrimSpace(s) == "auto" {
+		*v.p = autoConnsPerIP
+		return nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 {
+		return errors.New("want a number of connections, 0 for no cap, or auto")
+	}
+	*v.p = n
+	return nil
+}
+
+// connsPerIP resolves -max-conns-per-ip: auto is an eighth of the client
+// connections served at once (total; the gateway's 10,000 when unset),
+// at least 1.
+func connsPerIP(perIP, total int) int {
+	if perIP != autoConnsPerIP {
+		return perIP
+	}
+	if total <= 0 {
+		total = 10_000
+	}
+	return max(1, total/8)
+}
+
+// loadSettings defines every flag into c, then sets them from the -config
+// file, the environment and args, each winning over the one before.
+// With flag.ExitOnError a bad command line, or -help, exits.
+func loadSettings(c *config, args []string, onError flag.ErrorHandling) (*flag.FlagSet, error) {
+	fs := newFlagSet(c, onError)
+	if onError != flag.ExitOnError {
+		fs.SetOutput(io.Discard)
+	}
+	path, err := configPath(args)
+	if err != nil {
+		return fs, err
+	}
+	if path != "" {
 		if err := applyConfig(fs, path); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
+			return fs, err
 		}
 	}
 	if err := applyEnv(fs); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		return fs, err
 	}
-	version := fs.Bool("version", false, "print the version and exit")
-	health := fs.Bool("healthcheck", false, "ask the instance at -ops-listen whether it is ready (GET /readyz); exit 0 if it is, 1 if not: for Docker's HEALTHCHECK")
-	_ = fs.Parse(os.Args[1:])
-	if *version {
-		fmt.Println(versionString())
-		return
-	}
-	if *health {
-		if err := checkHealth(c.opsListen, 2*time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, "hookgate -healthcheck:", err)
-			os.Exit(1)
-		}
-		return
+	if err := fs.Parse(args); err != nil {
+		return fs, err
 	}
 	fs.Visit(func(f *flag.Flag) { // set on the command line, by HOOKGATE_* or by -config
 		c.fixVersion = c.fixVersion || f.Name == "api-version"
 		c.fixSerial = c.fixSerial || f.Name == "serial"
 	})
-	log, err := newLogger(c.logLevel, c.logFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	for _, name := range unknownEnv(fs) {
-		log.Warn("unknown setting in the environment, ignored: no flag has this name", "variable", name)
-	}
-	if err := run(c, log); err != nil {
-		log.Error("hookgate stopped", "err", err)
-		os.Exit(1)
-	}
+	return fs, nil
+}
+
+// settingValues returns the value of every setting of fs, by flag name,
+// as its flag prints it (sizes in one form whatever the unit given).
+func settingValues(fs *flag.FlagSet) map[string]string {
+	m := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !commandFlags[f.Name] {
+			m[f.Name] = f.Value.String()
+		}
+	})
+	return m
 }
 
 // checkHealth asks the ops listener at addr (as -ops-listen gives it;
@@ -188,27 +349,93 @@ func checkHealth(addr string, timeout time.Duration) error {
 	return nil
 }
 
-// unknownEnv returns the HOOKGATE_ variables of the environment that name
-// no flag (a typo would otherwise pass unseen). HOOKGATE_REQUIRE_NODE is
-// the test suite's.
+// commandFlags are flags that are commands, not settings: only the
+// command line gives them, neither the environment nor the -config file.
+var commandFlags = map[string]bool{"version": true, "healthcheck": true}
+
+// testEnv are the HOOKGATE_ variables of hookgate's own test suite, which
+// the tests' environment passes on to the binaries they start.
+var testEnv = map[string]bool{
+	"HOOKGATE_REQUIRE_NODE": true, "HOOKGATE_CRASH_CYCLES": true, "HOOKGATE_CRASH_SEED": true, "HOOKGATE_SCALE_N": true,
+}
+
+// unknownEnv returns a line for each HOOKGATE_ variable of the environment
+// that sets no flag (a typo would otherwise pass unseen), naming the
+// closest variable that would when one is close. HOOKGATE_<NAME>_FILE
+// of a flag is known, as is testEnv.
 func unknownEnv(fs *flag.FlagSet) []string {
-	known := map[string]bool{"HOOKGATE_REQUIRE_NODE": true}
-	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
+	known := map[string]bool{}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if !commandFlags[f.Name] {
+			known[envName(f.Name)], known[envName(f.Name)+"_FILE"] = true, true
+			names = append(names, envName(f.Name), envName(f.Name)+"_FILE")
+		}
+	})
 	var out []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "HOOKGATE_") && !known[name] {
-			out = append(out, name)
+		if !strings.HasPrefix(name, "HOOKGATE_") || known[name] || testEnv[name] {
+			continue
 		}
+		if f := fs.Lookup(strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "HOOKGATE_"), "_", "-"))); f != nil && commandFlags[f.Name] {
+			out = append(out, fmt.Sprintf("environment variable %s refused: -%s is a command, given on the command line only", name, f.Name))
+			continue
+		}
+		line := fmt.Sprintf("unknown environment variable %s: no flag has this name (hookgate -help lists them)", name)
+		if near := closest(name, names); near != "" {
+			flagName := strings.ToLower(strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(near, "HOOKGATE_"), "_FILE"), "_", "-"))
+			line = fmt.Sprintf("unknown environment variable %s: no flag has this name; did you mean %s (-%s)?", name, near, flagName)
+		}
+		out = append(out, line)
 	}
+	sort.Strings(out)
 	return out
 }
 
+// closest returns the name of names nearest to s in edit distance, if it
+// is close: at most 2 edits, or a quarter of the name after HOOKGATE_.
+func closest(s string, names []string) string {
+	best, bestD := "", math.MaxInt
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if bestD <= max(2, len(strings.TrimPrefix(s, "HOOKGATE_"))/4) {
+		return best
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance of a and b, in bytes.
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // configPath returns the -config file named on the command line, or by
-// HOOKGATE_CONFIG, or "". It is read before the environment and the
-// command line, which win over it.
-func configPath(args []string) string {
-	path := os.Getenv("HOOKGATE_CONFIG")
+// HOOKGATE_CONFIG (or HOOKGATE_CONFIG_FILE), or "". It is read before the
+// environment and the command line, which win over it.
+func configPath(args []string) (string, error) {
+	path, _, err := envValue("config")
+	if err != nil {
+		return "", err
+	}
 	for i, a := range args {
 		if a == "--" {
 			break
@@ -223,7 +450,7 @@ func configPath(args []string) string {
 			path = args[i+1]
 		}
 	}
-	return path
+	return path, nil
 }
 
 // applyConfig sets flags from the YAML file at path: a map whose keys are
@@ -246,7 +473,7 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		f := fs.Lookup(k)
-		if f == nil || k == "config" {
+		if f == nil || k == "config" || commandFlags[k] {
 			return fmt.Errorf("-config %s: unknown setting %q (settings are flag names: hookgate -help)", path, k)
 		}
 		var v string
@@ -275,36 +502,103 @@ func envName(name string) string {
 	return "HOOKGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// applyEnv sets each flag from HOOKGATE_<NAME> when that variable is set.
+// envValue returns the value the environment gives flag name: that of
+// HOOKGATE_<NAME>, or the content of the file HOOKGATE_<NAME>_FILE names
+// with one trailing newline dropped (for secrets kept in files, as
+// Docker and systemd give them). Both variables set is an error.
+func envValue(name string) (v string, ok bool, err error) {
+	env := envName(name)
+	v, direct := os.LookupEnv(env)
+	path, fromFile := os.LookupEnv(env + "_FILE")
+	switch {
+	case direct && fromFile:
+		return "", false, fmt.Errorf("%s and %s_FILE are both set: set one of them", env, env)
+	case !fromFile:
+		return v, direct, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", false, fmt.Errorf("%s_FILE: %w", env, err)
+	}
+	v = string(b)
+	if s, cut := strings.CutSuffix(v, "\n"); cut {
+		v = strings.TrimSuffix(s, "\r")
+	}
+	return v, true, nil
+}
+
+// applyEnv sets each flag from HOOKGATE_<NAME> or HOOKGATE_<NAME>_FILE
+// when one is set (envValue). A value read from a file is not repeated in
+// an error: it may be a secret.
 func applyEnv(fs *flag.FlagSet) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v, ok := os.LookupEnv(name); ok && err == nil {
-			if e := fs.Set(f.Name, v); e != nil { // counted as set, as on the command line
+		if err != nil || commandFlags[f.Name] {
+			return
+		}
+		v, ok, e := envValue(f.Name)
+		if e != nil {
+			err = e
+			return
+		}
+		if !ok {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil { // counted as set, as on the command line
+			name := envName(f.Name)
+			if _, direct := os.LookupEnv(name); direct {
 				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			} else {
+				err = fmt.Errorf("%s_FILE=%s: the file's content: %w", name, os.Getenv(name+"_FILE"), e)
 			}
 		}
 	})
 	return err
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("-log-level: %w", err)
+// newLogger returns the logger of -log-level and -log-format, and the
+// level it logs at, which a reload may change.
+func newLogger(level, format string) (*slog.Logger, *slog.LevelVar, error) {
+	lv := new(slog.LevelVar)
+	l, err := parseLevel(level)
+	if err != nil {
+		return nil, nil, err
 	}
-	o := &slog.HandlerOptions{Level: l}
+	lv.Set(l)
+	o := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
+		return slog.New(slog.NewTextHandler(os.Stderr, o)), lv, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
+		return slog.New(slog.NewJSONHandler(os.Stderr, o)), lv, nil
 	}
-	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+	return nil, nil, fmt.Errorf("-log-format %q: want text or json", format)
 }
 
-func run(c config, log *slog.Logger) error {
+// parseLevel reads -log-level.
+func parseLevel(level string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return 0, fmt.Errorf("-log-level: %w", err)
+	}
+	return l, nil
+}
+
+// ruleConfig returns the rules of c: the -rules file, or the Pryv table.
+func ruleConfig(c config) (rules.Config, error) {
+	if c.rulesFile != "" {
+		return rules.Load(c.rulesFile)
+	}
+	return rules.Pryv(c.accountChanges), nil
+}
+
+// run serves until SIGINT or SIGTERM; on SIGHUP r reloads the settings.
+func run(c config, log *slog.Logger, r *reloader) error {
+	// Caught from the start: SIGHUP's default action would kill hookgate.
+	// One that comes while hookgate starts is handled once it serves.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	mode, err := gateway.ParseUsernameMode(c.usernameMode)
 	if err != nil {
 		return err
@@ -312,16 +606,25 @@ func run(c config, log *slog.Logger) error {
 	if c.durability != "sync" && c.durability != "async" {
 		return fmt.Errorf("-durability %q: want sync or async", c.durability)
 	}
-	rc := rules.Pryv(c.accountChanges)
-	if c.rulesFile != "" {
-		if rc, err = rules.Load(c.rulesFile); err != nil {
-			return err
-		}
+	rc, err := ruleConfig(c)
+	if err != nil {
+		return err
 	}
 	table, err := rules.Compile(rc)
 	if err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}
+	schedule, err := core.ParseSchedule(c.retrySchedule)
+	if err != nil {
+		return fmt.Errorf("-retry-schedule: %w", err)
+	}
+	var onDeactivate func(delivery.Deactivation)
+	if c.alertURL != "" {
+		if onDeactivate, err = alerter(c.alertURL, c.deliveryTimeout, log); err != nil {
+			return err
+		}
+	}
+	adm := admin.New(c.adminKey, log)
 
 	db, err := store.Open(c.dataDir, store.Options{Logger: log})
 	if err != nil {
@@ -380,7 +683,7 @@ func run(c config, log *slog.Logger) error {
 		MaxBodySize:         c.maxBody,
 		MaxHeaderSize:       c.maxHeader,
 		MaxConns:            c.maxClientConns,
-		MaxConnsPerIP:       c.maxConnsPerIP,
+		MaxConnsPerIP:       connsPerIP(c.maxConnsPerIP, c.maxClientConns),
 		ReadTimeout:         c.readTimeout,
 		WriteTimeout:        c.writeTimeout,
 		IdleTimeout:         c.idleTimeout,
@@ -398,7 +701,8 @@ func run(c config, log *slog.Logger) error {
 	// webhooks are loaded and the engine runs.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	ignoreHangUp(ctx, log)
+	r.rules, r.setRules = rc, g.SetRules
+	go r.watch(ctx, hup)
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %q: %w", c.listen, err)
@@ -412,7 +716,7 @@ func run(c config, log *slog.Logger) error {
 			ln.Close()
 			return fmt.Errorf("cannot listen on %q: %w", c.opsListen, err)
 		}
-		ops = &fasthttp.Server{Handler: g.OpsHandler(), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+		ops = &fasthttp.Server{Handler: withAdmin(g.OpsHandler(), adm), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 		go func() { errc <- ops.Serve(oln) }()
 	}
 	log.Info("hookgate listening; loading webhooks", "listen", ln.Addr().String(), "ops", c.opsListen)
@@ -444,9 +748,11 @@ func run(c config, log *slog.Logger) error {
 		Tester:             outbound,
 		Reachable:          delivery.Guard{Allow: allow}.Reachable,
 		Meta:               meta,
+		RotationGrace:      c.rotationGrace,
 	})
 	engine, err := delivery.NewEngine(delivery.EngineOptions{
 		Queue: q, Pending: store.NewPending(db, space), Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
+		RetrySchedule: schedule, OnDeactivate: onDeactivate,
 	})
 	if err != nil {
 		_ = g.Shutdown(context.Background())
@@ -456,6 +762,7 @@ func run(c config, log *slog.Logger) error {
 		return err
 	}
 	g.SetWebhooks(api) // ready: the engine boots every active webhook as it runs
+	adm.Set(hooks, engine)
 	ready := time.Since(loadStart)
 	go engine.Run()
 	debug.FreeOSMemory() // what decoding the records left behind: RSS follows the live heap
@@ -618,25 +925,6 @@ func learnMeta(ctx context.Context, g *gateway.Gateway, meta core.Meta, log *slo
 		case <-time.After(5 * time.Second):
 		}
 	}
-}
-
-// ignoreHangUp keeps SIGHUP from killing hookgate (its default action):
-// settings are not reloaded, so it is logged and ignored, and a stop
-// stays graceful (SIGINT, SIGTERM).
-func ignoreHangUp(ctx context.Context, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-hup:
-				log.Info("SIGHUP: hookgate does not reload its settings and goes on; restart it to apply a changed -config (SIGTERM stops it gracefully)")
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 }
 
 // revision is the VCS revision, stamped by make build (-ldflags -X)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -360,13 +362,233 @@ func TestBadConfigurationExits(t *testing.T) {
 }
 
 // TestSizesWithUnits: sizes take units, on the command line and in the
-// environment; an unknown HOOKGATE_ variable is named in a warning.
+// environment.
 func TestSizesWithUnits(t *testing.T) {
-	g := startGatewayEnv(t, []string{"HOOKGATE_BUFFER_BODY=64KiB", "HOOKGATE_NO_SUCH_SETTING=1"},
+	g := startGatewayEnv(t, []string{"HOOKGATE_BUFFER_BODY=64KiB"},
 		"-data-dir", t.TempDir(), "-max-header", "32KiB", "-max-body", "1GB", "-min-free-disk", "1MiB")
-	g.logs.waitFor(t, "HOOKGATE_NO_SUCH_SETTING", g.exited)
 	if exit, _ := g.stop(t, syscall.SIGTERM, patience); exit != 0 {
 		t.Fatalf("exit %d", exit)
+	}
+}
+
+// exitCode returns the exit code of a finished command's error.
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("not an exit: %v", err)
+	}
+	return ee.ExitCode()
+}
+
+// TestUnknownEnvRefused: a HOOKGATE_ variable that sets no flag stops
+// hookgate with exit code 2 and a line naming it, and the variable meant
+// when one is close; the test suite's own variables and the _FILE forms
+// of flags are known.
+func TestUnknownEnvRefused(t *testing.T) {
+	dir := t.TempDir()
+	level := filepath.Join(dir, "level")
+	if err := os.WriteFile(level, []byte("info\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runBinary(t, []string{"HOOKGATE_UPSTREAM_TIMEOT=10s", "HOOKGATE_NO_SUCH_SETTING=1", "HOOKGATE_HEALTHCHECK=1",
+		"HOOKGATE_REQUIRE_NODE=1", "HOOKGATE_LOG_LEVEL_FILE=" + level}, "-data-dir", filepath.Join(dir, "data"))
+	if code := exitCode(t, err); code != 2 {
+		t.Fatalf("exit %d; want 2\n%s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	want := []string{
+		"hookgate: environment variable HOOKGATE_HEALTHCHECK refused: -healthcheck is a command, given on the command line only",
+		"hookgate: unknown environment variable HOOKGATE_NO_SUCH_SETTING: no flag has this name (hookgate -help lists them)",
+		"hookgate: unknown environment variable HOOKGATE_UPSTREAM_TIMEOT: no flag has this name; did you mean HOOKGATE_UPSTREAM_TIMEOUT (-upstream-timeout)?",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("output:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+		t.Error("hookgate created its data directory before refusing its environment")
+	}
+
+	// The known ones alone start.
+	g := startGatewayEnv(t, []string{"HOOKGATE_REQUIRE_NODE=1", "HOOKGATE_LOG_LEVEL_FILE=" + level}, "-data-dir", filepath.Join(dir, "data"))
+	if exit, _ := g.stop(t, syscall.SIGTERM, patience); exit != 0 {
+		t.Fatalf("exit %d", exit)
+	}
+}
+
+// TestEnvFile: HOOKGATE_<NAME>_FILE sets a flag to a file's content, a
+// trailing newline dropped; it and HOOKGATE_<NAME> together, or a file
+// that cannot be read, stop hookgate with exit code 2 and a message
+// naming the variable; a bad value from a file is not repeated.
+func TestEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	format := write("format", "json\n")
+	g := startGatewayEnv(t, []string{"HOOKGATE_LOG_FORMAT_FILE=" + format}, "-data-dir", filepath.Join(dir, "a"))
+	g.logs.waitFor(t, `"msg":"hookgate started"`, g.exited) // JSON: "json\n" read as json
+	g.stop(t, syscall.SIGTERM, patience)
+
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"HOOKGATE_LOG_FORMAT=text", "HOOKGATE_LOG_FORMAT_FILE=" + format}, "HOOKGATE_LOG_FORMAT and HOOKGATE_LOG_FORMAT_FILE are both set"},
+		{[]string{"HOOKGATE_LOG_FORMAT_FILE=" + filepath.Join(dir, "missing")}, "HOOKGATE_LOG_FORMAT_FILE: open " + filepath.Join(dir, "missing")},
+		{[]string{"HOOKGATE_MAX_HEADER_FILE=" + write("header", "s3cret-value\n")}, "HOOKGATE_MAX_HEADER_FILE=" + filepath.Join(dir, "header") + ": the file's content"},
+	} {
+		out, err := runBinary(t, c.env, "-data-dir", filepath.Join(dir, "b"))
+		if code := exitCode(t, err); code != 2 || !strings.Contains(string(out), c.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", c.env, code, out, c.want)
+		}
+		if strings.Contains(string(out), "s3cret") {
+			t.Errorf("%v: the file's content is in the message: %q", c.env, out)
+		}
+	}
+}
+
+// TestEnvValue: one trailing newline (or CRLF) is dropped from a _FILE
+// value, nothing else; and no flag's _FILE variable is another flag's
+// own, which would make it ambiguous.
+func TestEnvValue(t *testing.T) {
+	dir := t.TempDir()
+	for body, want := range map[string]string{"k": "k", "k\n": "k", "k\r\n": "k", "k\n\n": "k\n", " k \n": " k ", "": ""} {
+		path := filepath.Join(dir, "v")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("HOOKGATE_SERIAL_FILE", path)
+		if v, ok, err := envValue("serial"); err != nil || !ok || v != want {
+			t.Errorf("file %q: %q %v %v; want %q", body, v, ok, err, want)
+		}
+	}
+	var c config
+	fs := newFlagSet(&c, flag.ContinueOnError)
+	fs.VisitAll(func(f *flag.Flag) {
+		fs.VisitAll(func(g *flag.Flag) {
+			if envName(f.Name)+"_FILE" == envName(g.Name) {
+				t.Errorf("%s is both -%s and the file of -%s", envName(g.Name), g.Name, f.Name)
+			}
+		})
+	})
+}
+
+// TestHelpGroupsEveryFlag: -help lists every flag exactly once, under a
+// heading.
+func TestHelpGroupsEveryFlag(t *testing.T) {
+	out, err := runBinary(t, nil, "-help")
+	if err != nil {
+		t.Fatalf("-help: %v\n%s", err, out)
+	}
+	seen := map[string]int{}
+	heading := ""
+	for line := range strings.Lines(string(out)) {
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case strings.HasPrefix(line, "  -"):
+			name, _, _ := strings.Cut(strings.TrimPrefix(line, "  -"), " ")
+			if heading == "" {
+				t.Errorf("-%s is listed before any heading", name)
+			}
+			seen[name]++
+		case line != "" && !strings.HasPrefix(line, " ") && strings.HasSuffix(line, ":"):
+			heading = line
+			if heading == "Other:" {
+				t.Error("-help has flags under Other: give them a topic (flagTopics)")
+			}
+		}
+	}
+	var c config
+	n := 0
+	newFlagSet(&c, flag.ContinueOnError).VisitAll(func(f *flag.Flag) {
+		n++
+		if seen[f.Name] != 1 {
+			t.Errorf("-%s is listed %d times", f.Name, seen[f.Name])
+		}
+	})
+	if len(seen) != n {
+		t.Errorf("-help lists %d flags; %d are registered", len(seen), n)
+	}
+}
+
+// TestConnsPerIP: -max-conns-per-ip auto is an eighth of
+// -max-client-conns, at least 1; a number stays; 0 is no cap.
+func TestConnsPerIP(t *testing.T) {
+	for _, c := range []struct{ perIP, total, want int }{
+		{autoConnsPerIP, 10_000, 1250}, {autoConnsPerIP, 0, 1250}, {autoConnsPerIP, 24, 3}, {autoConnsPerIP, 4, 1},
+		{0, 10_000, 0}, {7, 10_000, 7},
+	} {
+		if got := connsPerIP(c.perIP, c.total); got != c.want {
+			t.Errorf("connsPerIP(%d, %d) = %d; want %d", c.perIP, c.total, got, c.want)
+		}
+	}
+	n := 0
+	v := connCap{&n}
+	for in, want := range map[string]int{"auto": autoConnsPerIP, "0": 0, "12": 12} {
+		if err := v.Set(in); err != nil || n != want {
+			t.Errorf("Set(%q): %d %v; want %d", in, n, err, want)
+		}
+	}
+	for _, bad := range []string{"-1", "x", ""} {
+		if err := v.Set(bad); err == nil {
+			t.Errorf("Set(%q) passed", bad)
+		}
+	}
+}
+
+// TestPerIPCapByDefault: without -max-conns-per-ip, one address holds at
+// most an eighth of -max-client-conns (here 3 of 24); past it its new
+// connection is refused with 429, while another address is still served.
+//
+// Real time: a real process and sockets; each connection is served once
+// before the next is made, so the server has counted it; deadlines only
+// bound a failure.
+func TestPerIPCapByDefault(t *testing.T) {
+	up := startUpstream(t, upstream.Options{})
+	g := startGateway(t, "-upstream", up, "-data-dir", t.TempDir(), "-max-client-conns", "24",
+		"-read-timeout", patience.String(), "-idle-timeout", patience.String())
+	exchange := func(from string) (net.Conn, string) {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: patience}
+		c, err := d.Dial("tcp", g.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(patience)) // bounds a failure only
+		if _, err := io.WriteString(c, "GET /alice/events HTTP/1.1\r\nHost: x\r\nAuthorization: alice-app\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return c, err.Error()
+		}
+		return c, strings.TrimSpace(line)
+	}
+	for i := range 3 {
+		c, status := exchange("127.0.0.2")
+		defer c.Close()
+		if !strings.HasPrefix(status, "HTTP/1.1 200") {
+			t.Fatalf("connection %d from 127.0.0.2: %q; want 200", i+1, status)
+		}
+	}
+	c, status := exchange("127.0.0.2")
+	c.Close()
+	if !strings.HasPrefix(status, "HTTP/1.1 429") {
+		t.Fatalf("a 4th connection from 127.0.0.2: %q; want 429", status)
+	}
+	c, status = exchange("127.0.0.1")
+	c.Close()
+	if !strings.HasPrefix(status, "HTTP/1.1 200") {
+		t.Fatalf("a connection from 127.0.0.1 meanwhile: %q; want 200", status)
 	}
 }
 
@@ -503,8 +725,8 @@ func TestStartChangeShutdown(t *testing.T) {
 
 // TestVersionHangUpBuildInfo: -version prints the build's version and
 // Go version; /metrics carries hookgate_build_info, and a # TYPE line for
-// every family; SIGHUP no longer kills
-// hookgate (its default action): it is logged, hookgate goes on serving,
+// every family; SIGHUP does not kill hookgate (its default action): it
+// reloads the settings (TestReloadOnHangUp), hookgate goes on serving,
 // and SIGTERM still stops it gracefully.
 func TestVersionHangUpBuildInfo(t *testing.T) {
 	out, err := runBinary(t, nil, "-version")
