@@ -22,6 +22,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/valyala/fasthttp"
+	"gopkg.in/yaml.v3"
 
 	"github.com/hookgate/hookgate/bench/receiver"
 	"github.com/hookgate/hookgate/bench/upstream"
@@ -862,4 +863,39 @@ func TestCheckHealth(t *testing.T) {
 	if err := checkHealth("", time.Second); err == nil {
 		t.Fatal("checkHealth without an ops address passed")
 	}
+}
+
+// TestConfigExampleIsComplete: deploy/hookgate.yaml names every setting
+// (every flag but the commands -version, -healthcheck and -config), each
+// at its default, and loads as a -config file.
+func TestConfigExampleIsComplete(t *testing.T) {
+	const path = "../../deploy/hookgate.yaml"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys map[string]any
+	if err := yaml.Unmarshal(raw, &keys); err != nil {
+		t.Fatal(err)
+	}
+	var c config
+	fs := newFlagSet(&c, flag.ContinueOnError)
+	if err := applyConfig(fs, path); err != nil {
+		t.Fatalf("the example does not load: %v", err)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		switch f.Name {
+		case "version", "healthcheck", "config":
+			if _, ok := keys[f.Name]; ok {
+				t.Errorf("the example sets the command -%s", f.Name)
+			}
+			return
+		}
+		if _, ok := keys[f.Name]; !ok {
+			t.Errorf("the example does not name -%s", f.Name)
+		}
+		if got := f.Value.String(); got != f.DefValue {
+			t.Errorf("the example sets -%s to %q; its default is %q", f.Name, got, f.DefValue)
+		}
+	})
 }
