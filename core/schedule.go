@@ -231,6 +231,13 @@ func (s *Scheduler) Shrink() {
 	s.h = s.h.Shrunk()
 }
 
+// Each calls f with every slot held, in no set order.
+func (s *Scheduler) Each(f func(*Slot)) {
+	for _, sl := range s.slots {
+		f(sl)
+	}
+}
+
 // Len returns the number of slots.
 func (s *Scheduler) Len() int { return len(s.slots) }
 

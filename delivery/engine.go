@@ -1090,6 +1090,16 @@ func (e *Engine) do(f func()) bool {
 	return true
 }
 
+// SetRetrySchedule replaces the retry schedule (EngineOptions.RetrySchedule)
+// for the retries scheduled from now on; nil brings back Pryv's linear
+// backoff.
+func (e *Engine) SetRetrySchedule(s []time.Duration) {
+	e.do(func() {
+		e.opts.RetrySchedule = s
+		e.sched.Each(func(sl *core.Slot) { sl.Schedule = s })
+	})
+}
+
 // Delivery is what the engine holds of a webhook, for an operator.
 type Delivery struct {
 	Pending  []string `json:"pending"` // in flight, then waiting

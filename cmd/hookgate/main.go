@@ -763,6 +763,7 @@ func run(c config, log *slog.Logger, r *reloader) error {
 	}
 	g.SetWebhooks(api) // ready: the engine boots every active webhook as it runs
 	adm.Set(hooks, engine)
+	r.setScheduleOnce(engine.SetRetrySchedule)
 	ready := time.Since(loadStart)
 	go engine.Run()
 	debug.FreeOSMemory() // what decoding the records left behind: RSS follows the live heap

@@ -9,16 +9,19 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/rules"
 )
 
 // liveSettings are the settings a reload applies while hookgate runs:
-// the log level, and the rule table (its file, or the Pryv table's
-// account changes). The request limits are not among them: the server
+// the log level, the rule table (its file, or the Pryv table's account
+// changes) and the retry schedule. The request limits are not among them: the server
 // reads most of them once, when it is built, and the parts of the
 // gateway that read the others per request keep them in its options.
-var liveSettings = map[string]bool{"log-level": true, "rules": true, "account-changes": true}
+var liveSettings = map[string]bool{"log-level": true, "rules": true, "account-changes": true, "retry-schedule": true}
 
 // reloader reads the settings again on SIGHUP, as at start (the -config
 // file, the environment, then the command line), and applies what
@@ -34,6 +37,18 @@ type reloader struct {
 
 	rules    rules.Config // what the running rule table was compiled from
 	setRules func(*rules.Table)
+	mu       sync.Mutex // guards setSchedule, set as the engine starts
+	// setSchedule applies a retry schedule; nil until the engine runs,
+	// and a new schedule then needs a restart.
+	setSchedule func([]time.Duration)
+}
+
+// setScheduleOnce hands over what applies a retry schedule, once the
+// engine runs.
+func (r *reloader) setScheduleOnce(f func([]time.Duration)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.setSchedule = f
 }
 
 // watch reloads on every value of hup until ctx ends.
@@ -50,6 +65,8 @@ func (r *reloader) watch(ctx context.Context, hup <-chan os.Signal) {
 
 // reload reads the settings and applies what changed (see reloader).
 func (r *reloader) reload() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var c config
 	fs, err := loadSettings(&c, r.args, flag.ContinueOnError)
 	if err != nil {
@@ -64,6 +81,11 @@ func (r *reloader) reload() {
 	rc, err := ruleConfig(c)
 	if err != nil {
 		r.log.Error("SIGHUP: the rules cannot be read; nothing changed", "err", err)
+		return
+	}
+	schedule, err := core.ParseSchedule(c.retrySchedule)
+	if err != nil {
+		r.log.Error("SIGHUP: -retry-schedule cannot be read; nothing changed", "err", err)
 		return
 	}
 	var table *rules.Table
@@ -82,7 +104,7 @@ func (r *reloader) reload() {
 			continue
 		}
 		changed = append(changed, name)
-		if liveSettings[name] {
+		if liveSettings[name] && (name != "retry-schedule" || r.setSchedule != nil) {
 			applied = append(applied, name)
 		} else {
 			restart = append(restart, name)
@@ -98,6 +120,9 @@ func (r *reloader) reload() {
 	if newRules {
 		r.setRules(table)
 		r.rules = rc
+	}
+	if slices.Contains(applied, "retry-schedule") {
+		r.setSchedule(schedule)
 	}
 	for _, name := range applied {
 		if v, ok := values[name]; ok {

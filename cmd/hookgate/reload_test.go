@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -281,4 +282,53 @@ func TestSetRulesPerRequest(t *testing.T) {
 	if got := messages(); !slices.Equal(got, want) {
 		t.Fatalf("markers %q; want %q (the held request under the first table, the others under the second)", got, want)
 	}
+}
+
+// TestReloadRetrySchedule: a retry schedule changed on SIGHUP applies to
+// the retries scheduled from then on. Started with an hour between
+// retries, reloaded with 10 ms, a failing receiver gets its retries at
+// once.
+func TestReloadRetrySchedule(t *testing.T) {
+	up := startUpstream(t, upstream.Options{})
+	var posts atomic.Int32
+	recv := receiverAnswering(t, 500, &posts)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hookgate.yaml")
+	if err := os.WriteFile(cfg, []byte("log-format: json\nretry-schedule: 1h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, "-config", cfg, "-upstream", up, "-data-dir", filepath.Join(dir, "data"),
+		"-allow-cidrs", "127.0.0.0/8", "-min-interval", "1s")
+	g.logs.waitFor(t, `"msg":"hookgate started"`, g.exited)
+	createWebhook(t, g.listen, "http://"+recv+"/hook")
+	if err := os.WriteFile(cfg, []byte("log-format: json\nretry-schedule: 10ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	g.logs.waitFor(t, `"applied":"retry-schedule"`, g.exited)
+	if st, b := postEvent(g.listen); st != 201 {
+		t.Fatalf("change: %d %s", st, b)
+	}
+	if !eventually(patience, func() bool { return posts.Load() >= 3 }) {
+		t.Fatalf("%d POSTs: the retries did not follow the reloaded schedule", posts.Load())
+	}
+}
+
+// receiverAnswering starts a receiver on loopback that answers status to
+// every POST and counts them.
+func receiverAnswering(t *testing.T, status int, posts *atomic.Int32) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		posts.Add(1)
+		ctx.SetStatusCode(status)
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown() })
+	return ln.Addr().String()
 }
