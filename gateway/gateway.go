@@ -36,6 +36,12 @@ type Gateway struct {
 	// its vocabulary, to the end.
 	table atomic.Pointer[rules.Table]
 
+	// WebSocket: upgraded connections open, the next upstream's index,
+	// and what closes each open one.
+	wsOpen  atomic.Int64
+	wsNext  atomic.Uint64
+	wsConns sync.Map // net.Conn -> func()
+
 	// Health: Unix nanoseconds of the last marker append that succeeded
 	// and of the last that failed.
 	lastMarkOK, lastMarkFail atomic.Int64
@@ -164,7 +170,10 @@ func (g *Gateway) Serve(ln net.Listener) error { return g.srv.Serve(ln) }
 
 // Shutdown stops accepting, waits for in-flight requests to finish (their
 // markers included) until ctx ends, and closes idle connections.
-func (g *Gateway) Shutdown(ctx context.Context) error { return g.srv.ShutdownWithContext(ctx) }
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.closeWebSockets() // else the server would wait for them
+	return g.srv.ShutdownWithContext(ctx)
+}
 
 // SetWebhooks hands over the webhooks API of a gateway built with
 // WebhooksLater: from now on it answers webhooks requests, those waiting
@@ -211,6 +220,10 @@ func (g *Gateway) Ready() bool { return g.lastMarkFail.Load() <= g.lastMarkOK.Lo
 // Handle serves one request: the proxy and its change detection.
 func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	if !g.wellFramed(ctx) {
+		return
+	}
+	if isWebSocket(&ctx.Request.Header) {
+		g.proxyWebSocket(ctx)
 		return
 	}
 	var ubuf [core.MaxUserLen]byte

@@ -31,6 +31,10 @@ var metricHelp = map[string]string{
 	"hookgate_webhooks":                      "Webhooks stored, by state.",
 	"hookgate_delivery_slots_pruned_total":   "Delivery slots of idle webhooks forgotten to save memory.",
 	"hookgate_deliveries_parked_total":       "Deliveries that waited in the engine for a free connection to their receiver's host.",
+	"hookgate_websocket_connections":         "WebSocket connections passed to the upstream, open now.",
+	"hookgate_websocket_upgrades_total":      "WebSocket upgrades the upstream accepted (101) and hookgate spliced.",
+	"hookgate_websocket_refused_total":       "WebSocket upgrades refused with 503: -max-websockets were open.",
+	"hookgate_websocket_bytes_total":         "Bytes passed on upgraded connections, by direction: upstream (from clients) or client (from the upstream).",
 	"hookgate_delivery_errors_total":         "Failed notification POSTs, by class: timeout, refused, dns, tls, blocked, http (an answer outside 200-299), bad-answer, connection.",
 	"hookgate_engine_panics_total":           "Panics the delivery engine recovered from: a bug.",
 }

@@ -99,6 +99,17 @@ type Options struct {
 	// 0 means no cap. Default 0 here; the binary's -max-conns-per-ip sets
 	// an eighth of -max-client-conns.
 	MaxConnsPerIP int
+	// MaxWebSockets caps the WebSocket connections hookgate passes to the
+	// upstream at once; past it an upgrade gets 503. They count among
+	// MaxConns too. Default 10,000.
+	MaxWebSockets int
+	// WebSocketIdleTimeout closes an upgraded connection that carried
+	// nothing either way for this long. Default 2 minutes: socket.io
+	// pings every 25 s.
+	WebSocketIdleTimeout time.Duration
+	// WebSocketMaxDuration, if set, closes an upgraded connection this
+	// long after the upgrade, active or not.
+	WebSocketMaxDuration time.Duration
 	// BufferBodySize is the largest request body read into memory before
 	// the request is forwarded; larger bodies are streamed. Default 64 KiB.
 	BufferBodySize int
@@ -159,6 +170,8 @@ func (o *Options) setDefaults() {
 	defInt(&o.BufferBodySize, 64<<10)
 	defInt(&o.MaxClassifyBody, 16<<20)
 	def(&o.AccessCacheTTL, 5*time.Second)
+	defInt(&o.MaxWebSockets, 10_000)
+	def(&o.WebSocketIdleTimeout, 2*time.Minute)
 	defInt(&o.AccessCacheSize, 10000)
 	if o.Meta.APIVersion == "" {
 		o.Meta.APIVersion = "1.9.3"

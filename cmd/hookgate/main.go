@@ -60,6 +60,8 @@ type config struct {
 
 	adminKey, retrySchedule, alertURL string
 	rotationGrace                     time.Duration
+	maxWebSockets                     int
+	wsIdle, wsMaxDuration             time.Duration
 
 	configFile                string
 	printVersion, healthcheck bool // commands: -version, -healthcheck
@@ -139,6 +141,9 @@ func newFlagSet(c *config, onError flag.ErrorHandling) *flag.FlagSet {
 	fs.IntVar(&c.maxConns, "max-upstream-conns", 1024, "`connections` at most to each upstream address")
 	sizeVar(fs, &c.maxBody, "max-body", 1<<30, "largest request body in `bytes` forwarded; larger ones get 413; 0 for no limit")
 	sizeVar(fs, &c.maxHeader, "max-header", 16<<10, "largest request head (request line and headers) in `bytes`; larger ones get 431")
+	fs.IntVar(&c.maxWebSockets, "max-websockets", 5_000, "WebSocket `connections` passed to the upstream at once (socket.io, say); past it an upgrade gets 503. They count among -max-client-conns")
+	fs.DurationVar(&c.wsIdle, "websocket-idle-timeout", 2*time.Minute, "`duration` after which a WebSocket connection that carried nothing either way is closed (socket.io pings every 25 s)")
+	fs.DurationVar(&c.wsMaxDuration, "websocket-max-duration", 24*time.Hour, "`duration` after which a WebSocket connection is closed, active or not (its client connects again); 0 for no limit")
 	fs.IntVar(&c.maxClientConns, "max-client-conns", 10_000, "client `connections` served at once; past it new ones get 503 and are closed")
 	c.maxConnsPerIP = autoConnsPerIP
 	fs.Var(connCap{&c.maxConnsPerIP}, "max-conns-per-ip", "client `connections` at once from one IP address; past it new ones from that address get 429 and are closed; auto is an eighth of -max-client-conns (1250 of 10000: room for a NAT's many clients, while no one address takes every slot); 0 for no cap")
@@ -185,7 +190,8 @@ var flagTopics = []struct {
 	{"Webhooks API", []string{"min-interval", "min-interval-floor", "max-retries", "max-retries-ceiling", "max-webhooks-per-access",
 		"access-cache-ttl", "access-cache-size", "secrets-key-file", "secret-rotation-grace", "api-version", "serial"}},
 	{"Delivery", []string{"workers", "delivery-timeout", "allow-cidrs", "retry-schedule", "alert-url"}},
-	{"Limits", []string{"max-body", "max-header", "buffer-body", "max-classify-body", "max-client-conns", "max-conns-per-ip"}},
+	{"Limits", []string{"max-body", "max-header", "buffer-body", "max-classify-body", "max-client-conns", "max-conns-per-ip",
+		"max-websockets", "websocket-idle-timeout", "websocket-max-duration"}},
 	{"Observability", []string{"log-level", "log-format", "pprof", "healthcheck"}},
 	{"Operator API", []string{"admin-key"}},
 	{"Configuration", []string{"config", "version"}},
@@ -667,30 +673,33 @@ func run(c config, log *slog.Logger, r *reloader) error {
 	}
 	outbound := delivery.NewClient(delivery.ClientOptions{Timeout: c.deliveryTimeout, Guard: delivery.Guard{Allow: allow}})
 	g, err := gateway.New(gateway.Options{
-		Upstreams:           splitList(c.upstreams),
-		UsernameMode:        mode,
-		Rules:               table,
-		Queue:               q,
-		Meta:                meta,
-		WebhooksLater:       true,
-		AccessCacheTTL:      c.accessCacheTTL,
-		AccessCacheSize:     c.accessCacheSize,
-		UpstreamTimeout:     c.upstreamTimeout,
-		DialTimeout:         c.dialTimeout,
-		MaxIdleConnDuration: c.upstreamIdle,
-		Pprof:               c.pprof,
-		MaxConnsPerUpstream: c.maxConns,
-		MaxBodySize:         c.maxBody,
-		MaxHeaderSize:       c.maxHeader,
-		MaxConns:            c.maxClientConns,
-		MaxConnsPerIP:       connsPerIP(c.maxConnsPerIP, c.maxClientConns),
-		ReadTimeout:         c.readTimeout,
-		WriteTimeout:        c.writeTimeout,
-		IdleTimeout:         c.idleTimeout,
-		BufferBodySize:      c.bufferBody,
-		MaxClassifyBody:     c.maxClassifyBody,
-		Space:               space,
-		Logger:              log,
+		Upstreams:            splitList(c.upstreams),
+		UsernameMode:         mode,
+		Rules:                table,
+		Queue:                q,
+		Meta:                 meta,
+		WebhooksLater:        true,
+		AccessCacheTTL:       c.accessCacheTTL,
+		AccessCacheSize:      c.accessCacheSize,
+		UpstreamTimeout:      c.upstreamTimeout,
+		DialTimeout:          c.dialTimeout,
+		MaxIdleConnDuration:  c.upstreamIdle,
+		Pprof:                c.pprof,
+		MaxConnsPerUpstream:  c.maxConns,
+		MaxBodySize:          c.maxBody,
+		MaxHeaderSize:        c.maxHeader,
+		MaxConns:             c.maxClientConns,
+		MaxConnsPerIP:        connsPerIP(c.maxConnsPerIP, c.maxClientConns),
+		MaxWebSockets:        c.maxWebSockets,
+		WebSocketIdleTimeout: c.wsIdle,
+		WebSocketMaxDuration: c.wsMaxDuration,
+		ReadTimeout:          c.readTimeout,
+		WriteTimeout:         c.writeTimeout,
+		IdleTimeout:          c.idleTimeout,
+		BufferBodySize:       c.bufferBody,
+		MaxClassifyBody:      c.maxClassifyBody,
+		Space:                space,
+		Logger:               log,
 	})
 	if err != nil {
 		return err
