@@ -43,7 +43,8 @@ FUZZTIME ?= 30s
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/rules FuzzClassify FuzzTouches
-	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway FuzzSplitUser FuzzBatchAndAccessInfo FuzzValidHead FuzzStreamTree
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway FuzzSplitUser FuzzBatchAndAccessInfo FuzzValidHead FuzzStreamTree FuzzSocketIO
+	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/wsframe FuzzReader
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate FuzzDecodeRecord FuzzDecodeCounters
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString

@@ -35,6 +35,10 @@ var metricHelp = map[string]string{
 	"hookgate_websocket_upgrades_total":      "WebSocket upgrades the upstream accepted (101) and hookgate spliced.",
 	"hookgate_websocket_refused_total":       "WebSocket upgrades refused with 503: -max-websockets were open.",
 	"hookgate_websocket_bytes_total":         "Bytes passed on upgraded connections, by direction: upstream (from clients) or client (from the upstream).",
+	"hookgate_websocket_frames_total":        "WebSocket frames read as they passed, both directions.",
+	"hookgate_socketio_packets_total":        "socket.io packets read on WebSocket connections, both directions.",
+	"hookgate_socketio_unparsed_total":       "Engine.IO messages that were not readable socket.io packets; passed on untouched.",
+	"hookgate_socketio_changes_total":        "socket.io method calls acknowledged without error that change data, recorded as changes.",
 	"hookgate_delivery_errors_total":         "Failed notification POSTs, by class: timeout, refused, dns, tls, blocked, http (an answer outside 200-299), bad-answer, connection.",
 	"hookgate_engine_panics_total":           "Panics the delivery engine recovered from: a bug.",
 }

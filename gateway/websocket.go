@@ -14,6 +14,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/gateway/wsframe"
 )
 
 var (
@@ -226,14 +228,22 @@ func (g *Gateway) splice(c, up net.Conn, fromUp *bufio.Reader, head []byte) {
 		total := time.AfterFunc(d, closeBoth)
 		defer total.Stop()
 	}
-	copyOne := func(dst io.Writer, src io.Reader, n *metrics.Counter) {
+	// Each direction's frames are read as they pass, for the socket.io
+	// calls they carry; a chunk goes on once read, so that the change an
+	// acknowledgement in it tells of is recorded before the client has it.
+	sio := g.newSIOTracker()
+	copyOne := func(dst io.Writer, src io.Reader, n *metrics.Counter, frames *wsframe.Reader) {
 		bp := wsBufs.Get().(*[]byte)
 		defer wsBufs.Put(bp)
+		seen := 0
 		for {
 			k, err := src.Read(*bp)
 			if k > 0 {
 				last.Store(time.Now().UnixNano())
 				n.Add(k)
+				frames.Feed((*bp)[:k])
+				wsFrames.Add(frames.Frames - seen)
+				seen = frames.Frames
 				if _, werr := dst.Write((*bp)[:k]); werr != nil {
 					break
 				}
@@ -247,9 +257,9 @@ func (g *Gateway) splice(c, up net.Conn, fromUp *bufio.Reader, head []byte) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		copyOne(c, fromUp, wsBytesDn)
+		copyOne(c, fromUp, wsBytesDn, &sio.server)
 	}()
-	copyOne(up, c, wsBytesUp)
+	copyOne(up, c, wsBytesUp, &sio.client)
 	<-done
 }
 

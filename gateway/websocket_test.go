@@ -21,13 +21,22 @@ import (
 // skipped, or fails where node is required.
 func startNodeWS(t *testing.T, env ...string) *testnet.Node {
 	t.Helper()
-	if _, err := os.Stat("testdata/node_modules/ws/package.json"); err != nil {
-		if os.Getenv("HOOKGATE_REQUIRE_NODE") != "" {
-			t.Fatalf("the npm ws package is required (npm install in gateway/testdata): %v", err)
-		}
-		t.Skip("the npm ws package is not installed (npm install in gateway/testdata)")
-	}
+	requireNPM(t)
 	return testnet.StartNode(t, "testdata/node-ws.js", env...)
+}
+
+// requireNPM skips the test without the npm packages of testdata (npm
+// ci in gateway/testdata), or fails it where node is required.
+func requireNPM(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{"ws", "socket.io", "socket.io-client"} {
+		if _, err := os.Stat("testdata/node_modules/" + p + "/package.json"); err != nil {
+			if os.Getenv("HOOKGATE_REQUIRE_NODE") != "" {
+				t.Fatalf("the npm package %s is required (npm ci in gateway/testdata): %v", p, err)
+			}
+			t.Skipf("the npm package %s is not installed (npm ci in gateway/testdata)", p)
+		}
+	}
 }
 
 func startWSServer(t *testing.T) (*testnet.Node, string) {

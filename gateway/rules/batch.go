@@ -185,3 +185,7 @@ func checked(tc core.Touch) core.Touch {
 	}
 	return tc
 }
+
+// Method returns the messages a call of method id causes when it
+// succeeds, as in a batch call; 0 for a read or an unknown id.
+func (t *Table) Method(id string) core.MessageSet { return t.batch[id] }
