@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +24,9 @@ import (
 // schedule, deactivated, and the alert URL hears of it; the operator
 // lists it among the failing ones, reads its runs with their error
 // class, reactivates it, and then stops every webhook of the receiver's
-// host. A wrong key is refused.
+// host. A wrong key is refused. Then every route of the operator API is
+// called over HTTP, and each request and answer checked against
+// docs/admin-openapi.json (adminDocumented).
 func TestOperatorAPIAndAlerts(t *testing.T) {
 	alerts := make(chan []byte, 4)
 	aln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -121,6 +126,206 @@ func TestOperatorAPIAndAlerts(t *testing.T) {
 	}
 	if code, _, _ = admin("frobnicate"); code != 2 {
 		t.Fatalf("an unknown command: exit %d; want 2", code)
+	}
+
+	t.Run("openapi", func(t *testing.T) {
+		adminDocumented(t, g, recv.Addr(), "k3y-of-the-operator", failing, fine)
+	})
+}
+
+// adminDocumented calls every route of the operator API of g, whose key
+// is key, through real HTTP requests to its ops listener, and checks
+// each request and answer against docs/admin-openapi.json with
+// libopenapi-validator: successes, and every error status each route
+// can be brought to give here (400, 401, 404, 409); a request the API
+// refuses as malformed must not match the document either. failing and
+// fine are alice's webhooks to receiver, both inactive.
+//
+// It waits for outcomes only (a run, a pending message), bounded by
+// patience: a webhook with an hour's minIntervalMs holds its second
+// change, which redelivery then sends.
+func adminDocumented(t *testing.T, g *gatewayProc, receiver, key, failing, fine string) {
+	v, model := openAPIValidatorOf(t, adminOpenAPIFile)
+	bearer := "Bearer " + key
+
+	// Every route the API serves is documented, and nothing else.
+	var routes []string
+	for path, item := range model.Paths.PathItems.FromOldest() {
+		for m := range item.GetOperations().KeysFromOldest() {
+			routes = append(routes, strings.ToUpper(m)+" "+path)
+		}
+	}
+	sort.Strings(routes)
+	want := []string{"GET /admin/webhooks", "GET /admin/webhooks/{id}", "POST /admin/hosts/{host}/deactivate",
+		"POST /admin/webhooks/{id}/deactivate", "POST /admin/webhooks/{id}/reactivate", "POST /admin/webhooks/{id}/redeliver"}
+	if strings.Join(routes, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("documented routes:\n%s\nwant:\n%s", strings.Join(routes, "\n"), strings.Join(want, "\n"))
+	}
+
+	// request sends one request to route (as documented) at path, with auth
+	// as its Authorization header (none if empty): the answer must match
+	// the document, and the request too if valid; if not, the request
+	// must not. It returns the status and the answer.
+	seen := map[string]map[int]bool{} // route -> statuses answered
+	request := func(auth, route, path string, valid bool) (int, string) {
+		t.Helper()
+		method, _, _ := strings.Cut(route, " ")
+		st, body := openAPICall(t, v, g.ops, auth, method, path, "", valid)
+		if seen[route] == nil {
+			seen[route] = map[int]bool{}
+		}
+		seen[route][st] = true
+		if !valid {
+			req, err := http.NewRequest(method, "http://"+g.ops+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			if ok, _ := v.ValidateHttpRequestSync(req); ok {
+				t.Errorf("%s %s by %q: answered %d %s, yet the request matches the document", method, path, auth, st, body)
+			}
+		}
+		return st, body
+	}
+	expect := func(auth, route, path string, valid bool, status int) string {
+		t.Helper()
+		st, body := request(auth, route, path, valid)
+		if st != status {
+			t.Errorf("%s %s by %q: %d %s; want %d", route, path, auth, st, body, status)
+		}
+		return body
+	}
+	type detail struct {
+		Webhook struct {
+			RunCount int
+			Signed   bool
+			Scopes   map[string]any
+		}
+		Delivery struct {
+			Pending  []string
+			InFlight bool
+		}
+	}
+	get := func(id string) detail {
+		t.Helper()
+		var d detail
+		if b := expect(bearer, "GET /admin/webhooks/{id}", "/admin/webhooks/"+id, true, 200); json.Unmarshal([]byte(b), &d) != nil {
+			t.Fatalf("GET /admin/webhooks/%s: %s", id, b)
+		}
+		return d
+	}
+	create := func(body string) string {
+		t.Helper()
+		st, b := call(g.listen, "POST", "/alice/webhooks", body)
+		var c struct{ Webhook struct{ ID string } }
+		if st != 201 || json.Unmarshal([]byte(b), &c) != nil {
+			t.Fatalf("creating a webhook: %d %s", st, b)
+		}
+		return c.Webhook.ID
+	}
+
+	// A webhook that notifies at most once an hour: its first change goes
+	// out, its second waits, and redelivery sends it now.
+	slow := create(`{"url":"http://` + receiver + `/slow","minIntervalMs":3600000}`)
+	if st, b := postEvent(g.listen); st != 201 {
+		t.Fatalf("change: %d %s", st, b)
+	}
+	if !eventually(patience, func() bool { return get(slow).Webhook.RunCount == 1 }) {
+		t.Fatalf("no run of the slow webhook within %s", patience)
+	}
+	if st, b := postEvent(g.listen); st != 201 {
+		t.Fatalf("change: %d %s", st, b)
+	}
+	if !eventually(patience, func() bool { d := get(slow); return len(d.Delivery.Pending) > 0 && !d.Delivery.InFlight }) {
+		t.Fatalf("the slow webhook's second change is not pending within %s: %+v", patience, get(slow))
+	}
+	if b := expect(bearer, "POST /admin/webhooks/{id}/redeliver", "/admin/webhooks/"+slow+"/redeliver", true, 200); !strings.Contains(b, `"messages":1`) {
+		t.Errorf("redeliver: %s; want one message", b)
+	}
+	if !eventually(patience, func() bool { return get(slow).Webhook.RunCount == 2 }) {
+		t.Fatalf("the redelivery did not run within %s", patience)
+	}
+
+	// A signed webhook with scopes, created after the last change: nothing
+	// is pending for it.
+	scoped := create(`{"url":"http://` + receiver + `/scoped","signed":true,"scopes":{"tree":{"kind":"streams","query":{"streams":["diary"]}},"notes":{"kind":"events","query":{"types":["note/txt"]}}}}`)
+	if d := get(scoped); !d.Webhook.Signed || len(d.Webhook.Scopes) != 2 || len(d.Delivery.Pending) != 0 {
+		t.Errorf("the signed, scoped webhook: %+v", d)
+	}
+	expect(bearer, "POST /admin/webhooks/{id}/redeliver", "/admin/webhooks/"+scoped+"/redeliver", true, 409) // nothing pending
+	expect(bearer, "POST /admin/webhooks/{id}/redeliver", "/admin/webhooks/"+fine+"/redeliver", true, 409)   // inactive
+	get(failing)                                                                                             // runs with their error class
+	expect(bearer, "POST /admin/webhooks/{id}/deactivate", "/admin/webhooks/"+scoped+"/deactivate", true, 200)
+	expect(bearer, "POST /admin/webhooks/{id}/reactivate", "/admin/webhooks/"+scoped+"/reactivate", true, 200)
+
+	// Listings: filtered, and paged.
+	var page struct{ Next string }
+	if b := expect(bearer, "GET /admin/webhooks", "/admin/webhooks?state=active&failing=false&host=127.0.0.1&user=alice&limit=1", true, 200); json.Unmarshal([]byte(b), &page) != nil || page.Next == "" {
+		t.Errorf("a page of one of two active webhooks: %s; want a next", b)
+	}
+	expect(bearer, "GET /admin/webhooks", "/admin/webhooks?limit=1000&after="+page.Next, true, 200)
+	expect(bearer, "GET /admin/webhooks", "/admin/webhooks?state=inactive&failing=true", true, 200)
+	expect(bearer, "GET /admin/webhooks", "/admin/webhooks", true, 200)
+
+	// A host's webhooks.
+	if b := expect(bearer, "POST /admin/hosts/{host}/deactivate", "/admin/hosts/127.0.0.1/deactivate", true, 200); !strings.Contains(b, slow) || !strings.Contains(b, scoped) {
+		t.Errorf("deactivate the receiver's host: %s; want %s and %s", b, slow, scoped)
+	}
+	expect(bearer, "POST /admin/hosts/{host}/deactivate", "/admin/hosts/nowhere.example/deactivate", true, 200)
+
+	// Errors.
+	for _, q := range []string{"state=bogus", "failing=maybe", "limit=0", "limit=1001", "limit=ten"} {
+		expect(bearer, "GET /admin/webhooks", "/admin/webhooks?"+q, false, 400)
+	}
+	for _, r := range []string{"GET /admin/webhooks/{id}", "POST /admin/webhooks/{id}/deactivate", "POST /admin/webhooks/{id}/reactivate", "POST /admin/webhooks/{id}/redeliver"} {
+		_, path, _ := strings.Cut(r, " ")
+		expect(bearer, r, strings.Replace(path, "{id}", "nosuchwebhook", 1), true, 404)
+	}
+	for _, r := range want {
+		_, path, _ := strings.Cut(r, " ")
+		path = strings.NewReplacer("{id}", slow, "{host}", "127.0.0.1").Replace(path)
+		expect("Bearer not-the-key", r, path, true, 401) // the document cannot tell a wrong key
+		expect("", r, path, false, 401)
+		expect("Basic "+key, r, path, false, 401)
+	}
+
+	// Each route gave every status the document gives it in JSON, but
+	// those this run cannot bring about: 500 (a store that fails) and 503
+	// (webhooks still loading).
+	for _, r := range want {
+		method, path, _ := strings.Cut(r, " ")
+		op := model.Paths.PathItems.GetOrZero(path).GetOperations().GetOrZero(strings.ToLower(method))
+		for code, resp := range op.Responses.Codes.FromOldest() {
+			if code == "500" || code == "503" || resp.Content.GetOrZero("application/json") == nil {
+				continue
+			}
+			if n, _ := strconv.Atoi(code); !seen[r][n] {
+				t.Errorf("%s never answered %s", r, code)
+			}
+		}
+	}
+}
+
+// TestAdminOffDocumented runs the binary without an admin key: every
+// route of the operator API answers 404 in plain text, as
+// docs/admin-openapi.json documents it.
+func TestAdminOffDocumented(t *testing.T) {
+	g := startGateway(t, "-upstream", startUpstream(t, upstream.Options{}), "-data-dir", t.TempDir())
+	v, model := openAPIValidatorOf(t, adminOpenAPIFile)
+	n := 0
+	for path, item := range model.Paths.PathItems.FromOldest() {
+		for method := range item.GetOperations().KeysFromOldest() {
+			n++
+			concrete := strings.NewReplacer("{id}", "ck8dvsye0000iyqh4hbd5tbp", "{host}", "receiver.example.com").Replace(path)
+			if st, b := openAPICall(t, v, g.ops, "Bearer any-key", strings.ToUpper(method), concrete, "", true); st != 404 || b != "not found" {
+				t.Errorf("%s %s without an admin key: %d %q; want 404 \"not found\"", method, concrete, st, b)
+			}
+		}
+	}
+	if n != 6 {
+		t.Errorf("%d routes documented; want 6", n)
 	}
 }
 

@@ -22,16 +22,20 @@ import (
 	"github.com/pb33f/libopenapi/orderedmap"
 )
 
-// openAPIFile is the OpenAPI document of the webhooks API, from this
-// package's directory.
-const openAPIFile = "../../docs/openapi.json"
+// openAPIFile is the OpenAPI document of the webhooks API, and
+// adminOpenAPIFile that of the operator API, from this package's
+// directory.
+const (
+	openAPIFile      = "../../docs/openapi.json"
+	adminOpenAPIFile = "../../docs/admin-openapi.json"
+)
 
-// loadOpenAPI parses docs/openapi.json with libopenapi and builds its
-// OpenAPI 3 model; any error (a reference that does not resolve, say)
-// fails the test.
-func loadOpenAPI(t testing.TB) (libopenapi.Document, *v3.Document) {
+// loadOpenAPI parses the OpenAPI document file with libopenapi and
+// builds its OpenAPI 3 model; any error (a reference that does not
+// resolve, say) fails the test.
+func loadOpenAPI(t testing.TB, file string) (libopenapi.Document, *v3.Document) {
 	t.Helper()
-	raw, err := os.ReadFile(openAPIFile)
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +43,11 @@ func loadOpenAPI(t testing.TB) (libopenapi.Document, *v3.Document) {
 	cfg.Logger = slog.New(slog.DiscardHandler) // errors are returned, and reported below
 	doc, err := libopenapi.NewDocumentWithConfiguration(raw, cfg)
 	if err != nil {
-		t.Fatalf("%s: %v", openAPIFile, err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	model, err := doc.BuildV3Model()
 	if err != nil {
-		t.Fatalf("%s: %v", openAPIFile, err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	return doc, &model.Model
 }
@@ -52,10 +56,17 @@ func loadOpenAPI(t testing.TB) (libopenapi.Document, *v3.Document) {
 // docs/openapi.json, which checks formats (uri) too.
 func openAPIValidator(t testing.TB) (validator.Validator, *v3.Document) {
 	t.Helper()
-	doc, model := loadOpenAPI(t)
+	return openAPIValidatorOf(t, openAPIFile)
+}
+
+// openAPIValidatorOf returns a validator of requests and answers against
+// the OpenAPI document file, which checks formats (uri) too.
+func openAPIValidatorOf(t testing.TB, file string) (validator.Validator, *v3.Document) {
+	t.Helper()
+	doc, model := loadOpenAPI(t, file)
 	v, errs := validator.NewValidator(doc, validatorconfig.WithFormatAssertions())
 	for _, err := range errs {
-		t.Errorf("%s: %v", openAPIFile, err)
+		t.Errorf("%s: %v", file, err)
 	}
 	if len(errs) > 0 {
 		t.FailNow()
@@ -123,33 +134,9 @@ func operations(model *v3.Document) []operation {
 // Standard Webhooks headers. TestOperationsDocuments checks real answers
 // against it.
 func TestOpenAPIDocument(t *testing.T) {
-	doc, model := loadOpenAPI(t)
-	if !strings.HasPrefix(model.Version, "3.1.") {
-		t.Errorf("openapi is %q; want 3.1.x", model.Version)
-	}
-	v, errs := validator.NewValidator(doc)
-	for _, err := range errs {
-		t.Errorf("validator: %v", err)
-	}
-	if v != nil {
-		if ok, verrs := v.ValidateDocument(); !ok {
-			t.Errorf("%s is not a valid OpenAPI document:%s", openAPIFile, describe(verrs))
-		}
-	}
+	model, ops, checked := checkOpenAPIDocument(t, openAPIFile)
 
-	raw, err := os.ReadFile(openAPIFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tree any
-	if err := json.Unmarshal(raw, &tree); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range openAPI30Keywords(tree, "#", "") {
-		t.Errorf("%s: an OpenAPI 3.0 schema keyword; 3.1 uses type arrays (or a null type) and numeric exclusiveMinimum/exclusiveMaximum", p)
-	}
-
-	// operationIds: present, unique, camelCase, and Pryv's method ids.
+	// operationIds: Pryv's method ids.
 	pryv := map[string]string{
 		"GET /{username}/webhooks":                     "webhooksGet",
 		"POST /{username}/webhooks":                    "webhooksCreate",
@@ -160,22 +147,9 @@ func TestOpenAPIDocument(t *testing.T) {
 		"POST /{username}/webhooks/{id}/rotate-secret": "webhooksRotateSecret",
 		"POST /{username}/":                            "callBatch",
 	}
-	camel := regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
-	byID := map[string]string{}
-	ops := operations(model)
 	for _, o := range ops {
 		if want, ok := pryv[o.where]; ok && o.op.OperationId != want {
 			t.Errorf("%s: operationId %q; want %q", o.where, o.op.OperationId, want)
-		}
-		switch id := o.op.OperationId; {
-		case id == "":
-			t.Errorf("%s has no operationId", o.where)
-		case !camel.MatchString(id):
-			t.Errorf("%s: operationId %q is not camelCase", o.where, id)
-		case byID[id] != "":
-			t.Errorf("operationId %q is used by %s and %s", id, byID[id], o.where)
-		default:
-			byID[id] = o.where
 		}
 	}
 
@@ -194,6 +168,133 @@ func TestOpenAPIDocument(t *testing.T) {
 	for _, h := range []string{"webhook-id", "webhook-timestamp", "webhook-signature"} {
 		if required, ok := headers[h]; !ok || required {
 			t.Errorf("the notification's header %s: documented %v, required %v; want documented, not required", h, ok, required)
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d examples checked", checked)
+	}
+}
+
+// TestAdminOpenAPIDocument checks docs/admin-openapi.json, the operator
+// API's document, as TestOpenAPIDocument checks the webhooks API's: an
+// OpenAPI 3.1 document that validates, without OpenAPI 3.0 keywords,
+// whose examples match their schemas; and it documents each route of
+// admin.API.Handler once, under its operationId, behind the bearer
+// scheme, with the error answers the route gives. TestOperatorAPIAndAlerts
+// checks real requests and answers against it.
+func TestAdminOpenAPIDocument(t *testing.T) {
+	model, ops, checked := checkOpenAPIDocument(t, adminOpenAPIFile)
+	if checked < 5 {
+		t.Errorf("only %d examples checked", checked)
+	}
+	if !strings.HasPrefix(model.Info.Title, "hookgate") || len(model.Servers) == 0 || model.Servers[0].URL != "http://127.0.0.1:9090" {
+		t.Errorf("info %q, servers %v; want hookgate's, at the default -ops-listen", model.Info.Title, model.Servers)
+	}
+
+	// Each route once, under its operationId, with its statuses.
+	want := map[string]struct {
+		id       string
+		statuses []string
+	}{
+		"GET /admin/webhooks":                  {"adminListWebhooks", []string{"200", "400", "401", "404", "503"}},
+		"GET /admin/webhooks/{id}":             {"adminGetWebhook", []string{"200", "401", "404", "503"}},
+		"POST /admin/webhooks/{id}/deactivate": {"adminDeactivateWebhook", []string{"200", "401", "404", "500", "503"}},
+		"POST /admin/webhooks/{id}/reactivate": {"adminReactivateWebhook", []string{"200", "401", "404", "500", "503"}},
+		"POST /admin/webhooks/{id}/redeliver":  {"adminRedeliver", []string{"200", "401", "404", "409", "503"}},
+		"POST /admin/hosts/{host}/deactivate":  {"adminDeactivateHost", []string{"200", "401", "404", "500", "503"}},
+	}
+	ids := map[string]int{}
+	for _, o := range ops {
+		ids[o.op.OperationId]++
+		w, ok := want[o.where]
+		if !ok {
+			t.Errorf("%s (%s): not a route of the operator API", o.where, o.op.OperationId)
+			continue
+		}
+		if o.op.OperationId != w.id {
+			t.Errorf("%s: operationId %q; want %q", o.where, o.op.OperationId, w.id)
+		}
+		var got []string
+		for code := range o.op.Responses.Codes.KeysFromOldest() {
+			got = append(got, code)
+		}
+		sort.Strings(got)
+		if strings.Join(got, " ") != strings.Join(w.statuses, " ") {
+			t.Errorf("%s: statuses %v; want %v", o.where, got, w.statuses)
+		}
+		if o.op.Responses.Default != nil {
+			t.Errorf("%s: a default answer; every status is documented", o.where)
+		}
+		// The bearer scheme: the document's, not lifted by the operation.
+		if o.op.Security != nil {
+			t.Errorf("%s: its own security; the document's applies to every operation", o.where)
+		}
+	}
+	for _, w := range want {
+		if ids[w.id] != 1 {
+			t.Errorf("operationId %s: %d operations; want 1", w.id, ids[w.id])
+		}
+	}
+	bearer := false
+	if len(model.Security) == 1 && model.Security[0].Requirements.Len() == 1 {
+		for name := range model.Security[0].Requirements.KeysFromOldest() {
+			s := model.Components.SecuritySchemes.GetOrZero(name)
+			bearer = s != nil && s.Type == "http" && strings.EqualFold(s.Scheme, "bearer")
+		}
+	}
+	if !bearer {
+		t.Error("the document's security is not the bearer scheme alone")
+	}
+}
+
+// checkOpenAPIDocument checks the OpenAPI document file with libopenapi:
+// it is an OpenAPI 3.1 document that validates against the
+// specification's schema, every reference resolves, it uses no keyword
+// of OpenAPI 3.0's schema dialect, every operation has a unique
+// camelCase operationId, and every example matches its schema. It
+// returns the model, its operations and how many examples it checked.
+func checkOpenAPIDocument(t *testing.T, file string) (*v3.Document, []operation, int) {
+	t.Helper()
+	doc, model := loadOpenAPI(t, file)
+	if !strings.HasPrefix(model.Version, "3.1.") {
+		t.Errorf("openapi is %q; want 3.1.x", model.Version)
+	}
+	v, errs := validator.NewValidator(doc)
+	for _, err := range errs {
+		t.Errorf("validator: %v", err)
+	}
+	if v != nil {
+		if ok, verrs := v.ValidateDocument(); !ok {
+			t.Errorf("%s is not a valid OpenAPI document:%s", file, describe(verrs))
+		}
+	}
+
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range openAPI30Keywords(tree, "#", "") {
+		t.Errorf("%s: an OpenAPI 3.0 schema keyword; 3.1 uses type arrays (or a null type) and numeric exclusiveMinimum/exclusiveMaximum", p)
+	}
+
+	// operationIds: present, unique, camelCase.
+	camel := regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
+	byID := map[string]string{}
+	ops := operations(model)
+	for _, o := range ops {
+		switch id := o.op.OperationId; {
+		case id == "":
+			t.Errorf("%s has no operationId", o.where)
+		case !camel.MatchString(id):
+			t.Errorf("%s: operationId %q is not camelCase", o.where, id)
+		case byID[id] != "":
+			t.Errorf("operationId %q is used by %s and %s", id, byID[id], o.where)
+		default:
+			byID[id] = o.where
 		}
 	}
 
@@ -264,9 +365,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			schemaExamples(check, "components schemas "+name, sp, 0)
 		}
 	}
-	if checked < 10 {
-		t.Errorf("only %d examples checked", checked)
-	}
+	return model, ops, checked
 }
 
 // schemaExamples checks the examples of a schema and of its properties
