@@ -42,6 +42,10 @@ type Gateway struct {
 	wsNext  atomic.Uint64
 	wsConns sync.Map // net.Conn -> func()
 
+	// socket.io long-polling sessions followed, by sid.
+	polls     sync.Map // string -> *pollSession
+	pollCount atomic.Int64
+
 	// Health: Unix nanoseconds of the last marker append that succeeded
 	// and of the last that failed.
 	lastMarkOK, lastMarkFail atomic.Int64
@@ -226,6 +230,13 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 		g.proxyWebSocket(ctx)
 		return
 	}
+	sid := pollingSID(ctx)
+	if sid != nil {
+		sid = bytes.Clone(sid) // outlives the request's changes
+	}
+	if sid != nil && ctx.IsPost() {
+		g.pollFromClient(ctx, sid)
+	}
 	var ubuf [core.MaxUserLen]byte
 	user, rel := g.splitUser(ctx)
 	user = append(ubuf[:0], user...) // outlives changes to the request's header
@@ -317,6 +328,9 @@ func (g *Gateway) Handle(ctx *fasthttp.RequestCtx) {
 	sc := ctx.Response.StatusCode() / 100
 	if sc >= 1 && sc <= 5 {
 		proxyRequests[class][sc].Inc()
+	}
+	if sid != nil && sc == 2 && ctx.IsGet() {
+		g.pollFromServer(ctx, sid)
 	}
 	if sc != 2 || !act.Changes() {
 		return

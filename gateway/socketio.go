@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	json "github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/rules"
@@ -251,4 +254,100 @@ func (s *sioTracker) fromServer(msg []byte) {
 	}
 	sioChanges.Inc()
 	s.g.markIn(s.t.Vocabulary(), user, set, deleted, touches)
+}
+
+// Over socket.io's long-polling transport, a session's packets travel in
+// ordinary requests under one Engine.IO sid: the client's calls in the
+// bodies of its POSTs, the server's acknowledgements in the answers to
+// its GETs, packets separated by a record separator (Engine.IO v4).
+// hookgate follows each session as it follows a WebSocket connection.
+
+// pollIdle is how long a polling session's calls are remembered without
+// a request: far past Engine.IO's ping interval and timeout (25 s + 20 s).
+const pollIdle = 2 * time.Minute
+
+// maxPolls bounds the polling sessions followed at once.
+const maxPolls = 100_000
+
+type pollSession struct {
+	s    *sioTracker
+	last atomic.Int64 // Unix nanoseconds of its latest request
+}
+
+// pollingSID returns the Engine.IO sid of a long-polling request of
+// socket.io (/socket.io/?EIO=4&transport=polling&sid=...), or nil. It
+// allocates nothing for other requests.
+func pollingSID(ctx *fasthttp.RequestCtx) []byte {
+	if !bytes.HasPrefix(ctx.Path(), []byte("/socket.io/")) {
+		return nil
+	}
+	q := ctx.QueryArgs()
+	if string(q.Peek("transport")) != "polling" {
+		return nil
+	}
+	return q.Peek("sid")
+}
+
+// pollSession returns the session of sid, new if need be; nil past
+// maxPolls.
+func (g *Gateway) pollSession(sid []byte) *pollSession {
+	now := time.Now().UnixNano()
+	if v, ok := g.polls.Load(string(sid)); ok {
+		p := v.(*pollSession)
+		p.last.Store(now)
+		return p
+	}
+	if g.pollCount.Load() >= maxPolls {
+		g.sweepPolls(now)
+		if g.pollCount.Load() >= maxPolls {
+			return nil
+		}
+	}
+	p := &pollSession{s: g.newSIOTracker()}
+	p.last.Store(now)
+	if v, loaded := g.polls.LoadOrStore(string(sid), p); loaded {
+		return v.(*pollSession)
+	}
+	if g.pollCount.Add(1)%1024 == 0 {
+		g.sweepPolls(now)
+	}
+	return p
+}
+
+// sweepPolls forgets the sessions idle for pollIdle.
+func (g *Gateway) sweepPolls(now int64) {
+	g.polls.Range(func(k, v any) bool {
+		if now-v.(*pollSession).last.Load() > int64(pollIdle) {
+			g.polls.Delete(k)
+			g.pollCount.Add(-1)
+		}
+		return true
+	})
+}
+
+// pollFromClient reads the packets of a polling POST's body.
+func (g *Gateway) pollFromClient(ctx *fasthttp.RequestCtx, sid []byte) {
+	body, ok := g.readRequestBody(ctx)
+	if !ok {
+		return // past -max-classify-body: passed on unread
+	}
+	if p := g.pollSession(sid); p != nil {
+		for _, pkt := range bytes.Split(body, []byte{0x1e}) {
+			p.s.fromClient(pkt)
+		}
+	}
+}
+
+// pollFromServer reads the packets of the answer to a polling GET,
+// before the client has it.
+func (g *Gateway) pollFromServer(ctx *fasthttp.RequestCtx, sid []byte) {
+	body, ok := g.readResponseBody(ctx)
+	if !ok {
+		return
+	}
+	if p := g.pollSession(sid); p != nil {
+		for _, pkt := range bytes.Split(body, []byte{0x1e}) {
+			p.s.fromServer(pkt)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/gateway/webhooks"
@@ -92,7 +93,8 @@ func runSIOClient(t *testing.T, gwAddr, transport string, burst int) sioSeen {
 // acknowledged without error is one change of alice's, recorded before
 // the client has the acknowledgement; one acknowledged with an error,
 // and a read, are none; a callBatch counts its create; a burst of 1,000
-// creates is 1,000 changes. Over long-polling, the calls pass.
+// creates is 1,000 changes. Over long-polling, where calls and
+// acknowledgements travel in separate requests of one session, the same.
 func TestNodeSocketIOChanges(t *testing.T) {
 	addr := startSIOServer(t)
 	g := startGateway(t, Options{Upstreams: []string{addr}})
@@ -108,8 +110,14 @@ func TestNodeSocketIOChanges(t *testing.T) {
 	}
 	g.clear(t)
 	runSIOClient(t, g.addr, "polling", 3)
-	if n := len(g.markers(t)); n != 0 {
-		t.Logf("over long-polling, %d changes were recorded", n)
+	m = g.markers(t)
+	if len(m) != 1+1+3 {
+		t.Fatalf("over long-polling, %d changes recorded; want 5", len(m))
+	}
+	for _, x := range m {
+		if x.User != "alice" || x.Messages[0] != core.MsgEventsChanged {
+			t.Fatalf("over long-polling, recorded %+v", x)
+		}
 	}
 }
 
@@ -127,5 +135,21 @@ func TestNodeSocketIONotifies(t *testing.T) {
 	waitFor(t, func() bool { return e.queue.Len() == 0 }, "the engine to take every change")
 	if n := strings.Count(strings.Join(e.recv.gotPaths(), " "), "/ok/sio"); n != 1 {
 		t.Fatalf("%d notifications for 1,002 changes within one minIntervalMs; want 1", n)
+	}
+}
+
+// TestPollSessions: a long-polling session is followed until it stays
+// idle for pollIdle; the same sid gets the same session.
+func TestPollSessions(t *testing.T) {
+	g := startGateway(t, Options{Upstreams: []string{"127.0.0.1:1"}})
+	a := g.pollSession([]byte("sid-a"))
+	if a == nil || g.pollSession([]byte("sid-a")) != a || g.pollCount.Load() != 1 {
+		t.Fatalf("sessions: %v, count %d", a, g.pollCount.Load())
+	}
+	g.pollSession([]byte("sid-b"))
+	a.last.Store(time.Now().Add(-pollIdle - time.Second).UnixNano())
+	g.sweepPolls(time.Now().UnixNano())
+	if _, ok := g.polls.Load("sid-a"); ok || g.pollCount.Load() != 1 {
+		t.Fatalf("after the sweep: sid-a kept %v, count %d; want it gone and 1 left", ok, g.pollCount.Load())
 	}
 }
