@@ -27,6 +27,9 @@ import (
 // host. A wrong key is refused. Then every route of the operator API is
 // called over HTTP, and each request and answer checked against
 // docs/admin-openapi.json (adminDocumented).
+//
+// Real time: it drives the real binary, whose retries and alert come on
+// its own clock; patience only bounds a failure.
 func TestOperatorAPIAndAlerts(t *testing.T) {
 	alerts := make(chan []byte, 4)
 	aln, err := net.Listen("tcp", "127.0.0.1:0")

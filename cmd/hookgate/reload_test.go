@@ -188,6 +188,9 @@ func TestReloadOnHangUp(t *testing.T) {
 // with, and its marker names its table's messages, while SetRules puts in
 // a table of another vocabulary (the same bit names other messages in
 // each) for the requests after it.
+//
+// Real time: the held request crosses real sockets; patience only bounds
+// a failure, every step waits for the event it needs.
 func TestSetRulesPerRequest(t *testing.T) {
 	compile := func(rs ...rules.Rule) *rules.Table {
 		t.Helper()
