@@ -35,6 +35,7 @@ var metricHelp = map[string]string{
 	"hookgate_websocket_upgrades_total":      "WebSocket upgrades the upstream accepted (101) and hookgate spliced.",
 	"hookgate_websocket_refused_total":       "WebSocket upgrades refused with 503: -max-websockets were open.",
 	"hookgate_websocket_bytes_total":         "Bytes passed on upgraded connections, by direction: upstream (from clients) or client (from the upstream).",
+	"hookgate_websocket_unreadable_total":    "WebSocket connection directions whose bytes stopped reading as frames; passed on unread from there.",
 	"hookgate_websocket_frames_total":        "WebSocket frames read as they passed, both directions.",
 	"hookgate_socketio_packets_total":        "socket.io packets read on WebSocket connections, both directions.",
 	"hookgate_socketio_unparsed_total":       "Engine.IO messages that were not readable socket.io packets; passed on untouched.",

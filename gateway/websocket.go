@@ -22,9 +22,12 @@ var (
 	wsOpenAll  atomic.Int64 // every gateway's, for the gauge
 	wsUpgrades = metrics.NewCounter(`hookgate_websocket_upgrades_total`)
 	wsRefused  = metrics.NewCounter(`hookgate_websocket_refused_total`)
-	wsBytesUp  = metrics.NewCounter(`hookgate_websocket_bytes_total{direction="upstream"}`)
-	wsBytesDn  = metrics.NewCounter(`hookgate_websocket_bytes_total{direction="client"}`)
-	_          = metrics.NewGauge(`hookgate_websocket_connections`, func() float64 { return float64(wsOpenAll.Load()) })
+	// wsUnreadable counts connection directions whose bytes stopped
+	// making sense as frames: passed on, no longer read.
+	wsUnreadable = metrics.NewCounter(`hookgate_websocket_unreadable_total`)
+	wsBytesUp    = metrics.NewCounter(`hookgate_websocket_bytes_total{direction="upstream"}`)
+	wsBytesDn    = metrics.NewCounter(`hookgate_websocket_bytes_total{direction="client"}`)
+	_            = metrics.NewGauge(`hookgate_websocket_connections`, func() float64 { return float64(wsOpenAll.Load()) })
 )
 
 // isWebSocket reports whether a request asks to upgrade to WebSocket:
@@ -46,8 +49,11 @@ func isWebSocket(h *fasthttp.RequestHeader) bool {
 }
 
 // wsDropped are the request headers not passed on with an upgrade: the
-// hop-by-hop ones, which hookgate writes itself, and those it sets.
-var wsDropped = []string{fasthttp.HeaderConnection, fasthttp.HeaderUpgrade, "Proxy-Connection", fasthttp.HeaderKeepAlive,
+// hop-by-hop ones, which hookgate writes itself, those it sets, and the
+// extensions the client offers: compressed frames (permessage-deflate)
+// could not be read for the socket.io calls they carry, so none is
+// negotiated.
+var wsDropped = []string{"Sec-WebSocket-Extensions", fasthttp.HeaderConnection, fasthttp.HeaderUpgrade, "Proxy-Connection", fasthttp.HeaderKeepAlive,
 	fasthttp.HeaderProxyAuthenticate, fasthttp.HeaderProxyAuthorization, fasthttp.HeaderTE, fasthttp.HeaderTrailer,
 	fasthttp.HeaderTransferEncoding, fasthttp.HeaderXForwardedFor, fasthttp.HeaderXForwardedProto, fasthttp.HeaderXForwardedHost}
 
@@ -241,9 +247,13 @@ func (g *Gateway) splice(c, up net.Conn, fromUp *bufio.Reader, head []byte) {
 			if k > 0 {
 				last.Store(time.Now().UnixNano())
 				n.Add(k)
+				broken := frames.Broken
 				frames.Feed((*bp)[:k])
 				wsFrames.Add(frames.Frames - seen)
 				seen = frames.Frames
+				if frames.Broken && !broken {
+					wsUnreadable.Inc() // passed on all the same, unread from here
+				}
 				if _, werr := dst.Write((*bp)[:k]); werr != nil {
 					break
 				}

@@ -6,7 +6,8 @@
 // text "close:<code>:<reason>" closes with that code and reason. An
 // upgrade of /reject gets 400 with a JSON body. It prints:
 //   listening PORT
-//   upgrade PATH xff=<X-Forwarded-For>   when a connection opens
+//   upgrade PATH xff=<X-Forwarded-For> ext=<Sec-WebSocket-Extensions>
+//                                        when a connection opens
 //   closed CODE                          when one closes
 //
 // MODE=client URL=ws://...: connects, then checks, in order: a text echo,
@@ -24,7 +25,7 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();
 
 if ((process.env.MODE || 'server') === 'server') {
-  const wss = new WebSocket.Server({ noServer: true, maxPayload: 64 << 20 });
+  const wss = new WebSocket.Server({ noServer: true, maxPayload: 64 << 20, perMessageDeflate: true });
   const server = http.createServer((req, res) => {
     res.writeHead(404, { 'Content-Type': 'application/json' });
     res.end('{"error":{"id":"unknown-resource","message":"not a WebSocket"}}');
@@ -37,7 +38,7 @@ if ((process.env.MODE || 'server') === 'server') {
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      process.stdout.write(`upgrade ${path} xff=${req.headers['x-forwarded-for'] || ''}\n`);
+      process.stdout.write(`upgrade ${path} xff=${req.headers['x-forwarded-for'] || ''} ext=${req.headers['sec-websocket-extensions'] || ''}\n`);
       ws.on('message', (data, isBinary) => {
         const text = isBinary ? '' : data.toString();
         if (text.startsWith('close:')) {
