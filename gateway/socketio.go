@@ -132,17 +132,23 @@ func (g *Gateway) newSIOTracker() *sioTracker {
 	return s
 }
 
+// countedPacket is parseSIO, counting what it read: a socket.io packet,
+// or an Engine.IO message that was none.
+func countedPacket(msg []byte) (sioPacket, bool) {
+	p, ok := parseSIO(msg)
+	switch {
+	case ok:
+		sioPackets.Inc()
+	case len(msg) > 0 && msg[0] == '4':
+		sioUnparsed.Inc()
+	}
+	return p, ok
+}
+
 // fromClient reads a message the client sent: a call to remember.
 func (s *sioTracker) fromClient(msg []byte) {
-	p, ok := parseSIO(msg)
-	if !ok {
-		if len(msg) > 0 && msg[0] == '4' {
-			sioUnparsed.Inc()
-		}
-		return
-	}
-	sioPackets.Inc()
-	if (p.typ != sioEvent && p.typ != sioBinaryEvent) || p.id < 0 {
+	p, ok := countedPacket(msg)
+	if !ok || (p.typ != sioEvent && p.typ != sioBinaryEvent) || p.id < 0 {
 		return
 	}
 	var args []json.RawMessage
@@ -192,15 +198,8 @@ func (s *sioTracker) fromClient(msg []byte) {
 // fromServer reads a message the server sent: an acknowledgement of a
 // call that may change data is recorded, when it carries no error.
 func (s *sioTracker) fromServer(msg []byte) {
-	p, ok := parseSIO(msg)
-	if !ok {
-		if len(msg) > 0 && msg[0] == '4' {
-			sioUnparsed.Inc()
-		}
-		return
-	}
-	sioPackets.Inc()
-	if (p.typ != sioAck && p.typ != sioBinaryAck) || p.id < 0 {
+	p, ok := countedPacket(msg)
+	if !ok || (p.typ != sioAck && p.typ != sioBinaryAck) || p.id < 0 {
 		return
 	}
 	k := sioKey{p.nsp, p.id}
