@@ -50,6 +50,17 @@ const (
 // its index, "" (success) as 0.
 var RunErrors = [...]string{"", RunTimeout, RunRefused, RunDNS, RunTLS, RunBlocked, RunHTTP, RunBadAnswer, RunConnection}
 
+// RunErrorIndex returns the index of class in RunErrors; an unknown class
+// reads as RunConnection, a connection that broke.
+func RunErrorIndex(class string) int {
+	for i, c := range RunErrors {
+		if c == class {
+			return i
+		}
+	}
+	return len(RunErrors) - 1
+}
+
 // MaxRunAnswer bounds Run.Answer.
 const MaxRunAnswer = 64
 

@@ -100,15 +100,6 @@ var (
 	}()
 )
 
-func runErrorIndex(class string) int {
-	for i, c := range core.RunErrors {
-		if c == class {
-			return i
-		}
-	}
-	return len(core.RunErrors) - 1
-}
-
 // Engine reads change markers, keeps each webhook's pending messages
 // durable, and delivers them at the rate each webhook allows (SPEC §3).
 // One loop goroutine owns the scheduler; deliveries run on an ants pool.
@@ -800,7 +791,7 @@ func (e *Engine) outcome(r result) {
 		DurationMs: float64(r.took.Microseconds()) / 1000}
 	if !ok {
 		run.Error, run.Answer = ErrorClass(r.status, r.err), r.answer
-		deliveryErrors[runErrorIndex(run.Error)].Inc()
+		deliveryErrors[core.RunErrorIndex(run.Error)].Inc()
 	}
 	deactivate := false
 	switch {

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -42,18 +40,24 @@ func runAdmin(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hookgate admin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, adminUsage) }
-	addr := fs.String("ops-listen", envOr("HOOKGATE_OPS_LISTEN", "127.0.0.1:9090"), "address of the instance's ops listener")
+	opsDefault, _, err := envValue("ops-listen")
+	if err != nil {
+		fmt.Fprintln(stderr, "hookgate admin:", err)
+		return 2
+	}
+	if opsDefault == "" {
+		opsDefault = "127.0.0.1:9090"
+	}
+	addr := fs.String("ops-listen", opsDefault, "address of the instance's ops listener")
 	key := fs.String("admin-key", "", "the admin key")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *key == "" {
-		k, err := adminKeyFromEnv()
-		if err != nil {
+	if *key == "" { // as the server reads it: HOOKGATE_ADMIN_KEY or its _FILE
+		if *key, _, err = envValue("admin-key"); err != nil {
 			fmt.Fprintln(stderr, "hookgate admin:", err)
 			return 2
 		}
-		*key = k
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -97,29 +101,6 @@ func runAdmin(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "hookgate admin: unknown command %q\n\n%s", cmd, adminUsage)
 	return 2
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-// adminKeyFromEnv reads HOOKGATE_ADMIN_KEY, or the file
-// HOOKGATE_ADMIN_KEY_FILE names.
-func adminKeyFromEnv() (string, error) {
-	if k := os.Getenv("HOOKGATE_ADMIN_KEY"); k != "" {
-		return k, nil
-	}
-	if path := os.Getenv("HOOKGATE_ADMIN_KEY_FILE"); path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	return "", nil
 }
 
 // loopbackIfUnspecified turns ":9090" or "0.0.0.0:9090" into an address

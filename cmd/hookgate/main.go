@@ -334,17 +334,13 @@ func checkHealth(addr string, timeout time.Duration) error {
 	if addr == "" {
 		return errors.New("-ops-listen is empty: no /readyz to ask")
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return err
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
 	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + net.JoinHostPort(host, port) + "/readyz")
+	req.SetRequestURI("http://" + loopbackIfUnspecified(addr) + "/readyz")
 	if err := fasthttp.DoTimeout(req, resp, timeout); err != nil {
 		return err
 	}

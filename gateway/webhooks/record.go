@@ -354,8 +354,7 @@ func appendCounters(b []byte, c state.Counters) []byte {
 	}
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.LastRun.Timestamp))
 	if st == 0 {
-		b = binary.AppendUvarint(b, uint64(len(c.State)))
-		b = append(b, c.State...)
+		b = appendString(b, c.State)
 	}
 	return b
 }
@@ -402,17 +401,8 @@ func runValue(n int, r core.Run) []byte {
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(r.Timestamp))
 	us := math.Round(r.DurationMs * 1000)
 	b = binary.BigEndian.AppendUint32(b, uint32(max(0, min(us, math.MaxUint32))))
-	b = append(b, runErrorIndex(r.Error), byte(len(answer)))
+	b = append(b, byte(core.RunErrorIndex(r.Error)), byte(len(answer)))
 	return append(b, answer...)
-}
-
-func runErrorIndex(class string) byte {
-	for i, c := range core.RunErrors {
-		if c == class {
-			return byte(i)
-		}
-	}
-	return byte(len(core.RunErrors) - 1) // an unknown class reads as a broken connection
 }
 
 func decodeRun(v []byte) (state.Numbered, error) {
