@@ -23,10 +23,7 @@ func TestSignatureVerifiedByStandardWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := http.Header{}
-	for _, kv := range hs {
-		h.Set(kv[0], kv[1])
-	}
+	h := header(hs)
 	wh, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
 		t.Fatal(err)
@@ -42,11 +39,7 @@ func TestSignatureVerifiedByStandardWebhooks(t *testing.T) {
 		t.Fatal("verifier accepted another secret")
 	}
 	old, _ := SignatureHeaders(secret, "msg_abc", now.Add(-time.Hour).Unix(), body)
-	ho := http.Header{}
-	for _, kv := range old {
-		ho.Set(kv[0], kv[1])
-	}
-	if err := wh.Verify(body, ho); err == nil {
+	if err := wh.Verify(body, header(old)); err == nil {
 		t.Fatal("verifier accepted an hour-old timestamp")
 	}
 	if _, err := SignatureHeaders("whsec_%%%", "m", 1, body); err != ErrBadSecret {
@@ -62,15 +55,11 @@ func TestRotationSignaturesVerified(t *testing.T) {
 	body := []byte(`{"messages":["eventsChanged"]}`)
 	w := &Webhook{Secret: NewSigningSecret(), PreviousSecret: NewSigningSecret(), PreviousUntil: 1000}
 	verify := func(secret string, hs [][2]string) error {
-		h := http.Header{}
-		for _, kv := range hs {
-			h.Set(kv[0], kv[1])
-		}
 		wh, err := standardwebhooks.NewWebhook(secret)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return wh.Verify(body, h)
+		return wh.Verify(body, header(hs))
 	}
 	now := time.Now().Unix()
 	secret, also := w.SigningSecrets(999.5)
@@ -92,4 +81,13 @@ func TestRotationSignaturesVerified(t *testing.T) {
 	if verify(w.Secret, after) != nil || verify(w.PreviousSecret, after) == nil {
 		t.Fatal("after the grace: want the new secret accepted and the previous one refused")
 	}
+}
+
+// header turns SignatureHeaders' pairs into an http.Header.
+func header(hs [][2]string) http.Header {
+	h := http.Header{}
+	for _, kv := range hs {
+		h.Set(kv[0], kv[1])
+	}
+	return h
 }

@@ -110,6 +110,9 @@ type Options struct {
 	// WebSocketMaxDuration, if set, closes an upgraded connection this
 	// long after the upgrade, active or not.
 	WebSocketMaxDuration time.Duration
+	// webSocketEnded, for tests, is called each time an upgraded
+	// connection has been let go of, both sides closed.
+	webSocketEnded func()
 	// BufferBodySize is the largest request body read into memory before
 	// the request is forwarded; larger bodies are streamed. Default 64 KiB.
 	BufferBodySize int

@@ -132,7 +132,7 @@ func TestNodeSocketIONotifies(t *testing.T) {
 	e.call(t, "POST", "/alice/webhooks", "alice-app", `{"url":"http://`+e.recv.addr+`/ok/sio","minIntervalMs":60000}`, 201)
 	runSIOClient(t, e.addr, "websocket", 1000)
 	e.recv.waitFor(t, "/ok/sio", core.MsgEventsChanged)
-	waitFor(t, func() bool { return e.queue.Len() == 0 }, "the engine to take every change")
+	eventually(t, "the engine to take every change", func() bool { return e.queue.Len() == 0 })
 	if n := strings.Count(strings.Join(e.recv.gotPaths(), " "), "/ok/sio"); n != 1 {
 		t.Fatalf("%d notifications for 1,002 changes within one minIntervalMs; want 1", n)
 	}

@@ -118,7 +118,13 @@ func (g *Gateway) proxyWebSocket(ctx *fasthttp.RequestCtx) {
 	handedOver = true
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		defer func() { g.wsOpen.Add(-1); wsOpenAll.Add(-1) }()
+		defer func() {
+			g.wsOpen.Add(-1)
+			wsOpenAll.Add(-1)
+			if f := g.opts.webSocketEnded; f != nil {
+				f()
+			}
+		}()
 		g.splice(c, up, br, head)
 	})
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,27 +12,13 @@ import (
 
 const sioScript = "../../gateway/testdata/node-sio.js"
 
-// requireSocketIO skips the test without the npm packages of
-// gateway/testdata, or fails it where node is required.
-func requireSocketIO(t *testing.T) {
-	t.Helper()
-	for _, p := range []string{"socket.io", "socket.io-client"} {
-		if _, err := os.Stat(filepath.Join("../../gateway/testdata/node_modules", p, "package.json")); err != nil {
-			if os.Getenv("HOOKGATE_REQUIRE_NODE") != "" {
-				t.Fatalf("the npm package %s is required (npm ci in gateway/testdata): %v", p, err)
-			}
-			t.Skipf("the npm package %s is not installed (npm ci in gateway/testdata)", p)
-		}
-	}
-}
-
 // TestSocketIOChangeSurvivesKill: a change made over socket.io whose
 // acknowledgement reached the client is on disk: hookgate is killed
 // (SIGKILL) as soon as the client has its acknowledgements, before any
 // notification could go out (the receiver is down), and after the
 // restart the webhook hears of the change.
 func TestSocketIOChangeSurvivesKill(t *testing.T) {
-	requireSocketIO(t)
+	testnet.RequireNPM(t, "../../gateway/testdata", "socket.io", "socket.io-client")
 	server := testnet.StartNode(t, sioScript)
 	line, _ := server.Expect(0, "listening ")
 	up := "127.0.0.1:" + strings.TrimPrefix(line, "listening ")

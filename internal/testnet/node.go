@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -137,4 +138,19 @@ func (n *Node) Lines() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.lines)
+}
+
+// RequireNPM skips the test when the npm packages pkgs are not installed
+// in dir's node_modules (npm ci in dir installs them), or fails it where
+// node is required (HOOKGATE_REQUIRE_NODE, as CI sets it).
+func RequireNPM(t testing.TB, dir string, pkgs ...string) {
+	t.Helper()
+	for _, p := range pkgs {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", p, "package.json")); err != nil {
+			if os.Getenv("HOOKGATE_REQUIRE_NODE") != "" {
+				t.Fatalf("the npm package %s is required (npm ci in %s): %v", p, dir, err)
+			}
+			t.Skipf("the npm package %s is not installed (npm ci in %s)", p, dir)
+		}
+	}
 }
