@@ -326,27 +326,27 @@ func (g *Gateway) sweepPolls(now int64) {
 
 // pollFromClient reads the packets of a polling POST's body.
 func (g *Gateway) pollFromClient(ctx *fasthttp.RequestCtx, sid []byte) {
-	body, ok := g.readRequestBody(ctx)
-	if !ok {
-		return // past -max-classify-body: passed on unread
-	}
-	if p := g.pollSession(sid); p != nil {
-		for _, pkt := range bytes.Split(body, []byte{0x1e}) {
-			p.s.fromClient(pkt)
-		}
+	if body, ok := g.readRequestBody(ctx); ok { // past -max-classify-body: passed on unread
+		g.pollRead(sid, body, (*sioTracker).fromClient)
 	}
 }
 
 // pollFromServer reads the packets of the answer to a polling GET,
 // before the client has it.
 func (g *Gateway) pollFromServer(ctx *fasthttp.RequestCtx, sid []byte) {
-	body, ok := g.readResponseBody(ctx)
-	if !ok {
+	if body, ok := g.readResponseBody(ctx); ok {
+		g.pollRead(sid, body, (*sioTracker).fromServer)
+	}
+}
+
+// pollRead gives each packet of a polling payload, separated by a record
+// separator, to read for sid's session.
+func (g *Gateway) pollRead(sid, payload []byte, read func(*sioTracker, []byte)) {
+	p := g.pollSession(sid)
+	if p == nil {
 		return
 	}
-	if p := g.pollSession(sid); p != nil {
-		for _, pkt := range bytes.Split(body, []byte{0x1e}) {
-			p.s.fromServer(pkt)
-		}
+	for pkt := range bytes.SplitSeq(payload, []byte{0x1e}) {
+		read(p.s, pkt)
 	}
 }
