@@ -329,18 +329,7 @@ func (s *Store) lockWrite() (unlock func()) {
 }
 
 // encode is a record's on-disk form (record.go), without its runs.
-func (s *Store) encode(w *core.Webhook) ([]byte, error) {
-	secret, previous := w.Secret, w.PreviousSecret
-	if s.sealer != nil {
-		if secret != "" {
-			secret = s.sealer.Seal(w.ID, secret)
-		}
-		if previous != "" {
-			previous = s.sealer.Seal(w.ID, previous)
-		}
-	}
-	return appendRecord(make([]byte, 0, 128+len(w.URL)+len(secret)+len(previous)), w, secret, previous), nil
-}
+func (s *Store) encode(w *core.Webhook) ([]byte, error) { return EncodeRecord(w, s.sealer), nil }
 
 // recordEntries encodes w's record and counters for store.WriteBatch.
 func (s *Store) recordEntries(w *core.Webhook) ([]store.Entry, error) {

@@ -1,0 +1,202 @@
+// Package cluster keeps hookgate's state in NATS JetStream, so that
+// several instances share it: the webhooks, their run records and
+// pending sets in key-value buckets, replicated by JetStream's Raft
+// groups. It implements the interfaces of package state and passes their
+// contract suite, as the Badger stores do.
+//
+// Layout, for the name N (default "hookgate"):
+//
+//   - bucket N-webhooks: "w.<id>" a webhook's record and "c.<id>" its
+//     counters, in the binary forms of package webhooks (secrets sealed
+//     with the shared key file), and "g.<user>.<access>", an access's
+//     guard. Every instance watches this bucket and keeps all webhooks in
+//     memory (state.Index).
+//   - bucket N-runs: "r.<id>.<slot>", the ring of a webhook's last
+//     state.RunsKept runs. Read on demand, never watched.
+//   - bucket N-pending: "p.<id>", a webhook's undelivered messages.
+//
+// The API's writes are atomic batches (ADR-50): a webhook's record and
+// counters, and last its access's guard, published only if the guard is
+// still at the revision this instance saw. Since the guard comes last,
+// an instance whose copy has the guard at that revision has every record
+// of the access written with it: the duplicate-URL and per-access checks
+// hold across instances. An instance that saw an older guard loses the
+// race, catches up with the bucket, and checks again.
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/gateway/webhooks"
+)
+
+// Options configures the connection to JetStream.
+type Options struct {
+	// URLs are the servers' URLs, comma-separated.
+	URLs string
+	// Name prefixes every stream and bucket; default "hookgate". Two
+	// deployments may share a JetStream account under different names.
+	Name string
+	// Replicas of every stream and bucket; 0: 3 in a cluster of three
+	// servers or more, otherwise as many as the servers it knows of.
+	Replicas int
+	// Timeout bounds each request to JetStream; default 5 s.
+	Timeout time.Duration
+	// Sealer seals signing secrets (nil: stored as they are). Every
+	// instance must have the same key.
+	Sealer *webhooks.Sealer
+	// NATS are more options of the connection: credentials, TLS, a name.
+	NATS []nats.Option
+}
+
+// Conn is a connection to JetStream with hookgate's buckets.
+type Conn struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	o       Options
+	hooks   bucket
+	runs    bucket
+	pending bucket
+}
+
+// bucket is a key-value bucket and the stream under it.
+type bucket struct {
+	kv      jetstream.KeyValue
+	stream  jetstream.Stream
+	subject string // prefix of its keys' subjects: "$KV.<bucket>."
+}
+
+func (b *bucket) subj(key string) string { return b.subject + key }
+
+// Connect connects to JetStream and creates the buckets that are
+// missing, or updates them to opts.
+func Connect(ctx context.Context, o Options) (*Conn, error) {
+	if o.Name == "" {
+		o.Name = "hookgate"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	nopts := append([]nats.Option{nats.Name("hookgate"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false)}, o.NATS...)
+	nc, err := nats.Connect(o.URLs, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", o.URLs, err)
+	}
+	c := &Conn{nc: nc, o: o}
+	if err := c.setup(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Conn) setup(ctx context.Context) error {
+	var err error
+	if c.js, err = jetstream.New(c.nc, jetstream.WithDefaultTimeout(c.o.Timeout), jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+		return err
+	}
+	if c.o.Replicas <= 0 {
+		c.o.Replicas = 1
+		if c.nc.ConnectedClusterName() != "" {
+			c.o.Replicas = min(3, len(c.nc.Servers()))
+		}
+	}
+	for _, b := range []struct {
+		b      *bucket
+		name   string
+		atomic bool
+	}{{&c.hooks, "webhooks", true}, {&c.runs, "runs", false}, {&c.pending, "pending", false}} {
+		if *b.b, err = c.openBucket(ctx, c.o.Name+"-"+b.name, b.atomic); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Conn) openBucket(ctx context.Context, name string, atomic bool) (bucket, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: c.o.Replicas,
+	})
+	if err != nil {
+		return bucket{}, fmt.Errorf("cannot open bucket %s: %w", name, err)
+	}
+	st, err := c.js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return bucket{}, fmt.Errorf("cannot open bucket %s: %w", name, err)
+	}
+	if atomic && !st.CachedInfo().Config.AllowAtomicPublish {
+		cfg := st.CachedInfo().Config
+		cfg.AllowAtomicPublish = true
+		if st, err = c.js.UpdateStream(ctx, cfg); err != nil {
+			return bucket{}, fmt.Errorf("cannot allow atomic batches on bucket %s (JetStream 2.12 or later needed): %w", name, err)
+		}
+	}
+	return bucket{kv: kv, stream: st, subject: "$KV." + name + "."}, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() { c.nc.Close() }
+
+// Replicas returns the replication of the buckets.
+func (c *Conn) Replicas() int { return c.o.Replicas }
+
+// ctx returns a context bounded by the request timeout.
+func (c *Conn) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.o.Timeout)
+}
+
+// conflict reports whether err is JetStream refusing a write because a
+// subject was not at the expected revision.
+func conflict(err error) bool {
+	var ae *jetstream.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	return ae.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || ae.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// enc encodes a user name or access id as a key token: base64url, which
+// has only characters a key may hold and no dot.
+func enc(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// guardKey is the key of an access's guard.
+func guardKey(user, access string) string { return "g." + enc(user) + "." + enc(access) }
+
+// idOf returns the id of a "w.<id>" or "c.<id>" key.
+func idOf(key string) string { return key[2:] }
+
+// putMsg returns the message that sets key of b to v.
+func putMsg(b *bucket, key string, v []byte) *nats.Msg {
+	return &nats.Msg{Subject: b.subj(key), Data: v, Header: nats.Header{}}
+}
+
+// delMsg returns the message that deletes key of b.
+func delMsg(b *bucket, key string) *nats.Msg {
+	m := &nats.Msg{Subject: b.subj(key), Header: nats.Header{}}
+	m.Header.Set("KV-Operation", "DEL")
+	return m
+}
+
+// expect makes m conditional on its subject's last revision being rev (0:
+// the subject holds nothing).
+func expect(m *nats.Msg, rev uint64) *nats.Msg {
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, fmt.Sprint(rev))
+	return m
+}
+
+// validKey reports whether an id can be a key token.
+func validKey(id string) bool {
+	return id != "" && !strings.ContainsFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	})
+}
