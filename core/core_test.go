@@ -205,3 +205,15 @@ func FuzzDecodeMarker(f *testing.F) {
 		}
 	})
 }
+
+func TestMarkerUser(t *testing.T) {
+	rec := AppendMarkerNames(nil, 1234, "alice", []string{MsgEventsChanged})
+	if u, ok := MarkerUser(rec); !ok || string(u) != "alice" {
+		t.Fatalf("MarkerUser = %q, %v", u, ok)
+	}
+	for i := range len(rec) - len(MsgEventsChanged) - 2 { // every cut before the user's end
+		if u, ok := MarkerUser(rec[:i]); ok {
+			t.Fatalf("MarkerUser of %d bytes = %q; want refused", i, u)
+		}
+	}
+}

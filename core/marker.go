@@ -145,6 +145,21 @@ func appendShort(dst, s []byte) []byte {
 	return append(dst, s...)
 }
 
+// MarkerUser returns the user of an encoded marker, a view of rec,
+// without decoding the rest; false for a record that does not start as
+// a marker does.
+func MarkerUser(rec []byte) ([]byte, bool) {
+	if len(rec) < 1 || rec[0] < markerVersion || rec[0] > markerVersion3 {
+		return nil, false
+	}
+	_, n := binary.Varint(rec[1:])
+	if n <= 0 {
+		return nil, false
+	}
+	user, _, ok := readShort(rec[1+n:])
+	return user, ok && len(user) > 0
+}
+
 // DecodeMarker decodes a record written by AppendMarker. The returned
 // marker does not reference rec.
 func DecodeMarker(rec []byte) (Marker, error) {

@@ -78,3 +78,32 @@ func TestPendingContract(t *testing.T) {
 		}
 	})
 }
+
+// TestLogContract runs the state.Log contract on the marker log of a
+// three-node cluster, on the wall clock: its messages come from servers
+// outside any synctest bubble.
+func TestLogContract(t *testing.T) {
+	nodes := natstest.Start(t, 3)
+	statetest.RunLog(t, func(t *testing.T) (state.Log, func([]byte) (uint64, error), func() state.Log) {
+		open := opener(t, nodes)
+		c := open(t, true)
+		m := openMarkers(t, c, MarkersOptions{Partitions: 1})
+		return m, func(b []byte) (uint64, error) { return m.AppendTo(0, b) }, func() state.Log {
+			m.Close()
+			c.Close()
+			c = open(t, false)
+			m = openMarkers(t, c, MarkersOptions{Partitions: 1})
+			return m
+		}
+	}, statetest.LogOptions{RealTime: true})
+}
+
+func openMarkers(t *testing.T, c *Conn, o MarkersOptions) *Markers {
+	t.Helper()
+	m, err := c.OpenMarkers(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}

@@ -21,7 +21,7 @@ func TestStateLogContract(t *testing.T) {
 					again = func() state.Log { q = reopen(); return q }
 				}
 				return q, func(b []byte) (uint64, error) { return q.Append(b) }, again
-			})
+			}, statetest.LogOptions{})
 		})
 	}
 }

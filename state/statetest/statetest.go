@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/internal/testproc"
@@ -494,16 +495,31 @@ func RunPending(t *testing.T, open OpenPending) {
 // an implementation that keeps nothing).
 type OpenLog func(t *testing.T) (l state.Log, appendData func([]byte) (uint64, error), reopen func() state.Log)
 
+// LogOptions says how an implementation runs the log contract.
+type LogOptions struct {
+	// RealTime runs each case on the wall clock rather than in a
+	// testing/synctest bubble: for a log that talks to a server outside
+	// the test process's bubble, where an append is read once the server
+	// delivers it. Reads that expect records then wait for them on
+	// Updated, up to a minute.
+	RealTime bool
+}
+
 // RunLog runs the marker log contract: order, acknowledgement, the
 // update signal and, where it keeps anything, durability across a
-// reopen.
+// reopen. Sequence numbers are compared with one another, never with
+// fixed values: they increase with every append and are never reused.
 //
-// Fake time: each case runs in a testing/synctest bubble, and opens its
-// log inside it; every goroutine the log starts must end with the case
-// (its cleanups included). An update signal that never comes fails at
-// once, when nothing else can happen.
-func RunLog(t *testing.T, open OpenLog) {
+// Fake time (unless o.RealTime): each case runs in a testing/synctest
+// bubble, and opens its log inside it; every goroutine the log starts
+// must end with the case (its cleanups included). An update signal that
+// never comes fails at once, when nothing else can happen.
+func RunLog(t *testing.T, open OpenLog, o LogOptions) {
 	run := func(name string, f func(t *testing.T)) {
+		if o.RealTime {
+			t.Run(name, f)
+			return
+		}
 		t.Run(name, func(t *testing.T) { synctest.Test(t, f) })
 	}
 	add := func(t *testing.T, appendData func([]byte) (uint64, error), data string) uint64 {
@@ -513,6 +529,17 @@ func RunLog(t *testing.T, open OpenLog) {
 			t.Fatalf("append %q: %v", data, err)
 		}
 		return seq
+	}
+	adds := func(t *testing.T, appendData func([]byte) (uint64, error), data ...string) []uint64 {
+		t.Helper()
+		seqs := make([]uint64, len(data))
+		for i, d := range data {
+			seqs[i] = add(t, appendData, d)
+			if i > 0 && seqs[i] <= seqs[i-1] {
+				t.Fatalf("append %q: seq %d after %d; want it to increase", d, seqs[i], seqs[i-1])
+			}
+		}
+		return seqs
 	}
 	read := func(t *testing.T, l state.Log, from uint64, max int) []string {
 		t.Helper()
@@ -526,83 +553,102 @@ func RunLog(t *testing.T, open OpenLog) {
 		}
 		return out
 	}
-	run("order", func(t *testing.T) {
-		l, appendData, _ := open(t)
-		for i, data := range []string{"a", "b", "c"} {
-			if seq := add(t, appendData, data); seq != uint64(i+1) {
-				t.Fatalf("append %q: seq %d; want %d", data, seq, i+1)
+	// readWant reads until it gets want: at once in a bubble, where an
+	// append is readable when it returns; on the wall clock, as updates
+	// come, for a minute at most.
+	readWant := func(t *testing.T, l state.Log, from uint64, max int, want []string, what string) {
+		t.Helper()
+		got := read(t, l, from, max)
+		if o.RealTime {
+			deadline := time.After(time.Minute)
+			for !slices.Equal(got, want) {
+				select {
+				case <-l.Updated():
+				case <-deadline:
+					t.Fatalf("%s = %v; want %v", what, got, want)
+				}
+				got = read(t, l, from, max)
 			}
 		}
-		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"1:a", "2:b", "3:c"}) {
-			t.Fatalf("Read(0) = %v", got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s = %v; want %v", what, got, want)
 		}
-		if got := read(t, l, 2, 1); !slices.Equal(got, []string{"2:b"}) {
-			t.Fatalf("Read(2, max 1) = %v", got)
+	}
+	rec := func(seq uint64, data string) string { return fmt.Sprintf("%d:%s", seq, data) }
+	run("order", func(t *testing.T) {
+		l, appendData, _ := open(t)
+		s := adds(t, appendData, "a", "b", "c")
+		readWant(t, l, 0, 10, []string{rec(s[0], "a"), rec(s[1], "b"), rec(s[2], "c")}, "Read(0)")
+		if got := read(t, l, s[1], 1); !slices.Equal(got, []string{rec(s[1], "b")}) {
+			t.Fatalf("Read(%d, max 1) = %v", s[1], got)
 		}
-		if got := read(t, l, 4, 10); len(got) != 0 {
+		if got := read(t, l, s[2]+1, 10); len(got) != 0 {
 			t.Fatalf("Read past the end = %v", got)
 		}
 		dst := []state.Record{{Seq: 99}}
-		dst, err := l.Read(dst, 3, 10)
-		if err != nil || len(dst) != 2 || dst[0].Seq != 99 || dst[1].Seq != 3 {
+		dst, err := l.Read(dst, s[2], 10)
+		if err != nil || len(dst) != 2 || dst[0].Seq != 99 || dst[1].Seq != s[2] {
 			t.Fatalf("Read appends to dst: %+v, %v", dst, err)
 		}
 	})
 	run("ack", func(t *testing.T) {
 		l, appendData, _ := open(t)
-		for i := range 5 {
-			add(t, appendData, fmt.Sprint(i))
-		}
-		if err := l.Ack(2); err != nil {
+		s := adds(t, appendData, "0", "1", "2", "3", "4")
+		readWant(t, l, 0, 10, []string{rec(s[0], "0"), rec(s[1], "1"), rec(s[2], "2"), rec(s[3], "3"), rec(s[4], "4")}, "Read(0)")
+		if err := l.Ack(s[1]); err != nil {
 			t.Fatal(err)
 		}
-		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"3:2", "4:3", "5:4"}) {
-			t.Fatalf("after Ack(2): %v", got)
+		rest := []string{rec(s[2], "2"), rec(s[3], "3"), rec(s[4], "4")}
+		if got := read(t, l, 0, 10); !slices.Equal(got, rest) {
+			t.Fatalf("after Ack(%d): %v; want %v", s[1], got, rest)
 		}
-		if err := l.Ack(1); err != nil {
+		if err := l.Ack(s[0]); err != nil {
 			t.Fatalf("acknowledging again: %v", err)
 		}
-		if got := read(t, l, 0, 10); len(got) != 3 {
+		if got := read(t, l, 0, 10); !slices.Equal(got, rest) {
 			t.Fatalf("after a second, older Ack: %v", got)
 		}
-		if err := l.Ack(5); err != nil {
+		if err := l.Ack(s[4]); err != nil {
 			t.Fatal(err)
 		}
 		if got := read(t, l, 0, 10); len(got) != 0 {
 			t.Fatalf("after Ack of all: %v", got)
 		}
-		if seq := add(t, appendData, "next"); seq != 6 {
-			t.Fatalf("after acknowledging all, the next seq is %d; want 6 (never reused)", seq)
+		if seq := add(t, appendData, "next"); seq <= s[4] {
+			t.Fatalf("after acknowledging all, the next seq is %d; want more than %d (never reused)", seq, s[4])
 		}
 	})
 	run("updated", func(t *testing.T) {
 		l, appendData, _ := open(t)
-		add(t, appendData, "x")
-		synctest.Wait()
-		select {
-		case <-l.Updated():
-		default:
-			t.Fatal("no update signal after an append")
+		s := add(t, appendData, "x")
+		if o.RealTime {
+			select {
+			case <-l.Updated():
+			case <-time.After(time.Minute):
+				t.Fatal("no update signal within a minute of an append")
+			}
+		} else {
+			synctest.Wait()
+			select {
+			case <-l.Updated():
+			default:
+				t.Fatal("no update signal after an append")
+			}
 		}
-		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"1:x"}) {
-			t.Fatalf("after the signal: %v", got)
-		}
+		readWant(t, l, 0, 10, []string{rec(s, "x")}, "after the signal")
 	})
 	run("durable", func(t *testing.T) {
 		l, appendData, reopen := open(t)
 		if reopen == nil {
 			t.Skip("keeps nothing")
 		}
-		for _, data := range []string{"a", "b", "c"} {
-			add(t, appendData, data)
-		}
-		if err := l.Ack(1); err != nil {
+		s := adds(t, appendData, "a", "b", "c")
+		readWant(t, l, 0, 10, []string{rec(s[0], "a"), rec(s[1], "b"), rec(s[2], "c")}, "Read(0)")
+		if err := l.Ack(s[0]); err != nil {
 			t.Fatal(err)
 		}
 		l = reopen()
-		if got := read(t, l, 0, 10); !slices.Equal(got, []string{"2:b", "3:c"}) {
-			t.Fatalf("after reopen: %v; want the unacknowledged records", got)
-		}
+		readWant(t, l, 0, 10, []string{rec(s[1], "b"), rec(s[2], "c")}, "after reopen, the unacknowledged records")
 	})
 }
 

@@ -1,0 +1,398 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/state"
+)
+
+// The marker log is the stream N-markers, with one subject per
+// partition, "N.markers.<p>"; a user's markers all go to one partition,
+// by a hash of the username. Its retention is a work queue: a marker
+// acknowledged is gone.
+//
+// Each partition has a durable consumer with a pinned priority group
+// (ADR-42): every instance pulls from every partition, and JetStream
+// delivers a partition's messages to one of them only, the pinned one,
+// until it stops pulling for the pin's time to live. Then it pins another
+// and delivers there what the first did not acknowledge.
+//
+// Ownership rides on that: each partition holds one anchor message,
+// "N.anchor.<p>", never acknowledged. JetStream delivers it to the
+// pinned instance, and again every AckWait, so an instance that received
+// a partition's anchor within the last Failover/2 × 1.25 owns it: it
+// delivers the webhooks of that partition's users. When it dies, the pin
+// and the anchor move to a survivor within about Failover/2 to Failover.
+
+// Markers is the cluster's marker log: the gateway appends to it, and
+// each instance's engine reads the partitions it owns (state.Log).
+type Markers struct {
+	c        *Conn
+	stream   jetstream.Stream
+	parts    []*part
+	failover time.Duration
+	now      func() time.Time
+
+	mu      sync.Mutex
+	updated chan struct{} // cap 1: markers or ownership came
+	owners  chan struct{} // cap 1: ownership changed
+	closed  bool
+}
+
+// part is one partition, as this instance sees it.
+type part struct {
+	n        int
+	cons     jetstream.ConsumeContext
+	buf      []jetstream.Msg // markers delivered, in stream order, not acknowledged
+	seqs     []uint64        // their stream sequence numbers
+	anchor   jetstream.Msg   // the anchor as it last came
+	anchorAt time.Time       // when it came; zero: never
+	owned    bool            // as last reported
+}
+
+var _ state.Log = (*Markers)(nil)
+
+// MarkersOptions configures the marker log.
+type MarkersOptions struct {
+	// Partitions splits the users; every instance must use the same
+	// number. Default 16.
+	Partitions int
+	// Failover bounds how long a dead instance's partitions wait for a
+	// survivor. Default 5 s.
+	Failover time.Duration
+}
+
+var (
+	ownedPartitions = metrics.NewGauge(`hookgate_cluster_partitions_owned`, nil)
+	markersLost     = metrics.NewCounter(`hookgate_cluster_markers_unpublished_total`)
+)
+
+// OpenMarkers opens the marker log, creating its stream and consumers
+// when missing, and starts pulling from every partition.
+func (c *Conn) OpenMarkers(ctx context.Context, o MarkersOptions) (*Markers, error) {
+	if o.Partitions <= 0 {
+		o.Partitions = 16
+	}
+	if o.Failover <= 0 {
+		o.Failover = 5 * time.Second
+	}
+	m := &Markers{c: c, failover: o.Failover, now: time.Now, updated: make(chan struct{}, 1), owners: make(chan struct{}, 1)}
+	name := c.o.Name + "-markers"
+	cfg := jetstream.StreamConfig{
+		Name:       name,
+		Subjects:   []string{c.o.Name + ".markers.*", c.o.Name + ".anchor.*"},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   c.o.Replicas,
+		Duplicates: time.Minute,
+	}
+	tctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	st, err := c.js.CreateOrUpdateStream(tctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the marker stream %s: %w", name, err)
+	}
+	m.stream = st
+	m.parts = make([]*part, o.Partitions)
+	for p := range m.parts {
+		m.parts[p] = &part{n: p}
+	}
+	for _, pt := range m.parts {
+		if err := m.openPart(ctx, pt); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Markers) markerSubject(p int) string { return m.c.o.Name + ".markers." + strconv.Itoa(p) }
+func (m *Markers) anchorSubject(p int) string { return m.c.o.Name + ".anchor." + strconv.Itoa(p) }
+
+// openPart makes sure partition pt has its consumer and its anchor, and
+// starts pulling from it.
+func (m *Markers) openPart(ctx context.Context, pt *part) error {
+	p := pt.n
+	tctx, cancel := context.WithTimeout(ctx, m.c.o.Timeout)
+	defer cancel()
+	half := m.failover / 2
+	cons, err := m.stream.CreateOrUpdateConsumer(tctx, jetstream.ConsumerConfig{
+		Durable:        fmt.Sprintf("%s-p%d", m.c.o.Name, p),
+		FilterSubjects: []string{m.markerSubject(p), m.anchorSubject(p)},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        half,
+		MaxAckPending:  1 << 16,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PinnedTTL:      half,
+		PriorityGroups: []string{"owner"},
+		Replicas:       m.c.o.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("cannot open partition %d of the marker log: %w", p, err)
+	}
+	if _, err := m.stream.GetLastMsgForSubject(tctx, m.anchorSubject(p)); errors.Is(err, jetstream.ErrMsgNotFound) {
+		// Every instance that finds none publishes one; the id keeps one.
+		if _, err := m.c.js.Publish(tctx, m.anchorSubject(p), nil, jetstream.WithMsgID(m.anchorSubject(p))); err != nil {
+			return fmt.Errorf("cannot anchor partition %d of the marker log: %w", p, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("cannot read partition %d of the marker log: %w", p, err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) { m.receive(pt, msg) },
+		jetstream.PullPriorityGroup("owner"),
+		jetstream.PullExpiry(max(half/2, time.Second)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrPinIDMismatch) && !errors.Is(err, nats.ErrConnectionClosed) {
+				slog.Debug("marker log partition", "partition", p, "err", err)
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("cannot pull from partition %d of the marker log: %w", p, err)
+	}
+	m.mu.Lock()
+	pt.cons = cc
+	m.mu.Unlock()
+	return nil
+}
+
+// receive takes a message of partition pt.
+func (m *Markers) receive(pt *part, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	if msg.Subject() == m.anchorSubject(pt.n) {
+		pt.anchorAt, pt.anchor = m.now(), msg
+	} else {
+		seq := md.Sequence.Stream
+		if i, found := slices.BinarySearch(pt.seqs, seq); !found { // a redelivery is kept once
+			pt.seqs = slices.Insert(pt.seqs, i, seq)
+			pt.buf = slices.Insert(pt.buf, i, msg)
+		}
+	}
+	m.checkOwners()
+	signal(m.updated)
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// holds reports whether pt's anchor came recently enough for this
+// instance to own it. Must be called with mu held.
+func (m *Markers) holds(pt *part) bool {
+	return !pt.anchorAt.IsZero() && m.now().Sub(pt.anchorAt) < m.failover/2*5/4
+}
+
+// checkOwners notes changes of ownership, and drops what a partition
+// lost delivered here: JetStream delivers it again to the new owner.
+// Must be called with mu held.
+func (m *Markers) checkOwners() {
+	changed := false
+	n := 0
+	for _, pt := range m.parts {
+		owned := m.holds(pt)
+		if owned != pt.owned {
+			pt.owned, changed = owned, true
+			if !owned {
+				pt.buf, pt.seqs = nil, nil
+			}
+		}
+		if owned {
+			n++
+		}
+	}
+	if changed {
+		ownedPartitions.Set(float64(n))
+		signal(m.owners)
+	}
+}
+
+// Partition returns the partition of user's markers.
+func (m *Markers) Partition(user []byte) int {
+	h := fnv.New32a()
+	h.Write(user)
+	return int(h.Sum32() % uint32(len(m.parts)))
+}
+
+// Owns reports whether this instance delivers user's webhooks now.
+func (m *Markers) Owns(user string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.holds(m.parts[m.Partition([]byte(user))])
+}
+
+// Owned returns the partitions this instance owns.
+func (m *Markers) Owned() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checkOwners()
+	var out []int
+	for _, pt := range m.parts {
+		if pt.owned {
+			out = append(out, pt.n)
+		}
+	}
+	return out
+}
+
+// OwnersChanged returns a channel that receives a value when this
+// instance gains or loses a partition; Check must be called now and
+// then (say, every second) for a loss to be noticed without traffic.
+func (m *Markers) OwnersChanged() <-chan struct{} { return m.owners }
+
+// Check notes ownership lost for lack of the anchor.
+func (m *Markers) Check() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checkOwners()
+}
+
+// Append publishes a marker to its user's partition and returns its
+// sequence number once a quorum of the stream's replicas has it.
+// Appends from concurrent requests are pipelined on the connection.
+func (m *Markers) Append(data []byte) (uint64, error) {
+	user, ok := core.MarkerUser(data)
+	if !ok {
+		return 0, core.ErrBadMarker
+	}
+	return m.AppendTo(m.Partition(user), data)
+}
+
+// AppendTo publishes data to partition p, as Append does.
+func (m *Markers) AppendTo(p int, data []byte) (uint64, error) {
+	f, err := m.c.js.PublishAsync(m.markerSubject(p), data)
+	if err != nil {
+		markersLost.Inc()
+		return 0, fmt.Errorf("cannot publish a change marker: %w", err)
+	}
+	t := time.NewTimer(m.c.o.Timeout)
+	defer t.Stop()
+	select {
+	case ack := <-f.Ok():
+		return ack.Sequence, nil
+	case err := <-f.Err():
+		markersLost.Inc()
+		return 0, fmt.Errorf("cannot publish a change marker: %w", err)
+	case <-t.C:
+		markersLost.Inc()
+		return 0, fmt.Errorf("cannot publish a change marker: no acknowledgement within %v", m.c.o.Timeout)
+	}
+}
+
+// Read implements state.Log: the markers of the partitions this instance
+// owns, in stream order.
+func (m *Markers) Read(dst []state.Record, from uint64, max int) ([]state.Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return dst, errors.New("marker log closed")
+	}
+	start := len(dst)
+	for _, pt := range m.parts {
+		if !pt.owned {
+			continue
+		}
+		i, _ := slices.BinarySearch(pt.seqs, from)
+		for end := min(len(pt.seqs), i+max); i < end; i++ {
+			dst = append(dst, state.Record{Seq: pt.seqs[i], Data: pt.buf[i].Data()})
+		}
+	}
+	// Each partition gave up to max, in order: the first max of all.
+	slices.SortFunc(dst[start:], func(a, b state.Record) int { return int64Cmp(a.Seq, b.Seq) })
+	return dst[:min(len(dst), start+max)], nil
+}
+
+func int64Cmp(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Ack implements state.Log: each marker up to upTo is acknowledged to
+// JetStream, which removes it from the stream.
+func (m *Markers) Ack(upTo uint64) error {
+	m.mu.Lock()
+	var acks []jetstream.Msg
+	for _, pt := range m.parts {
+		i, found := slices.BinarySearch(pt.seqs, upTo)
+		if found {
+			i++
+		}
+		acks = append(acks, pt.buf[:i]...)
+		pt.buf = slices.Delete(pt.buf, 0, i)
+		pt.seqs = slices.Delete(pt.seqs, 0, i)
+	}
+	m.mu.Unlock()
+	var first error
+	for _, a := range acks {
+		if err := a.Ack(); err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("cannot acknowledge change markers (they come again): %w", first)
+	}
+	return nil
+}
+
+// Updated implements state.Log.
+func (m *Markers) Updated() <-chan struct{} { return m.updated }
+
+// Close stops pulling. The partitions this instance owned are unpinned,
+// so that another instance takes them at once, and what it was
+// delivered and did not acknowledge is handed back.
+func (m *Markers) Close() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	parts := m.parts
+	m.mu.Unlock()
+	for _, pt := range parts {
+		if pt.cons != nil {
+			pt.cons.Stop()
+		}
+	}
+	ctx, cancel := m.c.ctx()
+	defer cancel()
+	for _, pt := range parts {
+		for _, msg := range pt.buf {
+			msg.Nak()
+		}
+		if pt.owned {
+			pt.anchor.Nak()
+			if err := m.stream.UnpinConsumer(ctx, fmt.Sprintf("%s-p%d", m.c.o.Name, pt.n), "owner"); err != nil {
+				slog.Debug("cannot unpin a partition", "partition", pt.n, "err", err)
+			}
+		}
+	}
+}
