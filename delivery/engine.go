@@ -72,6 +72,30 @@ type EngineOptions struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Owner, when set, says which users' webhooks this engine delivers:
+	// several engines share one state (a cluster), each delivering the
+	// partitions it owns. nil: every webhook is this engine's.
+	Owner Ownership
+}
+
+// Ownership is the share of the webhooks one engine of a cluster
+// delivers: users fall into partitions, each owned by one engine at a
+// time.
+type Ownership interface {
+	// Partitions returns how many partitions there are.
+	Partitions() int
+	// Partition returns the partition of user.
+	Partition(user string) int
+	// Owned returns the partitions this engine owns now.
+	Owned() []int
+	// Changed receives a value when Owned may have changed.
+	Changed() <-chan struct{}
+	// Restarted reports whether a partition gained now is gained at the
+	// service's own restart (no instance was running before): its
+	// webhooks then get webhooksServiceBoot, as a single instance's do
+	// at its start. A partition taken over from an instance that died
+	// gets none.
+	Restarted() bool
 }
 
 var (
@@ -147,6 +171,11 @@ type Engine struct {
 	// has about one entry per webhook at most.
 	idle core.TimeHeap[idleSlot]
 
+	// owned is, with an Owner, the partitions this engine delivers, by
+	// number.
+	owned  []bool
+	rewind bool // partitions were gained during a dispatch: read from the start again
+
 	// beforeAck, if set, runs between a batch's pending write and its
 	// acknowledgement: a test crashes the process there.
 	beforeAck func()
@@ -175,8 +204,13 @@ const (
 	bootSkip
 )
 
-// takeBoot lists the active webhooks to boot.
+// takeBoot lists the active webhooks to boot. With an Owner, none: a
+// partition's webhooks are taken up when it is gained (reown).
 func (e *Engine) takeBoot() {
+	if e.opts.Owner != nil {
+		e.bootDone()
+		return
+	}
 	active, _ := e.opts.Webhooks.Counts()
 	e.boot = make([]bootSlot, 0, active)
 	e.opts.Webhooks.EachActive(func(w *core.Webhook) {
@@ -364,15 +398,16 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 		stop: make(chan struct{}), done: make(chan struct{}),
 		retire: map[string]bool{}, dirtyPending: map[string]bool{}, hosts: map[string]*hostQueue{},
 	}
-	pending, retire, err := e.loadPending()
-	if err != nil {
-		pool.Release()
-		return nil, err
+	if o.Owner == nil { // with one, pending sets are loaded as partitions are gained
+		pending, retire, err := e.loadPending()
+		if err != nil {
+			pool.Release()
+			return nil, err
+		}
+		e.retire, e.stored = retire, pending
 	}
-	e.retire = retire
 	e.errLog.Every = 10 * time.Second
 	e.failLog.Every = 10 * time.Second
-	e.stored = pending
 	e.started = o.Now().UnixNano()
 	o.Webhooks.OnChange(func(c state.Change) {
 		select {
@@ -425,7 +460,12 @@ func (e *Engine) Run() {
 	flush := time.NewTicker(e.opts.FlushInterval)
 	defer flush.Stop()
 	e.safely(e.takeBoot) // Run runs once
-	e.dispatch()         // markers left from before a restart
+	var owners <-chan struct{}
+	if e.opts.Owner != nil {
+		owners = e.opts.Owner.Changed()
+		e.safely(e.reown)
+	}
+	e.dispatch() // markers left from before a restart
 	for {
 		if len(e.boot) > 0 && !e.dueWaiting {
 			e.safely(e.bootNext)
@@ -444,6 +484,8 @@ func (e *Engine) Run() {
 			return
 		case <-e.opts.Queue.Updated():
 			e.safely(e.dispatch)
+		case <-owners:
+			e.safely(e.reown)
 		case r := <-e.results:
 			e.safely(func() { e.outcome(r) })
 		case c := <-e.changes:
@@ -495,7 +537,12 @@ func (e *Engine) dispatch() {
 			}
 			hooks, ok := active[m.User]
 			if !ok {
-				hooks = e.opts.Webhooks.Active(m.User)
+				if !e.owns(m.User) {
+					e.reown() // the log owns its partition: it may be just gained
+				}
+				if e.owns(m.User) {
+					hooks = e.opts.Webhooks.Active(m.User)
+				} // else the log has just lost it too: it goes to the new owner
 				active[m.User] = hooks
 			}
 			e.apply(m, hooks)
@@ -508,6 +555,9 @@ func (e *Engine) dispatch() {
 		}
 		e.redispatch = false
 		e.cursor = last
+		if e.rewind { // partitions gained meanwhile: their markers are older
+			e.cursor, e.rewind = 0, false
+		}
 		if e.beforeAck != nil {
 			e.beforeAck()
 		}
@@ -877,6 +927,12 @@ func changedBefore(unixNano int64, created, now float64) bool {
 func (e *Engine) change(c state.Change) {
 	id := c.Webhook.ID
 	sl := e.sched.Slot(id)
+	if !c.Deleted && !e.owns(c.Webhook.User) {
+		if sl != nil { // another engine's now
+			e.forget(id)
+		}
+		return
+	}
 	switch {
 	case c.Deleted:
 		e.sched.Remove(id)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -50,6 +49,11 @@ type Markers struct {
 	updated chan struct{} // cap 1: markers or ownership came
 	owners  chan struct{} // cap 1: ownership changed
 	closed  bool
+
+	opened    time.Time
+	restarted bool          // no partition was pinned at the opening
+	stop      chan struct{} // closed by Close
+	checked   chan struct{} // closed when checkLoop ends
 }
 
 // part is one partition, as this instance sees it.
@@ -58,6 +62,7 @@ type part struct {
 	cons     jetstream.ConsumeContext
 	buf      []jetstream.Msg // markers delivered, in stream order, not acknowledged
 	seqs     []uint64        // their stream sequence numbers
+	read     []bool          // whether Read gave them: only those are acknowledged
 	anchor   jetstream.Msg   // the anchor as it last came
 	anchorAt time.Time       // when it came; zero: never
 	owned    bool            // as last reported
@@ -89,7 +94,8 @@ func (c *Conn) OpenMarkers(ctx context.Context, o MarkersOptions) (*Markers, err
 	if o.Failover <= 0 {
 		o.Failover = 5 * time.Second
 	}
-	m := &Markers{c: c, failover: o.Failover, now: time.Now, updated: make(chan struct{}, 1), owners: make(chan struct{}, 1)}
+	m := &Markers{c: c, failover: o.Failover, now: time.Now, updated: make(chan struct{}, 1), owners: make(chan struct{}, 1),
+		opened: time.Now(), restarted: true, stop: make(chan struct{}), checked: make(chan struct{})}
 	name := c.o.Name + "-markers"
 	cfg := jetstream.StreamConfig{
 		Name:       name,
@@ -110,6 +116,7 @@ func (c *Conn) OpenMarkers(ctx context.Context, o MarkersOptions) (*Markers, err
 	for p := range m.parts {
 		m.parts[p] = &part{n: p}
 	}
+	go m.checkLoop()
 	for _, pt := range m.parts {
 		if err := m.openPart(ctx, pt); err != nil {
 			m.Close()
@@ -143,6 +150,11 @@ func (m *Markers) openPart(ctx context.Context, pt *part) error {
 	})
 	if err != nil {
 		return fmt.Errorf("cannot open partition %d of the marker log: %w", p, err)
+	}
+	for _, g := range cons.CachedInfo().PriorityGroups {
+		if g.PinnedClientID != "" {
+			m.restarted = false // another instance holds it: the service runs
+		}
 	}
 	if _, err := m.stream.GetLastMsgForSubject(tctx, m.anchorSubject(p)); errors.Is(err, jetstream.ErrMsgNotFound) {
 		// Every instance that finds none publishes one; the id keeps one.
@@ -187,6 +199,7 @@ func (m *Markers) receive(pt *part, msg jetstream.Msg) {
 		if i, found := slices.BinarySearch(pt.seqs, seq); !found { // a redelivery is kept once
 			pt.seqs = slices.Insert(pt.seqs, i, seq)
 			pt.buf = slices.Insert(pt.buf, i, msg)
+			pt.read = slices.Insert(pt.read, i, false)
 		}
 	}
 	m.checkOwners()
@@ -217,7 +230,7 @@ func (m *Markers) checkOwners() {
 		if owned != pt.owned {
 			pt.owned, changed = owned, true
 			if !owned {
-				pt.buf, pt.seqs = nil, nil
+				pt.buf, pt.seqs, pt.read = nil, nil, nil
 			}
 		}
 		if owned {
@@ -230,18 +243,28 @@ func (m *Markers) checkOwners() {
 	}
 }
 
-// Partition returns the partition of user's markers.
-func (m *Markers) Partition(user []byte) int {
-	h := fnv.New32a()
-	h.Write(user)
-	return int(h.Sum32() % uint32(len(m.parts)))
+// fnv32a is FNV-1a, 32 bits: stable across processes and versions, as
+// partitions must be.
+func fnv32a[T string | []byte](s T) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }
+
+// Partitions returns the number of partitions.
+func (m *Markers) Partitions() int { return len(m.parts) }
+
+// Partition returns the partition of user's markers.
+func (m *Markers) Partition(user string) int { return int(fnv32a(user) % uint32(len(m.parts))) }
 
 // Owns reports whether this instance delivers user's webhooks now.
 func (m *Markers) Owns(user string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.holds(m.parts[m.Partition([]byte(user))])
+	return m.holds(m.parts[m.Partition(user)])
 }
 
 // Owned returns the partitions this instance owns.
@@ -258,16 +281,35 @@ func (m *Markers) Owned() []int {
 	return out
 }
 
-// OwnersChanged returns a channel that receives a value when this
-// instance gains or loses a partition; Check must be called now and
-// then (say, every second) for a loss to be noticed without traffic.
-func (m *Markers) OwnersChanged() <-chan struct{} { return m.owners }
+// Changed returns a channel that receives a value when this instance
+// gains or loses a partition.
+func (m *Markers) Changed() <-chan struct{} { return m.owners }
 
-// Check notes ownership lost for lack of the anchor.
-func (m *Markers) Check() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.checkOwners()
+// Restarted reports whether no instance was running when this one
+// opened the log (no partition was pinned), and it is still the first
+// failover period since: the service itself restarts, and partitions
+// gained now get webhooksServiceBoot. An instance that restarts while
+// others run sends none.
+func (m *Markers) Restarted() bool {
+	return m.restarted && m.now().Sub(m.opened) < m.failover
+}
+
+// checkLoop notes, every eighth of the failover time, ownership lost for
+// lack of the anchor, which no message would otherwise tell.
+func (m *Markers) checkLoop() {
+	defer close(m.checked)
+	t := time.NewTicker(max(m.failover/8, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			m.mu.Lock()
+			m.checkOwners()
+			m.mu.Unlock()
+		case <-m.stop:
+			return
+		}
+	}
 }
 
 // Append publishes a marker to its user's partition and returns its
@@ -278,7 +320,7 @@ func (m *Markers) Append(data []byte) (uint64, error) {
 	if !ok {
 		return 0, core.ErrBadMarker
 	}
-	return m.AppendTo(m.Partition(user), data)
+	return m.AppendTo(int(fnv32a(user)%uint32(len(m.parts))), data)
 }
 
 // AppendTo publishes data to partition p, as Append does.
@@ -318,6 +360,7 @@ func (m *Markers) Read(dst []state.Record, from uint64, max int) ([]state.Record
 		i, _ := slices.BinarySearch(pt.seqs, from)
 		for end := min(len(pt.seqs), i+max); i < end; i++ {
 			dst = append(dst, state.Record{Seq: pt.seqs[i], Data: pt.buf[i].Data()})
+			pt.read[i] = true
 		}
 	}
 	// Each partition gave up to max, in order: the first max of all.
@@ -335,19 +378,25 @@ func int64Cmp(a, b uint64) int {
 	return 0
 }
 
-// Ack implements state.Log: each marker up to upTo is acknowledged to
-// JetStream, which removes it from the stream.
+// Ack implements state.Log: each marker up to upTo that Read gave is
+// acknowledged to JetStream, which removes it from the stream. A marker
+// Read did not give (of a partition gained since, older than the
+// reader's cursor) stays, to be read.
 func (m *Markers) Ack(upTo uint64) error {
 	m.mu.Lock()
 	var acks []jetstream.Msg
 	for _, pt := range m.parts {
-		i, found := slices.BinarySearch(pt.seqs, upTo)
-		if found {
-			i++
+		k := 0 // the markers kept
+		for i, seq := range pt.seqs {
+			if seq <= upTo && pt.read[i] {
+				acks = append(acks, pt.buf[i])
+				continue
+			}
+			pt.seqs[k], pt.buf[k], pt.read[k] = seq, pt.buf[i], pt.read[i]
+			k++
 		}
-		acks = append(acks, pt.buf[:i]...)
-		pt.buf = slices.Delete(pt.buf, 0, i)
-		pt.seqs = slices.Delete(pt.seqs, 0, i)
+		clear(pt.buf[k:])
+		pt.seqs, pt.buf, pt.read = pt.seqs[:k], pt.buf[:k], pt.read[:k]
 	}
 	m.mu.Unlock()
 	var first error
@@ -377,6 +426,8 @@ func (m *Markers) Close() {
 	m.closed = true
 	parts := m.parts
 	m.mu.Unlock()
+	close(m.stop)
+	<-m.checked
 	for _, pt := range parts {
 		if pt.cons != nil {
 			pt.cons.Stop()

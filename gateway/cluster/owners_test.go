@@ -34,7 +34,7 @@ func ownedBy(t *testing.T, n int, ms ...*Markers) [][]int {
 			t.Fatalf("partitions owned: %v; want each of %d once", out, n)
 		}
 		select {
-		case <-ms[0].OwnersChanged():
+		case <-ms[0].Changed():
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

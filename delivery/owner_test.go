@@ -1,0 +1,116 @@
+package delivery
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hookgate/hookgate/core"
+	"github.com/hookgate/hookgate/gateway/store"
+	"github.com/hookgate/hookgate/state"
+)
+
+// testOwner is a share of two partitions: alice's (0) and bob's (1),
+// which the test hands to the engine and takes back, as a cluster's
+// marker log does (gateway/cluster, tested there against JetStream).
+type testOwner struct {
+	mu        sync.Mutex
+	owned     []int
+	restarted bool
+	changed   chan struct{}
+}
+
+func (o *testOwner) Partitions() int { return 2 }
+func (o *testOwner) Partition(user string) int {
+	if user == "alice" {
+		return 0
+	}
+	return 1
+}
+func (o *testOwner) Owned() []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.owned)
+}
+func (o *testOwner) Changed() <-chan struct{} { return o.changed }
+func (o *testOwner) Restarted() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.restarted
+}
+
+func (o *testOwner) set(restarted bool, owned ...int) {
+	o.mu.Lock()
+	o.owned, o.restarted = owned, restarted
+	o.mu.Unlock()
+	o.changed <- struct{}{}
+}
+
+// TestOwnership: an engine of a cluster delivers only the webhooks of
+// the partitions it owns. A partition gained brings its webhooks' stored
+// pending sets, and webhooksServiceBoot only at the service's restart;
+// a partition lost stops its deliveries, retries included, and leaves
+// what is stored for the next owner.
+func TestOwnership(t *testing.T) {
+	ra, rb := newReceiver(t), newReceiver(t)
+	synctest.Test(t, func(t *testing.T) {
+		owner := &testOwner{changed: make(chan struct{})}
+		r := newRig(t, t.TempDir(), EngineOptions{Owner: owner})
+		wa := r.hook("alice", "app", ra.url(), time.Second, 5)
+		r.hook("bob", "app", rb.url(), time.Second, 5)
+		pending := store.NewPending(r.db, nil)
+		if _, err := pending.Write([]state.PendingWrite{{ID: wa.ID, Set: &state.PendingSet{Messages: []string{core.MsgStreamsChanged}}}}); err != nil {
+			t.Fatal(err)
+		}
+		r.start()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if ra.count()+rb.count() != 0 {
+			t.Fatalf("an engine that owns nothing delivered %d and %d notifications", ra.count(), rb.count())
+		}
+
+		owner.set(false, 0) // alice's, taken over from a dead instance
+		synctest.Wait()
+		wantCount(t, "alice's stored set", ra, 1)
+		if m := ra.got()[0].messages; !slices.Equal(m, []string{core.MsgStreamsChanged}) {
+			t.Fatalf("alice's webhook got %v; want her stored set alone, no boot message", m)
+		}
+		r.change("alice", core.MsgEventsChanged)
+		r.change("bob", core.MsgEventsChanged) // not this engine's
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		wantCount(t, "alice's change", ra, 2)
+		wantCount(t, "bob's webhook, not owned", rb, 0)
+
+		owner.set(true, 0, 1) // bob's, at the service's restart
+		synctest.Wait()
+		wantCount(t, "bob's boot", rb, 1)
+		if m := rb.got()[0].messages; !slices.Equal(m, []string{core.MsgServiceBoot}) {
+			t.Fatalf("bob's webhook got %v; want [%s]", m, core.MsgServiceBoot)
+		}
+
+		// alice's receiver fails; her partition goes before the retry.
+		ra.status.Store(500)
+		r.change("alice", core.MsgEventsChanged) // her interval has passed: sent at once
+		synctest.Wait()
+		wantCount(t, "alice's failing delivery", ra, 3)
+		owner.set(false, 1)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		wantCount(t, "alice's webhook after her partition went", ra, 3)
+		var stored []string
+		if err := pending.Load(func(id string, s state.PendingSet) error {
+			if id == wa.ID {
+				stored = s.Messages
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(stored, []string{core.MsgEventsChanged}) {
+			t.Fatalf("alice's stored set after her partition went: %v; want it kept for the next owner", stored)
+		}
+	})
+}
