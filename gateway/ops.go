@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/pprofhandler"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
 
 // OpsHandler serves /metrics (Prometheus text), /healthz (the process is
@@ -17,7 +19,7 @@ import (
 func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		if g.opts.Pprof && strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
-			pprofhandler.PprofHandler(ctx)
+			pprofHandler(ctx)
 			return
 		}
 		switch string(ctx.Path()) {
@@ -33,7 +35,11 @@ func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 			ctx.SetContentType("text/plain")
 			queueOK, upstreamOK, loading := g.Ready(), g.UpstreamReachable(), g.webhooksLoading()
 			diskErr := g.opts.Space.Check()
-			if !queueOK || !upstreamOK || loading || diskErr != nil {
+			var stateErr error
+			if g.opts.State != nil {
+				stateErr = g.opts.State()
+			}
+			if !queueOK || !upstreamOK || loading || diskErr != nil || stateErr != nil {
 				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			}
 			ctx.WriteString("queue: " + okWord(queueOK) + "\nupstream: " + okWord(upstreamOK) + "\n")
@@ -41,6 +47,11 @@ func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 				ctx.WriteString("webhooks: loading\n")
 			} else if g.serveHooks {
 				ctx.WriteString("webhooks: ok\n")
+			}
+			if stateErr != nil {
+				ctx.WriteString("state: failing: " + stateErr.Error() + "\n")
+			} else if g.opts.State != nil {
+				ctx.WriteString("state: ok\n")
 			}
 			if diskErr != nil {
 				ctx.WriteString("disk: failing: " + diskErr.Error() + "\n")
@@ -52,6 +63,19 @@ func (g *Gateway) OpsHandler() fasthttp.RequestHandler {
 		}
 	}
 }
+
+// pprofHandler serves net/http/pprof's handlers: the index at
+// /debug/pprof/, and under it every profile, the CPU profile and the
+// execution trace. (fasthttp's pprofhandler answers 404 for the index.)
+var pprofHandler = fasthttpadaptor.NewFastHTTPHandler(func() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}())
 
 func okWord(ok bool) string {
 	if ok {

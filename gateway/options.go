@@ -120,6 +120,10 @@ type Options struct {
 	// (request or answer) the gateway reads to learn what changed; larger
 	// requests of those kinds get 413. Default 16 MiB.
 	MaxClassifyBody int
+	// State, if set, reports whether the shared state answers (a
+	// JetStream cluster's quorum): /readyz fails while it returns an
+	// error.
+	State func() error
 	// Space, if set, is the data disk's reserve: /readyz fails while the
 	// disk is below it.
 	Space *store.Space

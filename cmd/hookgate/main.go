@@ -32,9 +32,7 @@ import (
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/delivery"
 	"github.com/hookgate/hookgate/gateway"
-	"github.com/hookgate/hookgate/gateway/queue"
 	"github.com/hookgate/hookgate/gateway/rules"
-	"github.com/hookgate/hookgate/gateway/store"
 	"github.com/hookgate/hookgate/gateway/webhooks"
 )
 
@@ -62,6 +60,8 @@ type config struct {
 	rotationGrace                     time.Duration
 	maxWebSockets                     int
 	wsIdle, wsMaxDuration             time.Duration
+
+	cluster clusterConfig
 
 	configFile                string
 	printVersion, healthcheck bool // commands: -version, -healthcheck
@@ -127,6 +127,7 @@ func newFlagSet(c *config, onError flag.ErrorHandling) *flag.FlagSet {
 	fs.StringVar(&c.upstreams, "upstream", "127.0.0.1:3000", "upstream API `addresses`, host:port, comma-separated; requests go to the least loaded")
 	fs.StringVar(&c.dataDir, "data-dir", "data", "`directory` of the Badger database holding the change queue; created if missing")
 	fs.StringVar(&c.usernameMode, "username-mode", "path", "where requests carry the username: `path` (/{username}/events) or subdomain ({username}.domain/events)")
+	c.cluster.register(fs)
 	fs.StringVar(&c.durability, "durability", "sync", "`mode` of change markers: sync (fsync before the client is answered, grouped across requests) or async (written before answering, synced every second: survives a hookgate crash, not a machine crash)")
 	fs.StringVar(&c.rulesFile, "rules", "", "JSON `file` of generic change rules (method + path pattern -> message) replacing the built-in Pryv table; SIGHUP reads it again")
 	fs.BoolVar(&c.accountChanges, "account-changes", false, "also notify accountChanged for account and password changes (Pryv table only)")
@@ -194,6 +195,7 @@ var flagTopics = []struct {
 		"max-websockets", "websocket-idle-timeout", "websocket-max-duration"}},
 	{"Observability", []string{"log-level", "log-format", "pprof", "healthcheck"}},
 	{"Operator API", []string{"admin-key"}},
+	{"Cluster (JetStream)", clusterFlags},
 	{"Configuration", []string{"config", "version"}},
 }
 
@@ -628,36 +630,12 @@ func run(c config, log *slog.Logger, r *reloader) error {
 	}
 	adm := admin.New(c.adminKey, log)
 
-	db, err := store.Open(c.dataDir, store.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	space := store.NewSpace(c.dataDir, c.minFreeDisk)
-	metrics.NewGauge(`hookgate_disk_free_bytes`, func() float64 { _ = space.Check(); return float64(space.Free()) })
-	q, err := queue.OpenBadger(db, queue.Options{
-		Space:      space,
-		Async:      c.durability == "async",
-		MaxBacklog: uint64(c.maxBacklog),
-		MaxPending: c.maxPending,
-		OnCommit:   observeCommit,
-	})
-	if err != nil {
-		return err
-	}
-	defer q.Close()
-	metrics.NewGauge(`hookgate_queue_depth`, func() float64 { return float64(q.Len()) })
-	bv, br, bg := buildInfo()
-	metrics.NewGauge(fmt.Sprintf(`hookgate_build_info{version=%q,revision=%q,goversion=%q}`, bv, br, bg), func() float64 { return 1 })
-
-	allow, err := parseCIDRs(c.allowCIDRs)
-	if err != nil {
-		return err
-	}
-	meta := core.FollowMeta(c.apiVersion, c.serial, c.fixVersion, c.fixSerial)
 	keyFile := c.secretsKeyFile
 	if keyFile == "" {
 		keyFile = filepath.Join(c.dataDir, "secrets.key")
+		if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+			return fmt.Errorf("cannot create -data-dir: %w", err)
+		}
 	}
 	secretsKey, err := webhooks.LoadOrCreateKey(keyFile)
 	if err != nil {
@@ -667,6 +645,26 @@ func run(c config, log *slog.Logger, r *reloader) error {
 	if err != nil {
 		return err
 	}
+	var be *backend
+	if c.cluster.urls != "" {
+		be, err = openCluster(c, sealer, webhooks.KeyID(secretsKey), log)
+	} else {
+		be, err = openBadger(c, sealer, log)
+	}
+	if err != nil {
+		return err
+	}
+	defer be.close() // again at the end: once
+	q, space := be.log, be.space
+	metrics.NewGauge(`hookgate_queue_depth`, func() float64 { return float64(be.queued()) })
+	bv, br, bg := buildInfo()
+	metrics.NewGauge(fmt.Sprintf(`hookgate_build_info{version=%q,revision=%q,goversion=%q}`, bv, br, bg), func() float64 { return 1 })
+
+	allow, err := parseCIDRs(c.allowCIDRs)
+	if err != nil {
+		return err
+	}
+	meta := core.FollowMeta(c.apiVersion, c.serial, c.fixVersion, c.fixSerial)
 	outbound := delivery.NewClient(delivery.ClientOptions{Timeout: c.deliveryTimeout, Guard: delivery.Guard{Allow: allow}})
 	g, err := gateway.New(gateway.Options{
 		Upstreams:            splitList(c.upstreams),
@@ -695,6 +693,7 @@ func run(c config, log *slog.Logger, r *reloader) error {
 		BufferBodySize:       c.bufferBody,
 		MaxClassifyBody:      c.maxClassifyBody,
 		Space:                space,
+		State:                be.health,
 		Logger:               log,
 	})
 	if err != nil {
@@ -731,7 +730,7 @@ func run(c config, log *slog.Logger, r *reloader) error {
 
 	loadStart := time.Now()
 	restoreGC := loadingGC()
-	hooks, err := webhooks.OpenSealedStore(db, sealer)
+	hooks, err := be.registry()
 	restoreGC()
 	loaded := time.Since(loadStart)
 	if err != nil {
@@ -743,7 +742,6 @@ func run(c config, log *slog.Logger, r *reloader) error {
 		}
 		return fmt.Errorf("%w (-secrets-key-file %s)", err, keyFile)
 	}
-	hooks.SetSpace(space)
 	api := webhooks.NewAPI(hooks, webhooks.Options{
 		MinIntervalMs:      c.minInterval.Milliseconds(),
 		MaxRetries:         c.maxRetries,
@@ -756,8 +754,8 @@ func run(c config, log *slog.Logger, r *reloader) error {
 		RotationGrace:      c.rotationGrace,
 	})
 	engine, err := delivery.NewEngine(delivery.EngineOptions{
-		Queue: q, Pending: store.NewPending(db, space), Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
-		RetrySchedule: schedule, OnDeactivate: onDeactivate,
+		Queue: q, Pending: be.pending, Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
+		RetrySchedule: schedule, OnDeactivate: onDeactivate, Owner: be.owner,
 	})
 	if err != nil {
 		_ = g.Shutdown(context.Background())
@@ -788,8 +786,8 @@ func run(c config, log *slog.Logger, r *reloader) error {
 	}
 	defer stopEngine()
 
-	log.Info("hookgate started", "listen", ln.Addr().String(), "ops", c.opsListen, "upstream", c.upstreams,
-		"data_dir", c.dataDir, "username_mode", c.usernameMode, "durability", c.durability, "queued", q.Len())
+	log.Info("hookgate started", append([]any{"listen", ln.Addr().String(), "ops", c.opsListen, "upstream", c.upstreams,
+		"username_mode", c.usernameMode, "queued", be.queued()}, be.describe...)...)
 
 	select {
 	case <-ctx.Done():
@@ -812,8 +810,9 @@ func run(c config, log *slog.Logger, r *reloader) error {
 	// deliveries in flight finish and stores what is still pending; then
 	// the queue closes.
 	stopEngine()
-	q.Close()
-	log.Info("hookgate stopped", "queued", q.Len())
+	queued := be.queued()
+	be.close()
+	log.Info("hookgate stopped", "queued", queued)
 	return nil
 }
 

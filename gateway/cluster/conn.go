@@ -30,10 +30,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/hookgate/hookgate/gateway/webhooks"
 )
@@ -55,6 +57,10 @@ type Options struct {
 	Sealer *webhooks.Sealer
 	// NATS are more options of the connection: credentials, TLS, a name.
 	NATS []nats.Option
+	// KeyID names the key of Sealer (webhooks.KeyID): the first instance
+	// stores it, and an instance with another key is refused, rather
+	// than sealing secrets the others cannot open.
+	KeyID string
 }
 
 // Conn is a connection to JetStream with hookgate's buckets.
@@ -65,6 +71,11 @@ type Conn struct {
 	hooks   bucket
 	runs    bucket
 	pending bucket
+
+	health  atomic.Pointer[error] // the last check's outcome; nil: healthy
+	beat    string                // this connection's subject in the health stream
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
 // bucket is a key-value bucket and the stream under it.
@@ -90,12 +101,52 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", o.URLs, err)
 	}
-	c := &Conn{nc: nc, o: o}
+	c := &Conn{nc: nc, o: o, stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := c.setup(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
+	go c.watchHealth()
 	return c, nil
+}
+
+// healthEvery is how often the connection checks that JetStream answers.
+const healthEvery = time.Second
+
+// watchHealth publishes, every healthEvery, to the health stream, which
+// a quorum of its replicas must acknowledge: no acknowledgement, no
+// quorum.
+func (c *Conn) watchHealth() {
+	defer close(c.stopped)
+	t := time.NewTicker(healthEvery)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), healthEvery)
+		_, err := c.js.Publish(ctx, c.beat, nil)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("JetStream does not answer: %w", err)
+			c.health.Store(&err)
+		} else {
+			c.health.Store(nil)
+		}
+		select {
+		case <-t.C:
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// Healthy returns nil while JetStream answers, and why not otherwise.
+func (c *Conn) Healthy() error {
+	if !c.nc.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if p := c.health.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (c *Conn) setup(ctx context.Context) error {
@@ -117,6 +168,40 @@ func (c *Conn) setup(ctx context.Context) error {
 		if *b.b, err = c.openBucket(ctx, c.o.Name+"-"+b.name, b.atomic); err != nil {
 			return err
 		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: c.o.Name + "-health", Subjects: []string{c.o.Name + ".health.*"}, Storage: jetstream.MemoryStorage,
+		Replicas: c.o.Replicas, MaxMsgsPerSubject: 1, MaxAge: time.Minute,
+	}); err != nil {
+		return fmt.Errorf("cannot open the health stream: %w", err)
+	}
+	c.beat = c.o.Name + ".health." + nuid.Next()
+	return c.checkKey(ctx)
+}
+
+// checkKey stores the key id in the webhooks bucket, or checks it
+// against the one stored.
+func (c *Conn) checkKey(ctx context.Context) error {
+	if c.o.KeyID == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	_, err := c.hooks.kv.Create(ctx, "key", []byte(c.o.KeyID))
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		if err != nil {
+			return fmt.Errorf("cannot store the secrets key id: %w", err)
+		}
+		return nil
+	}
+	e, err := c.hooks.kv.Get(ctx, "key")
+	if err != nil {
+		return fmt.Errorf("cannot read the secrets key id: %w", err)
+	}
+	if string(e.Value()) != c.o.KeyID {
+		return fmt.Errorf("the cluster's signing secrets are sealed with another key (id %s; this instance's is %s): every instance needs the same -secrets-key-file", e.Value(), c.o.KeyID)
 	}
 	return nil
 }
@@ -145,7 +230,15 @@ func (c *Conn) openBucket(ctx context.Context, name string, atomic bool) (bucket
 }
 
 // Close closes the connection.
-func (c *Conn) Close() { c.nc.Close() }
+func (c *Conn) Close() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+		<-c.stopped
+	}
+	c.nc.Close()
+}
 
 // Replicas returns the replication of the buckets.
 func (c *Conn) Replicas() int { return c.o.Replicas }

@@ -229,6 +229,11 @@ func (m *Markers) checkOwners() {
 		owned := m.holds(pt)
 		if owned != pt.owned {
 			pt.owned, changed = owned, true
+			v := 0.0
+			if owned {
+				v = 1
+			}
+			metrics.GetOrCreateGauge(fmt.Sprintf(`hookgate_cluster_partition_owned{partition="%d"}`, pt.n), nil).Set(v)
 			if !owned {
 				pt.buf, pt.seqs, pt.read = nil, nil, nil
 			}
@@ -258,7 +263,10 @@ func fnv32a[T string | []byte](s T) uint32 {
 func (m *Markers) Partitions() int { return len(m.parts) }
 
 // Partition returns the partition of user's markers.
-func (m *Markers) Partition(user string) int { return int(fnv32a(user) % uint32(len(m.parts))) }
+func (m *Markers) Partition(user string) int { return PartitionOf(user, len(m.parts)) }
+
+// PartitionOf returns the partition of user among n.
+func PartitionOf(user string, n int) int { return int(fnv32a(user) % uint32(n)) }
 
 // Owns reports whether this instance delivers user's webhooks now.
 func (m *Markers) Owns(user string) bool {
@@ -323,8 +331,14 @@ func (m *Markers) Append(data []byte) (uint64, error) {
 	return m.AppendTo(int(fnv32a(user)%uint32(len(m.parts))), data)
 }
 
-// AppendTo publishes data to partition p, as Append does.
+// AppendTo publishes data to partition p, as Append does. While
+// JetStream does not answer (no quorum), it fails at once rather than
+// wait for the timeout: the client is answered, the loss counted.
 func (m *Markers) AppendTo(p int, data []byte) (uint64, error) {
+	if err := m.c.Healthy(); err != nil {
+		markersLost.Inc()
+		return 0, fmt.Errorf("cannot publish a change marker: %w", err)
+	}
 	f, err := m.c.js.PublishAsync(m.markerSubject(p), data)
 	if err != nil {
 		markersLost.Inc()
@@ -409,6 +423,18 @@ func (m *Markers) Ack(upTo uint64) error {
 		return fmt.Errorf("cannot acknowledge change markers (they come again): %w", first)
 	}
 	return nil
+}
+
+// Len returns how many markers the stream holds, every partition's,
+// unacknowledged; 0 when JetStream does not answer.
+func (m *Markers) Len() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	info, err := m.stream.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs - min(info.State.Msgs, uint64(len(m.parts))) // not the anchors
 }
 
 // Updated implements state.Log.

@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -103,4 +104,14 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("secrets key file %s: want 64 hex digits", path)
 	}
 	return key, nil
+}
+
+// KeyID names a secrets key without giving it away: the first 8 bytes of
+// an SHA-256 of a label and the key, in hex. Instances that share
+// webhooks compare it to be sure they share the key.
+func KeyID(key []byte) string {
+	h := sha256.New()
+	h.Write([]byte("hookgate secrets key id\x00"))
+	h.Write(key)
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
