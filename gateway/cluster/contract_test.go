@@ -3,8 +3,11 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hookgate/hookgate/internal/natstest"
 	"github.com/hookgate/hookgate/state"
@@ -106,4 +109,87 @@ func openMarkers(t *testing.T, c *Conn, o MarkersOptions) *Markers {
 	}
 	t.Cleanup(m.Close)
 	return m
+}
+
+// TestAckOrder runs the acknowledgement rule of package state across a
+// real crash: the child process appends to the marker log, writes the
+// pending set, and kills itself before or just after acknowledging.
+// The cluster lives in this process; the child finds it through the
+// environment, and each step uses buckets of its own (named after its
+// directory).
+//
+// Real time: a partition is given as JetStream's pins and redeliveries
+// come; each wait is bounded by a minute.
+func TestAckOrder(t *testing.T) {
+	const env = "HOOKGATE_CLUSTER_TEST_URLS"
+	urls := os.Getenv(env)
+	if urls == "" {
+		nodes := natstest.Start(t, 3)
+		urls = nodes.URLs()
+		t.Setenv(env, urls)
+	}
+	statetest.RunAckOrder(t, "TestAckOrder", func(t *testing.T, dir string) (state.Log, func([]byte) (uint64, error), state.Pending, func()) {
+		c, err := Connect(context.Background(), Options{URLs: urls, Name: "ack-" + filepath.Base(filepath.Dir(dir)) + filepath.Base(dir)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.OpenMarkers(context.Background(), MarkersOptions{Partitions: 1, Failover: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The log gives its records once it owns the partition.
+		deadline := time.After(time.Minute)
+		for len(m.Owned()) == 0 {
+			select {
+			case <-m.Changed():
+			case <-deadline:
+				t.Fatal("the marker log's partition was not given within a minute")
+			}
+		}
+		return &readingLog{m}, func(b []byte) (uint64, error) { return m.AppendTo(0, b) }, c.Pending(), func() { m.Close(); c.Close() }
+	})
+}
+
+// readingLog adapts the marker log to the crash test of the
+// acknowledgement rule, which appends and acknowledges without reading,
+// and reads once after the crash: it reads as the engine does, before it
+// acknowledges, and after a crash it waits until the log holds what the
+// stream has left for it (JetStream gives a dead reader's markers to the
+// next after their AckWait).
+type readingLog struct{ *Markers }
+
+// Read waits, a minute at most, until the markers the log holds are all
+// the stream has, then reads.
+//
+// Real time: markers come as JetStream delivers them.
+func (l *readingLog) Read(dst []state.Record, from uint64, max int) ([]state.Record, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		recs, err := l.Markers.Read(nil, from, 1<<20)
+		if err != nil {
+			return dst, err
+		}
+		if uint64(len(recs)) >= l.Markers.Len() || time.Now().After(deadline) {
+			return l.Markers.Read(dst, from, max)
+		}
+		select {
+		case <-l.Updated():
+		case <-time.After(50 * time.Millisecond): // the stream's count may fall: an acknowledgement applied
+		}
+	}
+}
+
+// Ack reads until upTo is given, then acknowledges.
+func (l *readingLog) Ack(upTo uint64) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		recs, err := l.Markers.Read(nil, upTo, 1)
+		if err != nil {
+			return err
+		}
+		if len(recs) > 0 || time.Now().After(deadline) {
+			return l.Markers.Ack(upTo)
+		}
+		<-l.Updated()
+	}
 }

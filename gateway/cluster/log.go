@@ -419,6 +419,11 @@ func (m *Markers) Ack(upTo uint64) error {
 			first = err
 		}
 	}
+	if first == nil && len(acks) > 0 {
+		// The server has them once the flush returns: a crash of this
+		// process after Ack does not take them back.
+		first = m.c.nc.FlushTimeout(m.c.o.Timeout)
+	}
 	if first != nil {
 		return fmt.Errorf("cannot acknowledge change markers (they come again): %w", first)
 	}
