@@ -29,6 +29,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/hookgate/hookgate/gateway/webhooks"
 )
@@ -136,6 +138,39 @@ func (c *Conn) watchHealth() {
 			return
 		}
 	}
+}
+
+// Instances returns how many instances are alive on the cluster: those
+// whose last health beat is within three beats of the newest (times of
+// the servers, not of this machine).
+func (c *Conn) Instances() (int, error) {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	msgs, err := jetstreamext.GetLastMsgsFor(ctx, c.js, c.o.Name+"-health", []string{c.o.Name + ".health.*"})
+	if err != nil {
+		return 0, err
+	}
+	var times []time.Time
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		times = append(times, m.Time)
+	}
+	if len(times) == 0 {
+		return 0, nil
+	}
+	newest := slices.MaxFunc(times, time.Time.Compare)
+	n := 0
+	for _, t := range times {
+		if newest.Sub(t) < 3*healthEvery {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Healthy returns nil while JetStream answers, and why not otherwise.

@@ -59,13 +59,15 @@ type Markers struct {
 // part is one partition, as this instance sees it.
 type part struct {
 	n        int
-	cons     jetstream.ConsumeContext
-	buf      []jetstream.Msg // markers delivered, in stream order, not acknowledged
-	seqs     []uint64        // their stream sequence numbers
-	read     []bool          // whether Read gave them: only those are acknowledged
-	anchor   jetstream.Msg   // the anchor as it last came
-	anchorAt time.Time       // when it came; zero: never
-	owned    bool            // as last reported
+	consumer jetstream.Consumer
+	cons     jetstream.ConsumeContext // nil while resting
+	buf      []jetstream.Msg          // markers delivered, in stream order, not acknowledged
+	seqs     []uint64                 // their stream sequence numbers
+	read     []bool                   // whether Read gave them: only those are acknowledged
+	anchor   jetstream.Msg            // the anchor as it last came
+	anchorAt time.Time                // when it came; zero: never
+	owned    bool                     // as last reported
+	resting  time.Time                // given up: pulled from again at this time; zero: pulled from
 }
 
 var _ state.Log = (*Markers)(nil)
@@ -137,7 +139,7 @@ func (m *Markers) openPart(ctx context.Context, pt *part) error {
 	defer cancel()
 	half := m.failover / 2
 	cons, err := m.stream.CreateOrUpdateConsumer(tctx, jetstream.ConsumerConfig{
-		Durable:        fmt.Sprintf("%s-p%d", m.c.o.Name, p),
+		Durable:        m.consumerName(p),
 		FilterSubjects: []string{m.markerSubject(p), m.anchorSubject(p)},
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        half,
@@ -164,22 +166,104 @@ func (m *Markers) openPart(ctx context.Context, pt *part) error {
 	} else if err != nil {
 		return fmt.Errorf("cannot read partition %d of the marker log: %w", p, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { m.receive(pt, msg) },
+	pt.consumer = cons
+	return m.pull(pt)
+}
+
+// pull starts pulling from pt.
+func (m *Markers) pull(pt *part) error {
+	cc, err := pt.consumer.Consume(func(msg jetstream.Msg) { m.receive(pt, msg) },
 		jetstream.PullPriorityGroup("owner"),
-		jetstream.PullExpiry(max(half/2, time.Second)),
+		jetstream.PullExpiry(max(m.failover/4, time.Second)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrPinIDMismatch) && !errors.Is(err, nats.ErrConnectionClosed) {
-				slog.Debug("marker log partition", "partition", p, "err", err)
+				slog.Debug("marker log partition", "partition", pt.n, "err", err)
 			}
 		}))
 	if err != nil {
-		return fmt.Errorf("cannot pull from partition %d of the marker log: %w", p, err)
+		return fmt.Errorf("cannot pull from partition %d of the marker log: %w", pt.n, err)
 	}
 	m.mu.Lock()
 	pt.cons = cc
 	m.mu.Unlock()
 	return nil
 }
+
+// balance gives up partitions this instance holds beyond its share
+// (the partitions over the instances alive, rounded up), for the others,
+// which pull too, to take: it stops pulling from each, hands back what it
+// was given, unpins it, and pulls again, as a standby, a failover period
+// later.
+func (m *Markers) balance() {
+	n, err := m.c.Instances()
+	if err != nil || n < 2 {
+		return
+	}
+	share := (len(m.parts) + n - 1) / n
+	m.mu.Lock()
+	var give []*part
+	held := 0
+	for _, pt := range m.parts {
+		if pt.owned {
+			held++
+			if held > share && pt.resting.IsZero() {
+				give = append(give, pt)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, pt := range give {
+		m.release(pt)
+	}
+	if len(give) > 0 {
+		slog.Info("partitions given up for other instances", "given", len(give), "instances", n, "share", share)
+	}
+}
+
+// release stops pulling from pt, hands back what it was given, and
+// unpins it; pull starts again once the rest is over (checkLoop).
+func (m *Markers) release(pt *part) {
+	m.mu.Lock()
+	cons, anchor, buf := pt.cons, pt.anchor, pt.buf
+	pt.cons, pt.anchor, pt.anchorAt = nil, nil, time.Time{}
+	pt.resting = m.now().Add(m.failover)
+	m.checkOwners() // lost: its buffer goes
+	m.mu.Unlock()
+	if cons != nil {
+		cons.Stop()
+	}
+	for _, msg := range buf {
+		msg.Nak()
+	}
+	if anchor != nil {
+		anchor.Nak()
+	}
+	ctx, cancel := m.c.ctx()
+	defer cancel()
+	if err := m.stream.UnpinConsumer(ctx, m.consumerName(pt.n), "owner"); err != nil {
+		slog.Debug("cannot unpin a partition", "partition", pt.n, "err", err)
+	}
+}
+
+// wake pulls again from partitions whose rest is over.
+func (m *Markers) wake() {
+	m.mu.Lock()
+	var due []*part
+	for _, pt := range m.parts {
+		if !pt.resting.IsZero() && !m.now().Before(pt.resting) {
+			pt.resting = time.Time{}
+			due = append(due, pt)
+		}
+	}
+	m.mu.Unlock()
+	for _, pt := range due {
+		if err := m.pull(pt); err != nil {
+			slog.Warn("cannot pull again from a partition given up", "partition", pt.n, "err", err)
+		}
+	}
+}
+
+func (m *Markers) consumerName(p int) string { return fmt.Sprintf("%s-p%d", m.c.o.Name, p) }
 
 // receive takes a message of partition pt.
 func (m *Markers) receive(pt *part, msg jetstream.Msg) {
@@ -303,17 +387,23 @@ func (m *Markers) Restarted() bool {
 }
 
 // checkLoop notes, every eighth of the failover time, ownership lost for
-// lack of the anchor, which no message would otherwise tell.
+// lack of the anchor, which no message would otherwise tell, pulls again
+// from partitions given up, and every failover period gives up what is
+// beyond this instance's share.
 func (m *Markers) checkLoop() {
 	defer close(m.checked)
 	t := time.NewTicker(max(m.failover/8, 10*time.Millisecond))
 	defer t.Stop()
-	for {
+	for i := 1; ; i++ {
 		select {
 		case <-t.C:
 			m.mu.Lock()
 			m.checkOwners()
 			m.mu.Unlock()
+			m.wake()
+			if i%8 == 0 { // every failover period
+				m.balance()
+			}
 		case <-m.stop:
 			return
 		}
@@ -472,7 +562,7 @@ func (m *Markers) Close() {
 		}
 		if pt.owned {
 			pt.anchor.Nak()
-			if err := m.stream.UnpinConsumer(ctx, fmt.Sprintf("%s-p%d", m.c.o.Name, pt.n), "owner"); err != nil {
+			if err := m.stream.UnpinConsumer(ctx, m.consumerName(pt.n), "owner"); err != nil {
 				slog.Debug("cannot unpin a partition", "partition", pt.n, "err", err)
 			}
 		}

@@ -63,9 +63,8 @@ func readAll(t *testing.T, m *Markers, want int) []state.Record {
 	}
 }
 
-// TestPartitionOwnership: two instances share the partitions (here a,
-// started first, holds them all), each reads only the markers of the
-// users of its own partitions, and when one dies
+// TestPartitionOwnership: two instances share the partitions, each
+// partition owned by one, and together they read every marker; and when one dies
 // without a word (its connection cut, no unpinning), the other takes
 // its partitions and every marker it had not acknowledged.
 func TestPartitionOwnership(t *testing.T) {
@@ -87,16 +86,31 @@ func TestPartitionOwnership(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	owned := ownedBy(t, parts, a, b)
-	got := readAll(t, a, len(users))
-	for _, r := range got {
-		u, _ := core.MarkerUser(r.Data)
-		if !a.Owns(string(u)) {
-			t.Fatalf("a reads a marker of %s, whose partition it does not own (%v)", u, owned)
+	ownedBy(t, parts, a, b)
+	// Each reads the markers of its partitions' users, and together they
+	// read every user's.
+	deadline := time.After(time.Minute)
+	for {
+		seen := map[string]bool{}
+		for _, m := range []*Markers{a, b} {
+			recs, err := m.Read(nil, 0, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				u, _ := core.MarkerUser(r.Data)
+				seen[string(u)] = true
+			}
 		}
-	}
-	if recs, _ := b.Read(nil, 0, 100); len(recs) != 0 {
-		t.Fatalf("b reads %d markers of a's partitions", len(recs))
+		if len(seen) == len(users) {
+			break
+		}
+		select {
+		case <-a.Updated():
+		case <-b.Updated():
+		case <-deadline:
+			t.Fatalf("a and b read the markers of %d users; want %d", len(seen), len(users))
+		}
 	}
 
 	// a dies: b gets every partition, and the markers a did not acknowledge.
@@ -119,5 +133,48 @@ func TestPartitionOwnership(t *testing.T) {
 	}
 	if recs, _ := b.Read(nil, 0, 100); len(recs) != 0 {
 		t.Fatalf("after the acknowledgement b still reads %d markers", len(recs))
+	}
+}
+
+// TestPartitionBalance: an instance that holds more than its share of
+// the partitions (their number over the instances alive, rounded up)
+// gives the rest up, and the others take them: 6 partitions over one,
+// two, then three instances.
+func TestPartitionBalance(t *testing.T) {
+	nodes := natstest.Start(t, 3)
+	const parts = 6
+	name := uniqueName()
+	o := MarkersOptions{Partitions: parts, Failover: time.Second}
+	a := openMarkers(t, connect(t, nodes, name, nil), o)
+	ownedBy(t, parts, a)
+	b := openMarkers(t, connect(t, nodes, name, nil), o)
+	balanced(t, parts, a, b)
+	c := openMarkers(t, connect(t, nodes, name, nil), o)
+	balanced(t, parts, a, b, c)
+}
+
+// balanced waits until ms share the partitions evenly.
+//
+// Real time: partitions move on the instances' census and JetStream's
+// pins; bounded by a minute.
+func balanced(t *testing.T, n int, ms ...*Markers) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		owned := make([][]int, len(ms))
+		total, even := 0, true
+		for i, m := range ms {
+			owned[i] = m.Owned()
+			total += len(owned[i])
+			even = even && len(owned[i]) == n/len(ms)
+		}
+		if total == n && even {
+			t.Logf("%d instances own %v", len(ms), owned)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d instances own %v; want %d each", len(ms), owned, n/len(ms))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
