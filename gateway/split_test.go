@@ -89,9 +89,13 @@ func TestOpsHandler(t *testing.T) {
 	f("/readyz", 200, "queue: ok")
 	f("/metrics", 200, "hookgate_markers_written_total")
 	f("/debug/pprof/goroutine?debug=1", 404, "not found") // off unless asked for
+	f("/debug/pprof/", 404, "not found")
 	f("/nope", 404, "not found")
 	g.opts.Pprof = true
 	f("/debug/pprof/goroutine?debug=1", 200, "goroutine")
+	f("/debug/pprof/", 200, "full goroutine stack dump") // the index
+	f("/debug/pprof/cmdline", 200, "")
+	f("/debug/pprof/nope", 404, "Unknown profile")
 	g.lastMarkFail.Store(2)
 	f("/readyz", 503, "queue: failing")
 }

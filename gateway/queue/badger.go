@@ -21,12 +21,20 @@ import (
 // and wakes their callers. While it syncs, new appends gather for the next
 // commit, so the more concurrent mutations there are, the fewer syncs each
 // one pays for.
+//
+// An Async queue's committer does not sync: a goroutine of its own syncs
+// Badger's write-ahead logs every SyncInterval, and appends go on
+// meanwhile (see logSyncer).
 type Badger struct {
 	db      *badger.DB
 	opts    Options
 	reqs    chan *appendReq
 	updated chan struct{}
 	done    chan struct{} // closed when the committer has exited
+	// synced is closed when the syncer has made its last sync, after
+	// the committer's last commit (at once when not Async).
+	synced chan struct{}
+	sync   func() error // the syncer's sync
 
 	closeMu sync.RWMutex // held for reading while sending on reqs; see Close
 	closed  bool         // guarded by closeMu
@@ -67,8 +75,15 @@ func recKey(dst []byte, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(dst, seq)
 }
 
-// OpenBadger opens the queue stored in db and starts its committer.
+// OpenBadger opens the queue stored in db and starts its committer (and,
+// if Async, its syncer).
 func OpenBadger(db *badger.DB, o Options) (*Badger, error) {
+	return openBadger(db, o, logSyncer(db))
+}
+
+// openBadger is OpenBadger with the function the syncer of an Async
+// queue calls every SyncInterval and once at Close.
+func openBadger(db *badger.DB, o Options, sync func() error) (*Badger, error) {
 	if o.MaxPending <= 0 {
 		o.MaxPending = 16384
 	}
@@ -84,6 +99,8 @@ func OpenBadger(db *badger.DB, o Options) (*Badger, error) {
 		reqs:    make(chan *appendReq, o.MaxPending),
 		updated: make(chan struct{}, 1),
 		done:    make(chan struct{}),
+		synced:  make(chan struct{}),
+		sync:    sync,
 	}
 	q.reqPool.New = newReq
 	var acked, last uint64
@@ -119,6 +136,11 @@ func OpenBadger(db *badger.DB, o Options) (*Badger, error) {
 	q.reserved.Store(q.next.Load())
 	q.acked.Store(acked)
 	go q.commitLoop()
+	if o.Async {
+		go q.syncLoop()
+	} else {
+		close(q.synced)
+	}
 	return q, nil
 }
 
@@ -165,27 +187,9 @@ func (q *Badger) commitLoop() {
 	defer close(q.done)
 	batch := make([]*appendReq, 0, q.opts.MaxBatch)
 	var keys []byte
-	var syncTick <-chan time.Time
-	if q.opts.Async {
-		t := time.NewTicker(q.opts.SyncInterval)
-		defer t.Stop()
-		syncTick = t.C
-	}
 	for {
-		var r *appendReq
-		var ok bool
-		select {
-		case r, ok = <-q.reqs:
-		case <-syncTick:
-			// Errors resurface on the next sync or write; the async
-			// mode promises no more than the write-ahead log.
-			_ = q.db.Sync()
-			continue
-		}
+		r, ok := <-q.reqs
 		if !ok {
-			if q.opts.Async {
-				_ = q.db.Sync()
-			}
 			return
 		}
 		batch = append(batch[:0], r)
@@ -202,6 +206,25 @@ func (q *Badger) commitLoop() {
 			}
 		}
 		keys = q.commit(batch, keys)
+	}
+}
+
+// syncLoop is an Async queue's syncer: it syncs every SyncInterval, and
+// once more after the committer's last commit. Appends never wait for
+// it. Errors are not returned: they resurface on the next sync or
+// write, and the async mode promises no more than the write-ahead log.
+func (q *Badger) syncLoop() {
+	defer close(q.synced)
+	t := time.NewTicker(q.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			_ = q.sync()
+		case <-q.done:
+			_ = q.sync()
+			return
+		}
 	}
 }
 
@@ -327,7 +350,8 @@ func (q *Badger) Len() uint64 {
 func (q *Badger) Updated() <-chan struct{} { return q.updated }
 
 // Close implements Queue: it refuses new appends, commits those already
-// accepted, and stops the committer.
+// accepted, stops the committer and, if Async, syncs once more and stops
+// the syncer.
 func (q *Badger) Close() error {
 	q.closeMu.Lock()
 	if q.closed {
@@ -338,6 +362,7 @@ func (q *Badger) Close() error {
 	close(q.reqs) // no sender holds closeMu for reading now
 	q.closeMu.Unlock()
 	<-q.done
+	<-q.synced
 	return nil
 }
 

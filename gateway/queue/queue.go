@@ -60,7 +60,8 @@ type Options struct {
 	// Async skips the sync after each commit (Badger only): Append returns
 	// once the record is in Badger's write-ahead log, which survives a
 	// crash of hookgate but not of the machine; the log is synced every
-	// SyncInterval. Default false: Append returns after the sync.
+	// SyncInterval, and at Close, by a goroutine that appends do not wait
+	// for. Default false: Append returns after the sync.
 	Async bool
 	// SyncInterval is how often an Async queue syncs. Default 1s.
 	SyncInterval time.Duration
