@@ -207,7 +207,7 @@ func (c *Conn) setup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: c.o.Name + "-health", Subjects: []string{c.o.Name + ".health.*"}, Storage: jetstream.MemoryStorage,
+		Name: c.o.Name + "-health", Subjects: []string{c.o.Name + ".health.*"}, Storage: jetstream.FileStorage,
 		Replicas: c.o.Replicas, MaxMsgsPerSubject: 1, MaxAge: time.Minute,
 	}); err != nil {
 		return fmt.Errorf("cannot open the health stream: %w", err)

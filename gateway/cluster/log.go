@@ -434,7 +434,10 @@ func (m *Markers) AppendTo(p int, data []byte) (uint64, error) {
 		markersLost.Inc()
 		return 0, fmt.Errorf("cannot publish a change marker: %w", err)
 	}
-	t := time.NewTimer(m.c.o.Timeout)
+	// A client waits at most the failover time: what a leader's election
+	// takes, not a lost quorum.
+	wait := min(m.c.o.Timeout, m.failover)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case ack := <-f.Ok():
@@ -444,7 +447,7 @@ func (m *Markers) AppendTo(p int, data []byte) (uint64, error) {
 		return 0, fmt.Errorf("cannot publish a change marker: %w", err)
 	case <-t.C:
 		markersLost.Inc()
-		return 0, fmt.Errorf("cannot publish a change marker: no acknowledgement within %v", m.c.o.Timeout)
+		return 0, fmt.Errorf("cannot publish a change marker: no acknowledgement within %v", wait)
 	}
 }
 

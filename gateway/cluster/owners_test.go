@@ -67,6 +67,9 @@ func readAll(t *testing.T, m *Markers, want int) []state.Record {
 // partition owned by one, and together they read every marker; and when one dies
 // without a word (its connection cut, no unpinning), the other takes
 // its partitions and every marker it had not acknowledged.
+//
+// Real time: markers and partitions move as JetStream delivers and pins;
+// each wait is bounded by a minute.
 func TestPartitionOwnership(t *testing.T) {
 	nodes := natstest.Start(t, 3)
 	const parts = 4
