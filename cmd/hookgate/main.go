@@ -84,6 +84,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "admin" {
 		os.Exit(runAdmin(os.Args[2:], os.Stdout, os.Stderr))
 	}
+	if len(os.Args) > 1 && (os.Args[1] == "export" || os.Args[1] == "import") {
+		os.Exit(runMove(os.Args[1], os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	var c config
 	fs, err := loadSettings(&c, os.Args[1:], flag.ExitOnError)
 	if err != nil {

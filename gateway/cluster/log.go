@@ -80,6 +80,9 @@ type MarkersOptions struct {
 	// Failover bounds how long a dead instance's partitions wait for a
 	// survivor. Default 5 s.
 	Failover time.Duration
+	// AppendOnly opens the log to append only: no partition is pulled
+	// from, none is owned (hookgate import).
+	AppendOnly bool
 }
 
 var (
@@ -118,9 +121,13 @@ func (c *Conn) OpenMarkers(ctx context.Context, o MarkersOptions) (*Markers, err
 	for p := range m.parts {
 		m.parts[p] = &part{n: p}
 	}
-	go m.checkLoop()
+	if o.AppendOnly {
+		close(m.checked)
+	} else {
+		go m.checkLoop()
+	}
 	for _, pt := range m.parts {
-		if err := m.openPart(ctx, pt); err != nil {
+		if err := m.openPart(ctx, pt, !o.AppendOnly); err != nil {
 			m.Close()
 			return nil, err
 		}
@@ -132,8 +139,8 @@ func (m *Markers) markerSubject(p int) string { return m.c.o.Name + ".markers." 
 func (m *Markers) anchorSubject(p int) string { return m.c.o.Name + ".anchor." + strconv.Itoa(p) }
 
 // openPart makes sure partition pt has its consumer and its anchor, and
-// starts pulling from it.
-func (m *Markers) openPart(ctx context.Context, pt *part) error {
+// with pull, starts pulling from it.
+func (m *Markers) openPart(ctx context.Context, pt *part, pull bool) error {
 	p := pt.n
 	tctx, cancel := context.WithTimeout(ctx, m.c.o.Timeout)
 	defer cancel()
@@ -167,6 +174,9 @@ func (m *Markers) openPart(ctx context.Context, pt *part) error {
 		return fmt.Errorf("cannot read partition %d of the marker log: %w", p, err)
 	}
 	pt.consumer = cons
+	if !pull {
+		return nil
+	}
 	return m.pull(pt)
 }
 
