@@ -7,7 +7,19 @@ LISTEN    ?= 127.0.0.1:8080
 OPS       ?= 127.0.0.1:9090
 UPSTREAM  ?= 127.0.0.1:3000
 
-.PHONY: promtool alerts all build run test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke scale
+# make run-cluster: two hookgate instances (two addresses each), three NATS
+# nodes (one address each), all comma-separated; none of make run's.
+CLUSTER_DIR      ?= $(CURDIR)/data-cluster
+CLUSTER_LISTEN   ?= 127.0.0.1:8181,127.0.0.1:8182
+CLUSTER_OPS      ?= 127.0.0.1:9181,127.0.0.1:9182
+CLUSTER_UPSTREAM ?= 127.0.0.1:3100
+CLUSTER_RECEIVER ?= 127.0.0.1:4100
+CLUSTER_FAILOVER ?= 3s
+NATS_CLIENT      ?= 127.0.0.1:4222,127.0.0.1:4223,127.0.0.1:4224
+NATS_ROUTE       ?= 127.0.0.1:6222,127.0.0.1:6223,127.0.0.1:6224
+NATS_MONITOR     ?= 127.0.0.1:8222,127.0.0.1:8223,127.0.0.1:8224
+
+.PHONY: promtool alerts all build run run-cluster nats-server test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke scale
 
 all: build
 
@@ -21,6 +33,16 @@ build:
 ## run: build, start the demo upstream and hookgate in front of it, show a change going through.
 run: build
 	@RUN_DIR="$(RUN_DIR)" LISTEN="$(LISTEN)" OPS="$(OPS)" UPSTREAM="$(UPSTREAM)" BIN="$(BIN)" bash cmd/demo-run.sh
+
+# nats-server at the version go.mod pins, from the Go module proxy.
+nats-server:
+	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+## run-cluster: build (nats-server too), start a JetStream cluster of three nats-server, the demo upstream and two hookgate instances in cluster mode; show a webhook shared, a change notified, and the failover after kill -9 of the instance that delivers it.
+run-cluster: build nats-server
+	@RUN_DIR="$(CLUSTER_DIR)" LISTEN="$(CLUSTER_LISTEN)" OPS="$(CLUSTER_OPS)" UPSTREAM="$(CLUSTER_UPSTREAM)" RECEIVER="$(CLUSTER_RECEIVER)" \
+		FAILOVER="$(CLUSTER_FAILOVER)" NATS_CLIENT="$(NATS_CLIENT)" NATS_ROUTE="$(NATS_ROUTE)" NATS_MONITOR="$(NATS_MONITOR)" \
+		BIN="$(BIN)" bash cmd/demo-run-cluster.sh
 
 # A hung test fails its package after TEST_TIMEOUT, with every goroutine's
 # stack, instead of holding CI until its own limit.
@@ -48,7 +70,7 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./gateway/webhooks FuzzCreateUpdate FuzzDecodeRecord FuzzDecodeCounters
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
-	@bash scripts/fuzz.sh $(FUZZTIME) ./cmd/hookgate FuzzParseSize FuzzApplyConfig
+	@bash scripts/fuzz.sh $(FUZZTIME) ./cmd/hookgate FuzzParseSize FuzzApplyConfig FuzzMoveLine
 
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
@@ -132,4 +154,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf $(BIN) $(RUN_DIR)
+	rm -rf $(BIN) $(RUN_DIR) $(CLUSTER_DIR)

@@ -39,7 +39,9 @@ type Record struct {
 // Log is the consuming side of the marker log.
 type Log interface {
 	// Read appends to dst up to max records with Seq >= from, in order,
-	// skipping acknowledged ones.
+	// skipping acknowledged ones. A log whose records can arrive out of
+	// order (a cluster's partitions) also gives, below from, those it has
+	// not given before, and acknowledges only records it gave.
 	Read(dst []Record, from uint64, max int) ([]Record, error)
 	// Ack acknowledges every record with Seq <= upTo: they are not read
 	// again, except after a crash that lost the acknowledgement itself

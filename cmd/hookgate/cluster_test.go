@@ -19,7 +19,7 @@ import (
 func startClusterGateway(t *testing.T, nodes *natstest.Cluster, name, key, up string, more ...string) *gatewayProc {
 	t.Helper()
 	return startGateway(t, append([]string{"-upstream", up, "-data-dir", t.TempDir(), "-nats", nodes.URLs(), "-nats-name", name,
-		"-secrets-key-file", key, "-nats-partitions", "4", "-failover", "2s",
+		"-secrets-key-file", key, "-nats-partitions", "4", "-failover", "3s",
 		"-allow-cidrs", "127.0.0.0/8", "-min-interval", "1s", "-log-level", "warn"}, more...)...)
 }
 

@@ -104,9 +104,23 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("cannot connect to NATS at %s: %w", o.URLs, err)
 	}
 	c := &Conn{nc: nc, o: o, stop: make(chan struct{}), stopped: make(chan struct{})}
-	if err := c.setup(ctx); err != nil {
-		nc.Close()
-		return nil, err
+	// A cluster that has just started may not have elected its streams'
+	// leaders yet: try again until ctx ends.
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err = c.setup(ctx)
+		if err == nil {
+			break
+		}
+		if !transient(err) {
+			nc.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, err
+		case <-time.After(wait):
+		}
 	}
 	go c.watchHealth()
 	return c, nil
@@ -208,7 +222,7 @@ func (c *Conn) setup(ctx context.Context) error {
 	defer cancel()
 	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: c.o.Name + "-health", Subjects: []string{c.o.Name + ".health.*"}, Storage: jetstream.FileStorage,
-		Replicas: c.o.Replicas, MaxMsgsPerSubject: 1, MaxAge: time.Minute,
+		Replicas: c.o.Replicas, MaxMsgsPerSubject: 1, MaxAge: time.Minute, AllowDirect: true,
 	}); err != nil {
 		return fmt.Errorf("cannot open the health stream: %w", err)
 	}
@@ -281,6 +295,13 @@ func (c *Conn) Replicas() int { return c.o.Replicas }
 // ctx returns a context bounded by the request timeout.
 func (c *Conn) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), c.o.Timeout)
+}
+
+// transient reports whether err may go by itself: JetStream did not
+// answer in time, or not yet.
+func transient(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // conflict reports whether err is JetStream refusing a write because a

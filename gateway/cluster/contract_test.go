@@ -133,7 +133,7 @@ func TestAckOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := c.OpenMarkers(context.Background(), MarkersOptions{Partitions: 1, Failover: 2 * time.Second})
+		m, err := c.OpenMarkers(context.Background(), MarkersOptions{Partitions: 1, Failover: 3 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

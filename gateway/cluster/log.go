@@ -72,13 +72,22 @@ type part struct {
 
 var _ state.Log = (*Markers)(nil)
 
+// MinFailover is the shortest failover time: a pin lives half of it,
+// which must outlast a pull request (pullExpiry) by half a second, or
+// the pinned instance loses its pin between two pulls.
+const MinFailover = 3 * time.Second
+
+// pullExpiry is how long each pull request waits for messages; the
+// client sends the next before it ends.
+const pullExpiry = time.Second
+
 // MarkersOptions configures the marker log.
 type MarkersOptions struct {
 	// Partitions splits the users; every instance must use the same
 	// number. Default 16.
 	Partitions int
 	// Failover bounds how long a dead instance's partitions wait for a
-	// survivor. Default 5 s.
+	// survivor. Default 5 s; at least MinFailover.
 	Failover time.Duration
 	// AppendOnly opens the log to append only: no partition is pulled
 	// from, none is owned (hookgate import).
@@ -98,6 +107,9 @@ func (c *Conn) OpenMarkers(ctx context.Context, o MarkersOptions) (*Markers, err
 	}
 	if o.Failover <= 0 {
 		o.Failover = 5 * time.Second
+	}
+	if o.Failover < MinFailover {
+		return nil, fmt.Errorf("failover %v: at least %v", o.Failover, MinFailover)
 	}
 	m := &Markers{c: c, failover: o.Failover, now: time.Now, updated: make(chan struct{}, 1), owners: make(chan struct{}, 1),
 		opened: time.Now(), restarted: true, stop: make(chan struct{}), checked: make(chan struct{})}
@@ -184,7 +196,7 @@ func (m *Markers) openPart(ctx context.Context, pt *part, pull bool) error {
 func (m *Markers) pull(pt *part) error {
 	cc, err := pt.consumer.Consume(func(msg jetstream.Msg) { m.receive(pt, msg) },
 		jetstream.PullPriorityGroup("owner"),
-		jetstream.PullExpiry(max(m.failover/4, time.Second)),
+		jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrPinIDMismatch) && !errors.Is(err, nats.ErrConnectionClosed) {
 				slog.Debug("marker log partition", "partition", pt.n, "err", err)
@@ -206,7 +218,11 @@ func (m *Markers) pull(pt *part) error {
 // later.
 func (m *Markers) balance() {
 	n, err := m.c.Instances()
-	if err != nil || n < 2 {
+	if err != nil {
+		slog.Debug("cannot count the instances", "err", err)
+		return
+	}
+	if n < 2 {
 		return
 	}
 	share := (len(m.parts) + n - 1) / n
@@ -462,27 +478,41 @@ func (m *Markers) AppendTo(p int, data []byte) (uint64, error) {
 }
 
 // Read implements state.Log: the markers of the partitions this instance
-// owns, in stream order.
+// owns, in stream order, from from on, and below it those not given
+// before. Partitions come apart: a marker can arrive after later ones of
+// another partition were read, and a partition gained brings older ones.
 func (m *Markers) Read(dst []state.Record, from uint64, max int) ([]state.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return dst, errors.New("marker log closed")
 	}
-	start := len(dst)
+	type at struct {
+		pt  *part
+		i   int
+		seq uint64
+	}
+	var give []at
 	for _, pt := range m.parts {
 		if !pt.owned {
 			continue
 		}
-		i, _ := slices.BinarySearch(pt.seqs, from)
-		for end := min(len(pt.seqs), i+max); i < end; i++ {
-			dst = append(dst, state.Record{Seq: pt.seqs[i], Data: pt.buf[i].Data()})
-			pt.read[i] = true
+		taken := 0
+		for i := 0; i < len(pt.seqs) && taken < max; i++ {
+			if pt.seqs[i] < from && pt.read[i] {
+				continue
+			}
+			give = append(give, at{pt, i, pt.seqs[i]})
+			taken++
 		}
 	}
 	// Each partition gave up to max, in order: the first max of all.
-	slices.SortFunc(dst[start:], func(a, b state.Record) int { return int64Cmp(a.Seq, b.Seq) })
-	return dst[:min(len(dst), start+max)], nil
+	slices.SortFunc(give, func(a, b at) int { return int64Cmp(a.seq, b.seq) })
+	for _, g := range give[:min(len(give), max)] {
+		dst = append(dst, state.Record{Seq: g.seq, Data: g.pt.buf[g.i].Data()})
+		g.pt.read[g.i] = true
+	}
+	return dst, nil
 }
 
 func int64Cmp(a, b uint64) int {

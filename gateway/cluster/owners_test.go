@@ -75,7 +75,7 @@ func TestPartitionOwnership(t *testing.T) {
 	const parts = 4
 	name := uniqueName()
 	ca, cb := connect(t, nodes, name, nil), connect(t, nodes, name, nil)
-	o := MarkersOptions{Partitions: parts, Failover: 2 * time.Second}
+	o := MarkersOptions{Partitions: parts, Failover: 3 * time.Second}
 	a := openMarkers(t, ca, o)
 	ownedBy(t, parts, a)
 	b := openMarkers(t, cb, o)
@@ -147,7 +147,7 @@ func TestPartitionBalance(t *testing.T) {
 	nodes := natstest.Start(t, 3)
 	const parts = 6
 	name := uniqueName()
-	o := MarkersOptions{Partitions: parts, Failover: time.Second}
+	o := MarkersOptions{Partitions: parts, Failover: 3 * time.Second}
 	a := openMarkers(t, connect(t, nodes, name, nil), o)
 	ownedBy(t, parts, a)
 	b := openMarkers(t, connect(t, nodes, name, nil), o)
