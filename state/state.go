@@ -67,6 +67,9 @@ var (
 	ErrCapReached = errors.New("webhooks: too many webhooks for this access")
 	// ErrNotFound: no such webhook (or not this user's).
 	ErrNotFound = errors.New("webhooks: unknown webhook")
+	// ErrUnavailable: the store does not answer (a cluster without a
+	// quorum); the write may be tried again later.
+	ErrUnavailable = errors.New("webhooks: the shared state does not answer")
 )
 
 // Registry keeps the webhooks. It is safe for concurrent use; every

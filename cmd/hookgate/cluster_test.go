@@ -137,6 +137,9 @@ func TestClusterFailover(t *testing.T) {
 	if lost := b.metric(t, "hookgate_cluster_markers_unpublished_total"); lost < 1 {
 		t.Fatalf("a change without a quorum is not counted lost (%v)", lost)
 	}
+	if st, body := call(b.listen, "POST", "/alice/webhooks", `{"url":"http://127.0.0.1:1/no-quorum"}`); st != 503 || !strings.Contains(body, "api-unavailable") {
+		t.Fatalf("a webhook created without a quorum: %d %s; want 503 api-unavailable", st, body)
+	}
 
 	// The quorum back: the state answers, the next change that is
 	// recorded makes hookgate ready again, and changes are notified.

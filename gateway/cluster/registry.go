@@ -230,7 +230,7 @@ func (r *Registry) catchUp() error {
 	defer cancel()
 	info, err := r.c.hooks.stream.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("cannot reach the webhooks bucket: %w", err)
+		return fmt.Errorf("cannot reach the webhooks bucket: %w: %w", state.ErrUnavailable, err)
 	}
 	want := info.State.LastSeq
 	for {
@@ -243,9 +243,9 @@ func (r *Registry) catchUp() error {
 		select {
 		case <-ch:
 		case <-r.done:
-			return errors.New("the watch of the webhooks ended")
+			return fmt.Errorf("the watch of the webhooks ended: %w", state.ErrUnavailable)
 		case <-ctx.Done():
-			return fmt.Errorf("the watch of the webhooks is behind: %w", ctx.Err())
+			return fmt.Errorf("the watch of the webhooks is behind: %w: %w", state.ErrUnavailable, ctx.Err())
 		}
 	}
 }
@@ -308,6 +308,9 @@ func (r *Registry) noteOwn(revs []uint64) {
 // retry runs write, which holds applyMu, until it does not lose a race
 // with another instance, catching up with the bucket after each loss.
 func (r *Registry) retry(write func() error) error {
+	if err := r.c.Healthy(); err != nil {
+		return fmt.Errorf("%w: %w", state.ErrUnavailable, err)
+	}
 	for range attempts {
 		r.applyMu.Lock()
 		err := write()
@@ -353,7 +356,7 @@ func storeErr(what string, err error) error {
 	if conflict(err) {
 		return err
 	}
-	return fmt.Errorf("cannot %s webhook: %w", what, err)
+	return fmt.Errorf("cannot %s webhook: %w: %w", what, state.ErrUnavailable, err)
 }
 
 // Update implements state.Registry.

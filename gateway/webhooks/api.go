@@ -235,6 +235,9 @@ func storeError(err error, what string) *Error {
 	if errors.Is(err, store.ErrNoSpace) {
 		return errorf(503, "api-unavailable", "The webhook could not be %s: hookgate's disk is nearly full. Try again later.", what)
 	}
+	if errors.Is(err, state.ErrUnavailable) {
+		return errorf(503, "api-unavailable", "The webhook could not be %s: hookgate's shared state does not answer. Try again later.", what)
+	}
 	return errorf(500, "unexpected-error", "The webhook could not be %s.", what)
 }
 
