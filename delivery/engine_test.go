@@ -204,7 +204,10 @@ func newRig(t *testing.T, dir string, o EngineOptions) *rig {
 func (r *rig) start() {
 	r.t.Helper()
 	o := r.opts
-	o.Queue, o.Pending, o.Webhooks = r.q, store.NewPending(r.db, nil), r.hooks
+	o.Queue, o.Webhooks = r.q, r.hooks
+	if o.Pending == nil {
+		o.Pending = store.NewPending(r.db, nil)
+	}
 	if o.Sender == nil {
 		o.Sender = r.sender
 	}

@@ -114,3 +114,77 @@ func TestOwnership(t *testing.T) {
 		}
 	})
 }
+
+// countingPending counts the sets written to the real pending store.
+type countingPending struct {
+	state.Pending
+	mu   sync.Mutex
+	sets int
+}
+
+func (p *countingPending) Write(ws []state.PendingWrite) (int, error) {
+	n, err := p.Pending.Write(ws)
+	p.mu.Lock()
+	p.sets += n
+	p.mu.Unlock()
+	return n, err
+}
+
+func (p *countingPending) written() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sets
+}
+
+// TestAckAtFlush: with AckAtFlush, markers are acknowledged at the flush
+// tick, after the pending sets of what is still undelivered are written;
+// a webhook delivered before it has no set written at all.
+func TestAckAtFlush(t *testing.T) {
+	rc := newReceiver(t)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, t.TempDir(), EngineOptions{AckAtFlush: true})
+		pending := &countingPending{Pending: store.NewPending(r.db, nil)}
+		r.opts.Pending = pending
+		r.hook("alice", "app", rc.url(), time.Second, 5)
+		r.start()
+		synctest.Wait()
+		wantCount(t, "boot", rc, 1)
+		time.Sleep(time.Second) // the interval, and a flush tick
+		synctest.Wait()
+		before := pending.written()
+
+		r.change("alice", core.MsgEventsChanged)
+		synctest.Wait()
+		wantCount(t, "the change", rc, 2)
+		if n := r.q.Len(); n != 1 {
+			t.Fatalf("before the flush tick the queue holds %d markers; want the delivered change's, unacknowledged", n)
+		}
+		time.Sleep(30 * time.Millisecond) // past the flush tick (20 ms in the rig)
+		synctest.Wait()
+		if n := r.q.Len(); n != 0 {
+			t.Fatalf("after the flush tick the queue holds %d markers; want none", n)
+		}
+		if n := pending.written() - before; n != 0 {
+			t.Fatalf("%d pending sets written for a change delivered before the flush; want none", n)
+		}
+
+		// Undelivered at the flush: its set is written, then the marker acknowledged.
+		rc.status.Store(500)
+		time.Sleep(time.Second)
+		r.change("alice", core.MsgEventsChanged)
+		synctest.Wait()
+		wantCount(t, "the failing delivery", rc, 3)
+		time.Sleep(30 * time.Millisecond)
+		synctest.Wait()
+		if n := r.q.Len(); n != 0 {
+			t.Fatalf("after the flush tick the queue holds %d markers; want none", n)
+		}
+		var stored []string
+		if err := pending.Load(func(id string, s state.PendingSet) error { stored = s.Messages; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(stored, []string{core.MsgEventsChanged}) {
+			t.Fatalf("the undelivered change's set is %v; want it stored before its marker was acknowledged", stored)
+		}
+	})
+}
