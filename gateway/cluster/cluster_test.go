@@ -201,8 +201,12 @@ func TestCreateRaces(t *testing.T) {
 	race := func(url func(i int) string, cap int) (ok int, errs []error) {
 		var wg sync.WaitGroup
 		results := make([]error, 3*len(regs))
+		hooks := make([]*core.Webhook, len(results))
+		for i := range hooks {
+			hooks[i] = hook("bob", "app", url(i))
+		}
 		for i := range results {
-			wg.Go(func() { results[i] = regs[i%len(regs)].Create(hook("bob", "app", url(i)), cap) })
+			wg.Go(func() { results[i] = regs[i%len(regs)].Create(hooks[i], cap) })
 		}
 		wg.Wait()
 		for _, err := range results {
