@@ -1011,6 +1011,11 @@ func (e *Engine) flushDone(err error) {
 // flushPending writes and syncs the pending sets changed since the last
 // flush, retries what a write error left undone, and prunes idle slots.
 func (e *Engine) flushPending() {
+	if e.opts.Owner != nil {
+		// Ownership as of now: no set of a partition another engine has
+		// taken is written, and one whose take-up failed is tried again.
+		e.reown()
+	}
 	if err := e.persistPending(true); err != nil {
 		e.logThrottled("cannot store pending notifications", err)
 	} else if e.toAck > 0 {

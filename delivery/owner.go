@@ -87,9 +87,15 @@ func (e *Engine) reown() {
 		return nil
 	})
 	if err != nil {
-		// The slots come from the registry alone; what was pending waits
-		// for the next gain, here or elsewhere.
-		e.logThrottled("cannot load the pending sets of partitions gained", err)
+		// Not taken up: a slot made without its stored set would write
+		// over it. Tried again at the next flush.
+		e.logThrottled("cannot load the pending sets of partitions gained; trying again", err)
+		for p := range now {
+			if now[p] && !old[p] {
+				e.owned[p] = false
+			}
+		}
+		return
 	}
 	boot := o.Restarted()
 	at := e.opts.Now().UnixNano()

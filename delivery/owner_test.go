@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -115,11 +116,23 @@ func TestOwnership(t *testing.T) {
 	})
 }
 
-// countingPending counts the sets written to the real pending store.
+// countingPending counts the sets written to the real pending store,
+// and fails every Load while failLoad is set.
 type countingPending struct {
 	state.Pending
-	mu   sync.Mutex
-	sets int
+	mu       sync.Mutex
+	sets     int
+	failLoad bool
+}
+
+func (p *countingPending) Load(f func(id string, set state.PendingSet) error) error {
+	p.mu.Lock()
+	fail := p.failLoad
+	p.mu.Unlock()
+	if fail {
+		return errors.New("no leader for the pending sets now")
+	}
+	return p.Pending.Load(f)
 }
 
 func (p *countingPending) Write(ws []state.PendingWrite) (int, error) {
@@ -185,6 +198,38 @@ func TestAckAtFlush(t *testing.T) {
 		}
 		if !slices.Equal(stored, []string{core.MsgEventsChanged}) {
 			t.Fatalf("the undelivered change's set is %v; want it stored before its marker was acknowledged", stored)
+		}
+	})
+}
+
+// TestGainWaitsForPendingSets: a partition whose stored pending sets
+// cannot be loaded is not taken up (a slot without its set would write
+// over it); the next flush tries again, and the stored set is delivered.
+func TestGainWaitsForPendingSets(t *testing.T) {
+	rc := newReceiver(t)
+	synctest.Test(t, func(t *testing.T) {
+		owner := &testOwner{changed: make(chan struct{})}
+		r := newRig(t, t.TempDir(), EngineOptions{Owner: owner})
+		pending := &countingPending{Pending: store.NewPending(r.db, nil), failLoad: true}
+		r.opts.Pending = pending
+		w := r.hook("alice", "app", rc.url(), time.Second, 5)
+		if _, err := pending.Write([]state.PendingWrite{{ID: w.ID, Set: &state.PendingSet{Messages: []string{core.MsgStreamsChanged}}}}); err != nil {
+			t.Fatal(err)
+		}
+		r.start()
+		owner.set(false, 0)
+		synctest.Wait()
+		time.Sleep(time.Second) // flush ticks, each trying again
+		synctest.Wait()
+		wantCount(t, "a partition whose sets do not load", rc, 0)
+		pending.mu.Lock()
+		pending.failLoad = false
+		pending.mu.Unlock()
+		time.Sleep(30 * time.Millisecond) // a flush tick: tried again
+		synctest.Wait()
+		wantCount(t, "the stored set, once loaded", rc, 1)
+		if m := rc.got()[0].messages; !slices.Equal(m, []string{core.MsgStreamsChanged}) {
+			t.Fatalf("got %v; want the stored set", m)
 		}
 	})
 }

@@ -200,7 +200,8 @@ func (c *Conn) Healthy() error {
 
 func (c *Conn) setup(ctx context.Context) error {
 	var err error
-	if c.js, err = jetstream.New(c.nc, jetstream.WithDefaultTimeout(c.o.Timeout), jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+	if c.js, err = jetstream.New(c.nc, jetstream.WithDefaultTimeout(c.o.Timeout), jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncTimeout(c.o.Timeout)); err != nil {
 		return err
 	}
 	if c.o.Replicas <= 0 {

@@ -157,11 +157,16 @@ func (m *Markers) openPart(ctx context.Context, pt *part, pull bool) error {
 	tctx, cancel := context.WithTimeout(ctx, m.c.o.Timeout)
 	defer cancel()
 	half := m.failover / 2
+	// The anchor comes back every quarter of the failover time; an owner
+	// believes in it for three eighths (holds), and a new owner cannot
+	// have it before the pin, living half of it, has expired: the two
+	// never overlap, with an eighth to spare.
+	quarter := m.failover / 4
 	cons, err := m.stream.CreateOrUpdateConsumer(tctx, jetstream.ConsumerConfig{
 		Durable:        m.consumerName(p),
 		FilterSubjects: []string{m.markerSubject(p), m.anchorSubject(p)},
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        half,
+		AckWait:        quarter,
 		MaxAckPending:  1 << 16,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		PriorityPolicy: jetstream.PriorityPolicyPinned,
@@ -326,7 +331,7 @@ func signal(ch chan struct{}) {
 // holds reports whether pt's anchor came recently enough for this
 // instance to own it. Must be called with mu held.
 func (m *Markers) holds(pt *part) bool {
-	return !pt.anchorAt.IsZero() && m.now().Sub(pt.anchorAt) < m.failover/2*5/4
+	return !pt.anchorAt.IsZero() && m.now().Sub(pt.anchorAt) < m.failover*3/8
 }
 
 // checkOwners notes changes of ownership, and drops what a partition
@@ -487,6 +492,7 @@ func (m *Markers) Read(dst []state.Record, from uint64, max int) ([]state.Record
 	if m.closed {
 		return dst, errors.New("marker log closed")
 	}
+	m.checkOwners() // as of now, not of the last tick
 	type at struct {
 		pt  *part
 		i   int
@@ -531,6 +537,7 @@ func int64Cmp(a, b uint64) int {
 // reader's cursor) stays, to be read.
 func (m *Markers) Ack(upTo uint64) error {
 	m.mu.Lock()
+	m.checkOwners() // a partition lost since the Read: its markers go to the new owner
 	var acks []jetstream.Msg
 	for _, pt := range m.parts {
 		k := 0 // the markers kept

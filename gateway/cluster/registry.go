@@ -44,7 +44,7 @@ type Registry struct {
 	appliedMu sync.Mutex
 	advanced  chan struct{} // closed when applied grows
 
-	onChange func(state.Change)
+	onChange atomic.Pointer[func(state.Change)]
 	watcher  jetstream.KeyWatcher
 	done     chan struct{} // closed when the watch ends
 }
@@ -147,8 +147,8 @@ func (r *Registry) watch() {
 		}
 		r.advance(e.Revision())
 		r.applyMu.Unlock()
-		if ch != nil && r.onChange != nil {
-			r.onChange(*ch)
+		if ch != nil {
+			r.notify(*ch)
 		}
 	}
 }
@@ -252,11 +252,11 @@ func (r *Registry) catchUp() error {
 
 // OnChange implements state.Registry. It hears of every instance's API
 // writes, and of webhooks another instance turned inactive.
-func (r *Registry) OnChange(f func(state.Change)) { r.onChange = f }
+func (r *Registry) OnChange(f func(state.Change)) { r.onChange.Store(&f) }
 
 func (r *Registry) notify(c state.Change) {
-	if r.onChange != nil {
-		r.onChange(c)
+	if f := r.onChange.Load(); f != nil {
+		(*f)(c)
 	}
 }
 
@@ -307,9 +307,18 @@ func (r *Registry) noteOwn(revs []uint64) {
 
 // retry runs write, which holds applyMu, until it does not lose a race
 // with another instance, catching up with the bucket after each loss.
-func (r *Registry) retry(write func() error) error {
+// healthy returns ErrUnavailable, at once, while JetStream does not
+// answer.
+func (r *Registry) healthy() error {
 	if err := r.c.Healthy(); err != nil {
 		return fmt.Errorf("%w: %w", state.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (r *Registry) retry(write func() error) error {
+	if err := r.healthy(); err != nil {
+		return err
 	}
 	for range attempts {
 		r.applyMu.Lock()
@@ -361,6 +370,9 @@ func storeErr(what string, err error) error {
 
 // Update implements state.Registry.
 func (r *Registry) Update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
+	if err := r.healthy(); err != nil {
+		return nil, err
+	}
 	if err := r.catchUp(); err != nil {
 		return nil, err
 	}
@@ -394,6 +406,9 @@ func (r *Registry) Update(user, id string, fn func(w *core.Webhook) error) (*cor
 
 // Delete implements state.Registry.
 func (r *Registry) Delete(user, id string) error {
+	if err := r.healthy(); err != nil {
+		return err
+	}
 	if err := r.catchUp(); err != nil {
 		return err
 	}
@@ -506,7 +521,7 @@ func (c *Conn) publish(msgs []*nats.Msg) (revs []uint64, n int, err error) {
 
 // Get implements state.Registry.
 func (r *Registry) Get(user, id string) (*core.Webhook, bool) {
-	if err := r.catchUp(); err != nil {
+	if err := r.readable(); err != nil {
 		slog.Warn("webhooks: reading a copy that may be behind", "err", err)
 	}
 	r.mu.RLock()
@@ -520,13 +535,22 @@ func (r *Registry) Get(user, id string) (*core.Webhook, bool) {
 
 // List implements state.Registry.
 func (r *Registry) List(user, accessID string) []*core.Webhook {
-	if err := r.catchUp(); err != nil {
+	if err := r.readable(); err != nil {
 		slog.Warn("webhooks: reading a copy that may be behind", "err", err)
 	}
 	r.mu.RLock()
 	ws := r.x.List(user, accessID)
 	r.mu.RUnlock()
 	return r.withRuns(ws)
+}
+
+// readable catches up with the bucket, unless JetStream does not answer:
+// then a read gets this instance's copy at once, which may be behind.
+func (r *Registry) readable() error {
+	if err := r.healthy(); err != nil {
+		return err
+	}
+	return r.catchUp()
 }
 
 // runsPerRequest is how many webhooks' runs one request reads: at most
@@ -548,8 +572,9 @@ func (r *Registry) withRuns(ws []*core.Webhook) []*core.Webhook {
 		}
 		subjects = subjects[:0]
 	}
+	reachable := r.c.Healthy() == nil // else: what memory holds, at once
 	for _, w := range ws {
-		if w.RunCount > 0 {
+		if w.RunCount > 0 && reachable {
 			subjects = append(subjects, r.c.runs.subj("r."+w.ID+".*"))
 			if len(subjects) == runsPerRequest {
 				flush()
