@@ -51,15 +51,7 @@ func BenchmarkClusterMutationPOST(b *testing.B) {
 	nodes := natstest.Start(b, 3)
 	up := trivialUpstream(b, 256)
 	body := []byte(`{"streamIds":["diary"],"type":"note/txt","content":"hello"}`)
-	db, err := store.Open(b.TempDir(), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	q, err := queue.OpenBadger(db, queue.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { q.Close(); db.Close() })
+	_, q := openBadger(b, queue.Options{})
 	_, m := jetstream(b, nodes, cluster.MarkersOptions{AppendOnly: true})
 	targets := []struct{ name, addr string }{
 		{"direct", up},
@@ -183,16 +175,7 @@ func BenchmarkClusterNotify(b *testing.B) {
 	}
 
 	b.Run("badger-sync", func(b *testing.B) {
-		db, err := store.Open(b.TempDir(), store.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		q, err := queue.OpenBadger(db, queue.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer q.Close()
+		db, q := openBadger(b, queue.Options{})
 		st, err := webhooks.OpenStore(db)
 		if err != nil {
 			b.Fatal(err)

@@ -69,16 +69,7 @@ func BenchmarkDelivery(b *testing.B) {
 	})
 
 	b.Run("engine", func(b *testing.B) {
-		db, err := store.Open(b.TempDir(), store.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		q, err := queue.OpenBadger(db, queue.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer q.Close()
+		db, q := openBadger(b, queue.Options{})
 		st, err := webhooks.OpenStore(db)
 		if err != nil {
 			b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/gateway"
@@ -148,15 +149,7 @@ func BenchmarkMutationPOST(b *testing.B) {
 	up := trivialUpstream(b, 256)
 	body := []byte(`{"streamIds":["diary"],"type":"note/txt","content":"hello"}`)
 	badgerQ := func(async bool) gateway.Appender {
-		db, err := store.Open(b.TempDir(), store.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		q, err := queue.OpenBadger(db, queue.Options{Async: async})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { q.Close(); db.Close() })
+		_, q := openBadger(b, queue.Options{Async: async})
 		return q
 	}
 	targets := []struct{ name, addr string }{
@@ -172,4 +165,20 @@ func BenchmarkMutationPOST(b *testing.B) {
 			load(b, tg.addr, "POST", "/alice/events", body, 201)
 		})
 	}
+}
+
+// openBadger opens a Badger database and its marker queue in a new
+// directory, both closed when b ends.
+func openBadger(b testing.TB, o queue.Options) (*badger.DB, *queue.Badger) {
+	db, err := store.Open(b.TempDir(), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	q, err := queue.OpenBadger(db, o)
+	if err != nil {
+		db.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { q.Close(); db.Close() })
+	return db, q
 }

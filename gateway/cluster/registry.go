@@ -370,17 +370,12 @@ func storeErr(what string, err error) error {
 
 // Update implements state.Registry.
 func (r *Registry) Update(user, id string, fn func(w *core.Webhook) error) (*core.Webhook, error) {
-	if err := r.healthy(); err != nil {
-		return nil, err
-	}
-	if err := r.catchUp(); err != nil {
+	if err := r.readable(); err != nil {
 		return nil, err
 	}
 	var out *core.Webhook
 	err := r.retry(func() error {
-		r.mu.RLock()
-		w, ok := r.x.Owned(user, id)
-		r.mu.RUnlock()
+		w, ok := r.owned(user, id)
 		if !ok {
 			return state.ErrNotFound
 		}
@@ -406,17 +401,12 @@ func (r *Registry) Update(user, id string, fn func(w *core.Webhook) error) (*cor
 
 // Delete implements state.Registry.
 func (r *Registry) Delete(user, id string) error {
-	if err := r.healthy(); err != nil {
-		return err
-	}
-	if err := r.catchUp(); err != nil {
+	if err := r.readable(); err != nil {
 		return err
 	}
 	var gone *core.Webhook
 	err := r.retry(func() error {
-		r.mu.RLock()
-		w, ok := r.x.Owned(user, id)
-		r.mu.RUnlock()
+		w, ok := r.owned(user, id)
 		if !ok {
 			return state.ErrNotFound
 		}
@@ -519,14 +509,19 @@ func (c *Conn) publish(msgs []*nats.Msg) (revs []uint64, n int, err error) {
 	return revs, n, nil
 }
 
+// owned returns a copy of user's webhook id, without runs.
+func (r *Registry) owned(user, id string) (*core.Webhook, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.x.Owned(user, id)
+}
+
 // Get implements state.Registry.
 func (r *Registry) Get(user, id string) (*core.Webhook, bool) {
 	if err := r.readable(); err != nil {
 		slog.Warn("webhooks: reading a copy that may be behind", "err", err)
 	}
-	r.mu.RLock()
-	w, ok := r.x.Owned(user, id)
-	r.mu.RUnlock()
+	w, ok := r.owned(user, id)
 	if !ok {
 		return nil, false
 	}
@@ -544,8 +539,9 @@ func (r *Registry) List(user, accessID string) []*core.Webhook {
 	return r.withRuns(ws)
 }
 
-// readable catches up with the bucket, unless JetStream does not answer:
-// then a read gets this instance's copy at once, which may be behind.
+// readable catches up with the bucket, and returns ErrUnavailable at
+// once while JetStream does not answer (a read then gets this instance's
+// copy, which may be behind).
 func (r *Registry) readable() error {
 	if err := r.healthy(); err != nil {
 		return err
