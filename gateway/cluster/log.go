@@ -31,10 +31,11 @@ import (
 //
 // Ownership rides on that: each partition holds one anchor message,
 // "N.anchor.<p>", never acknowledged. JetStream delivers it to the
-// pinned instance, and again every AckWait, so an instance that received
-// a partition's anchor within the last Failover/2 × 1.25 owns it: it
-// delivers the webhooks of that partition's users. When it dies, the pin
-// and the anchor move to a survivor within about Failover/2 to Failover.
+// pinned instance, and again every AckWait (Failover/6), so an instance
+// that received a partition's anchor within the last Failover/3 owns it:
+// it delivers the webhooks of that partition's users. When it dies, the
+// pin (living Failover/2) and the anchor move to a survivor, about
+// Failover/2 later.
 
 // Markers is the cluster's marker log: the gateway appends to it, and
 // each instance's engine reads the partitions it owns (state.Log).
@@ -51,6 +52,7 @@ type Markers struct {
 	closed  bool
 
 	opened    time.Time
+	pulling   bool          // every partition is open: wake may pull again (guarded by mu)
 	restarted bool          // no partition was pinned at the opening
 	stop      chan struct{} // closed by Close
 	checked   chan struct{} // closed when checkLoop ends
@@ -144,6 +146,9 @@ func (c *Conn) OpenMarkers(ctx context.Context, o MarkersOptions) (*Markers, err
 			return nil, err
 		}
 	}
+	m.mu.Lock()
+	m.pulling = true
+	m.mu.Unlock()
 	return m, nil
 }
 
@@ -157,16 +162,17 @@ func (m *Markers) openPart(ctx context.Context, pt *part, pull bool) error {
 	tctx, cancel := context.WithTimeout(ctx, m.c.o.Timeout)
 	defer cancel()
 	half := m.failover / 2
-	// The anchor comes back every quarter of the failover time; an owner
-	// believes in it for three eighths (holds), and a new owner cannot
-	// have it before the pin, living half of it, has expired: the two
-	// never overlap, with an eighth to spare.
-	quarter := m.failover / 4
+	// The anchor comes back every sixth of the failover time; an owner
+	// believes in it for a third (holds: one anchor may come a whole
+	// period late), and a new owner cannot have it before the pin, living
+	// half of it, has expired: the two never overlap, with a sixth to
+	// spare.
+	sixth := m.failover / 6
 	cons, err := m.stream.CreateOrUpdateConsumer(tctx, jetstream.ConsumerConfig{
 		Durable:        m.consumerName(p),
 		FilterSubjects: []string{m.markerSubject(p), m.anchorSubject(p)},
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        quarter,
+		AckWait:        sixth,
 		MaxAckPending:  1 << 16,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		PriorityPolicy: jetstream.PriorityPolicyPinned,
@@ -276,13 +282,19 @@ func (m *Markers) release(pt *part) {
 	}
 }
 
-// wake pulls again from partitions whose rest is over.
+// wake pulls again from partitions whose rest is over, and from those
+// whose pulling stopped by itself (the client gives up on some errors,
+// such as its consumer missing while the cluster has no quorum).
 func (m *Markers) wake() {
 	m.mu.Lock()
 	var due []*part
 	for _, pt := range m.parts {
-		if !pt.resting.IsZero() && !m.now().Before(pt.resting) {
+		switch {
+		case !pt.resting.IsZero() && !m.now().Before(pt.resting):
 			pt.resting = time.Time{}
+			due = append(due, pt)
+		case m.pulling && pt.resting.IsZero() && (pt.cons == nil || stopped(pt.cons)):
+			pt.cons = nil
 			due = append(due, pt)
 		}
 	}
@@ -291,6 +303,16 @@ func (m *Markers) wake() {
 		if err := m.pull(pt); err != nil {
 			slog.Warn("cannot pull again from a partition given up", "partition", pt.n, "err", err)
 		}
+	}
+}
+
+// stopped reports whether cc has stopped pulling.
+func stopped(cc jetstream.ConsumeContext) bool {
+	select {
+	case <-cc.Closed():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -331,7 +353,7 @@ func signal(ch chan struct{}) {
 // holds reports whether pt's anchor came recently enough for this
 // instance to own it. Must be called with mu held.
 func (m *Markers) holds(pt *part) bool {
-	return !pt.anchorAt.IsZero() && m.now().Sub(pt.anchorAt) < m.failover*3/8
+	return !pt.anchorAt.IsZero() && m.now().Sub(pt.anchorAt) < m.failover/3
 }
 
 // checkOwners notes changes of ownership, and drops what a partition
