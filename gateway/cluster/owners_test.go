@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 // live, the anchor's redelivery); bounded by a minute.
 func ownedBy(t *testing.T, n int, ms ...*Markers) [][]int {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.After(time.Minute)
 	for {
 		var all []int
 		out := make([][]int, len(ms))
@@ -30,14 +31,21 @@ func ownedBy(t *testing.T, n int, ms ...*Markers) [][]int {
 		if len(all) == n && len(slices.Compact(all)) == n {
 			return out
 		}
-		if time.Now().After(deadline) {
+		if !changed(deadline, ms...) {
 			t.Fatalf("partitions owned: %v; want each of %d once", out, n)
 		}
-		select {
-		case <-ms[0].Changed():
-		case <-time.After(100 * time.Millisecond):
-		}
 	}
+}
+
+// changed waits until any of ms gains or loses a partition, and reports
+// false if deadline comes first.
+func changed(deadline <-chan time.Time, ms ...*Markers) bool {
+	cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline)}}
+	for _, m := range ms {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(m.Changed())})
+	}
+	i, _, _ := reflect.Select(cases)
+	return i != 0
 }
 
 // readAll reads what m has to deliver, until it holds want records.
@@ -162,7 +170,7 @@ func TestPartitionBalance(t *testing.T) {
 // pins; bounded by a minute.
 func balanced(t *testing.T, n int, ms ...*Markers) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.After(time.Minute)
 	for {
 		owned := make([][]int, len(ms))
 		total, even := 0, true
@@ -175,9 +183,8 @@ func balanced(t *testing.T, n int, ms ...*Markers) {
 			t.Logf("%d instances own %v", len(ms), owned)
 			return
 		}
-		if time.Now().After(deadline) {
+		if !changed(deadline, ms...) {
 			t.Fatalf("%d instances own %v; want %d each", len(ms), owned, n/len(ms))
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
