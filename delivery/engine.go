@@ -183,6 +183,9 @@ type Engine struct {
 	owned  []bool
 	rewind bool   // partitions were gained during a dispatch: read from the start again
 	toAck  uint64 // with AckAtFlush, markers dispatched up to this one, to acknowledge at the flush
+	// reownAt is when dispatch may try again to take up the partitions
+	// whose pending sets did not load; the flush tries at every tick.
+	reownAt time.Time
 
 	// beforeAck, if set, runs between a batch's pending write and its
 	// acknowledgement: a test crashes the process there.
@@ -537,31 +540,48 @@ func (e *Engine) dispatch() {
 			return
 		}
 		active := map[string][]*core.Webhook{} // per user, looked up once per batch
+		last, held, done := e.cursor, false, 0
 		for _, r := range recs {
 			m, err := core.DecodeMarker(r.Data)
 			if err != nil {
 				e.opts.Logger.Error("skipping an unreadable change marker", "seq", r.Seq, "err", err)
+				last = max(last, r.Seq)
+				done++
 				continue
 			}
 			hooks, ok := active[m.User]
 			if !ok {
-				if !e.owns(m.User) {
+				if !e.owns(m.User) && !e.opts.Now().Before(e.reownAt) {
 					e.reown() // the log owns its partition: it may be just gained
 				}
 				if e.owns(m.User) {
 					hooks = e.opts.Webhooks.Active(m.User)
+				} else if e.logOwns(m.User) {
+					// The log gave it, and the engine could not take its
+					// partition up (the pending sets did not load): it
+					// waits, unacknowledged, for the next flush's try.
+					held = true
+					break
 				} // else the log has just lost it too: it goes to the new owner
 				active[m.User] = hooks
 			}
 			e.apply(m, hooks)
+			last = max(last, r.Seq)
+			done++
 		}
-		last := recs[len(recs)-1].Seq
+		if held {
+			e.redispatch = true
+		}
 		if e.opts.AckAtFlush {
 			e.cursor, e.toAck = last, max(e.toAck, last)
 			if e.rewind {
 				e.cursor, e.rewind = 0, false
 			}
-			markersDispatched.Add(len(recs))
+			markersDispatched.Add(done)
+			if held {
+				return
+			}
+			e.redispatch = false
 			continue
 		}
 		if err := e.persistPending(false); err != nil {
@@ -569,7 +589,7 @@ func (e *Engine) dispatch() {
 			e.redispatch = true // on the next flush tick, or the next update
 			return
 		}
-		e.redispatch = false
+		e.redispatch = held
 		e.cursor = last
 		if e.rewind { // partitions gained meanwhile: their markers are older
 			e.cursor, e.rewind = 0, false
@@ -583,7 +603,10 @@ func (e *Engine) dispatch() {
 		} else {
 			e.unacked = 0
 		}
-		markersDispatched.Add(len(recs))
+		markersDispatched.Add(done)
+		if held {
+			return
+		}
 	}
 }
 

@@ -17,6 +17,13 @@ func (e *Engine) owns(user string) bool {
 	return p < len(e.owned) && e.owned[p]
 }
 
+// logOwns reports whether the log gives user's markers to this engine,
+// whether or not the engine has taken the partition up.
+func (e *Engine) logOwns(user string) bool {
+	o := e.opts.Owner
+	return o != nil && slices.Contains(o.Owned(), o.Partition(user))
+}
+
 // forget drops the slot of webhook id, which another engine delivers
 // now, and what this one had yet to write for it: what is stored stays
 // for the new owner. A delivery in flight ends without a run recorded
@@ -90,6 +97,7 @@ func (e *Engine) reown() {
 		// Not taken up: a slot made without its stored set would write
 		// over it. Tried again at the next flush.
 		e.logThrottled("cannot load the pending sets of partitions gained; trying again", err)
+		e.reownAt = e.opts.Now().Add(e.opts.FlushInterval)
 		for p := range now {
 			if now[p] && !old[p] {
 				e.owned[p] = false

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -205,31 +206,43 @@ func TestAckAtFlush(t *testing.T) {
 // TestGainWaitsForPendingSets: a partition whose stored pending sets
 // cannot be loaded is not taken up (a slot without its set would write
 // over it); the next flush tries again, and the stored set is delivered.
+// A marker the log gives for that partition meanwhile waits,
+// unacknowledged, and is delivered with it, whether markers are
+// acknowledged as dispatched or at the flush.
 func TestGainWaitsForPendingSets(t *testing.T) {
-	rc := newReceiver(t)
-	synctest.Test(t, func(t *testing.T) {
-		owner := &testOwner{changed: make(chan struct{})}
-		r := newRig(t, t.TempDir(), EngineOptions{Owner: owner})
-		pending := &countingPending{Pending: store.NewPending(r.db, nil), failLoad: true}
-		r.opts.Pending = pending
-		w := r.hook("alice", "app", rc.url(), time.Second, 5)
-		if _, err := pending.Write([]state.PendingWrite{{ID: w.ID, Set: &state.PendingSet{Messages: []string{core.MsgStreamsChanged}}}}); err != nil {
-			t.Fatal(err)
-		}
-		r.start()
-		owner.set(false, 0)
-		synctest.Wait()
-		time.Sleep(time.Second) // flush ticks, each trying again
-		synctest.Wait()
-		wantCount(t, "a partition whose sets do not load", rc, 0)
-		pending.mu.Lock()
-		pending.failLoad = false
-		pending.mu.Unlock()
-		time.Sleep(30 * time.Millisecond) // a flush tick: tried again
-		synctest.Wait()
-		wantCount(t, "the stored set, once loaded", rc, 1)
-		if m := rc.got()[0].messages; !slices.Equal(m, []string{core.MsgStreamsChanged}) {
-			t.Fatalf("got %v; want the stored set", m)
-		}
-	})
+	for _, atFlush := range []bool{false, true} {
+		t.Run(fmt.Sprintf("AckAtFlush=%v", atFlush), func(t *testing.T) {
+			rc := newReceiver(t)
+			synctest.Test(t, func(t *testing.T) {
+				owner := &testOwner{changed: make(chan struct{})}
+				r := newRig(t, t.TempDir(), EngineOptions{Owner: owner, AckAtFlush: atFlush})
+				pending := &countingPending{Pending: store.NewPending(r.db, nil), failLoad: true}
+				r.opts.Pending = pending
+				w := r.hook("alice", "app", rc.url(), time.Second, 5)
+				if _, err := pending.Write([]state.PendingWrite{{ID: w.ID, Set: &state.PendingSet{Messages: []string{core.MsgStreamsChanged}}}}); err != nil {
+					t.Fatal(err)
+				}
+				r.start()
+				owner.set(false, 0)
+				synctest.Wait()
+				r.change("alice", core.MsgEventsChanged)
+				synctest.Wait()
+				time.Sleep(time.Second) // flush ticks, each trying again
+				synctest.Wait()
+				wantCount(t, "a partition whose sets do not load", rc, 0)
+				if n := r.q.Len(); n != 1 {
+					t.Fatalf("the log holds %d markers while the partition is not taken up; want the change's, unacknowledged", n)
+				}
+				pending.mu.Lock()
+				pending.failLoad = false
+				pending.mu.Unlock()
+				time.Sleep(30 * time.Millisecond) // a flush tick: tried again
+				synctest.Wait()
+				wantCount(t, "the stored set and the change, once loaded", rc, 1)
+				if m := rc.got()[0].messages; !slices.Equal(m, []string{core.MsgStreamsChanged, core.MsgEventsChanged}) {
+					t.Fatalf("got %v; want the stored set and the change", m)
+				}
+			})
+		})
+	}
 }

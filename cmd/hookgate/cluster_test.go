@@ -141,8 +141,10 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("a webhook created without a quorum: %d %s; want 503 api-unavailable", st, body)
 	}
 
-	// The quorum back: the state answers, and the next change that is
-	// recorded makes hookgate ready again.
+	// The quorum back: the state answers, the next change that is
+	// recorded makes hookgate ready again, and changes are notified. (A
+	// change whose partition the engine had not taken up again, its
+	// pending sets not loading yet, was once acknowledged unnotified.)
 	nodes.StartNode(1)
 	if !eventually(patience, func() bool { _, body := b.ready(t); return strings.Contains(body, "state: ok") }) {
 		st, body := b.ready(t)
@@ -155,5 +157,16 @@ func TestClusterFailover(t *testing.T) {
 	}) {
 		st, body := b.ready(t)
 		t.Fatalf("with the quorum back, after changes, /readyz answers %d %q", st, body)
+	}
+	// A change recorded now is notified to every webhook.
+	at = time.Now()
+	if st, body := postEvent(b.listen); st != 201 {
+		t.Fatalf("change with the quorum back: %d %s", st, body)
+	}
+	for i, r := range recvs {
+		if !eventually(patience, func() bool { return notifiedAfter(r, at) }) {
+			t.Fatalf("webhook %d got no notification of a change made with the quorum back (lost: %v)", i,
+				b.metric(t, "hookgate_cluster_markers_unpublished_total"))
+		}
 	}
 }

@@ -75,6 +75,7 @@ type Conn struct {
 	pending bucket
 
 	health  atomic.Pointer[error] // the last check's outcome; nil: healthy
+	since   atomic.Int64          // when the beats last started to pass (Unix ns); 0: they fail
 	beat    string                // this connection's subject in the health stream
 	stop    chan struct{}
 	stopped chan struct{}
@@ -143,8 +144,10 @@ func (c *Conn) watchHealth() {
 		if err != nil {
 			err = fmt.Errorf("JetStream does not answer: %w", err)
 			c.health.Store(&err)
+			c.since.Store(0)
 		} else {
 			c.health.Store(nil)
+			c.since.CompareAndSwap(0, time.Now().UnixNano())
 		}
 		select {
 		case <-t.C:
@@ -156,8 +159,14 @@ func (c *Conn) watchHealth() {
 
 // Instances returns how many instances are alive on the cluster: those
 // whose last health beat is within three beats of the newest (times of
-// the servers, not of this machine).
+// the servers, not of this machine). Until this instance's own beats
+// have passed for that long (after a start, or a loss of the quorum),
+// the count is not known: the newest beat may be an old one, and
+// instances dead since may look alive.
 func (c *Conn) Instances() (int, error) {
+	if since := c.since.Load(); since == 0 || time.Since(time.Unix(0, since)) < 3*healthEvery {
+		return 0, errors.New("the instances' beats are not current yet")
+	}
 	ctx, cancel := c.ctx()
 	defer cancel()
 	msgs, err := jetstreamext.GetLastMsgsFor(ctx, c.js, c.o.Name+"-health", []string{c.o.Name + ".health.*"})
