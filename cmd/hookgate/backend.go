@@ -136,9 +136,10 @@ func openBadger(c config, sealer *webhooks.Sealer, log *slog.Logger) (*backend, 
 	}, nil
 }
 
-// openCluster connects to JetStream and opens the marker log: from then
-// on, the instance pulls from every partition and delivers those it is
-// given.
+// openCluster connects to JetStream and opens the marker log, to append
+// to. Once the webhooks are loaded, the instance pulls from every
+// partition and delivers those it is given: while it loads, it is given
+// none.
 func openCluster(c config, sealer *webhooks.Sealer, keyID string, log *slog.Logger) (*backend, error) {
 	cc := c.cluster
 	nopts, err := cc.natsOptions()
@@ -151,7 +152,7 @@ func openCluster(c config, sealer *webhooks.Sealer, keyID string, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	m, err := conn.OpenMarkers(ctx, cluster.MarkersOptions{Partitions: cc.partitions, Failover: cc.failover})
+	m, err := conn.OpenMarkers(ctx, cluster.MarkersOptions{Partitions: cc.partitions, Failover: cc.failover, Later: true})
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -164,7 +165,14 @@ func openCluster(c config, sealer *webhooks.Sealer, keyID string, log *slog.Logg
 			defer cancel()
 			var err error
 			reg, err = conn.OpenRegistry(ctx)
-			return reg, err
+			if err != nil {
+				return nil, err
+			}
+			// The engine runs next.
+			if err := m.Start(); err != nil {
+				return nil, err
+			}
+			return reg, nil
 		},
 		close: sync.OnceFunc(func() {
 			m.Close()

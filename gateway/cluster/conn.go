@@ -25,6 +25,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -76,6 +77,7 @@ type Conn struct {
 
 	health  atomic.Pointer[error] // the last check's outcome; nil: healthy
 	since   atomic.Int64          // when the beats last started to pass (Unix ns); 0: they fail
+	pulling atomic.Bool           // the marker log pulls: the beats say so, and Instances counts this one
 	beat    string                // this connection's subject in the health stream
 	stop    chan struct{}
 	stopped chan struct{}
@@ -130,6 +132,11 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 // healthEvery is how often the connection checks that JetStream answers.
 const healthEvery = time.Second
 
+// pullingBeat is the body of the beats of an instance that pulls from
+// the marker log; one that does not yet (loading its webhooks) beats
+// with none.
+var pullingBeat = []byte("pulling")
+
 // watchHealth publishes, every healthEvery, to the health stream, which
 // a quorum of its replicas must acknowledge: no acknowledgement, no
 // quorum.
@@ -139,7 +146,11 @@ func (c *Conn) watchHealth() {
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), healthEvery)
-		_, err := c.js.Publish(ctx, c.beat, nil)
+		var data []byte
+		if c.pulling.Load() {
+			data = pullingBeat
+		}
+		_, err := c.js.Publish(ctx, c.beat, data)
 		cancel()
 		if err != nil {
 			err = fmt.Errorf("JetStream does not answer: %w", err)
@@ -157,9 +168,9 @@ func (c *Conn) watchHealth() {
 	}
 }
 
-// Instances returns how many instances are alive on the cluster: those
-// whose last health beat is within three beats of the newest (times of
-// the servers, not of this machine). Until this instance's own beats
+// Instances returns how many instances share the partitions: those
+// that pull from the marker log and whose last health beat is within
+// three beats of the newest (times of the servers, not of this machine). Until this instance's own beats
 // have passed for that long (after a start, or a loss of the quorum),
 // the count is not known: the newest beat may be an old one, and
 // instances dead since may look alive.
@@ -174,6 +185,7 @@ func (c *Conn) Instances() (int, error) {
 		return 0, err
 	}
 	var times []time.Time
+	var pulls []bool
 	for m, err := range msgs {
 		if errors.Is(err, jetstreamext.ErrNoMessages) {
 			break
@@ -182,14 +194,15 @@ func (c *Conn) Instances() (int, error) {
 			return 0, err
 		}
 		times = append(times, m.Time)
+		pulls = append(pulls, bytes.Equal(m.Data, pullingBeat))
 	}
 	if len(times) == 0 {
 		return 0, nil
 	}
 	newest := slices.MaxFunc(times, time.Time.Compare)
 	n := 0
-	for _, t := range times {
-		if newest.Sub(t) < 3*healthEvery {
+	for i, t := range times {
+		if pulls[i] && newest.Sub(t) < 3*healthEvery {
 			n++
 		}
 	}

@@ -94,6 +94,10 @@ type MarkersOptions struct {
 	// AppendOnly opens the log to append only: no partition is pulled
 	// from, none is owned (hookgate import).
 	AppendOnly bool
+	// Later opens the log to append, and pulls from the partitions only
+	// once Start is called: an instance loading its webhooks is given
+	// none, and is not counted among those that share them.
+	Later bool
 }
 
 var (
@@ -140,16 +144,41 @@ func (c *Conn) OpenMarkers(ctx context.Context, o MarkersOptions) (*Markers, err
 	} else {
 		go m.checkLoop()
 	}
+	pull := !o.AppendOnly && !o.Later
 	for _, pt := range m.parts {
-		if err := m.openPart(ctx, pt, !o.AppendOnly); err != nil {
+		if err := m.openPart(ctx, pt, pull); err != nil {
 			m.Close()
 			return nil, err
 		}
 	}
+	if pull {
+		m.started()
+	}
+	return m, nil
+}
+
+// Start pulls from every partition, for a log opened Later; JetStream
+// gives this instance its share of them from then on.
+func (m *Markers) Start() error {
+	m.mu.Lock()
+	m.opened = m.now() // webhooksServiceBoot's period starts now
+	m.mu.Unlock()
+	for _, pt := range m.parts {
+		if err := m.pull(pt); err != nil {
+			return err
+		}
+	}
+	m.started()
+	return nil
+}
+
+// started notes that every partition is pulled from: wake may pull
+// again, and this instance is counted among those that share them.
+func (m *Markers) started() {
 	m.mu.Lock()
 	m.pulling = true
 	m.mu.Unlock()
-	return m, nil
+	m.c.pulling.Store(true)
 }
 
 func (m *Markers) markerSubject(p int) string { return m.c.o.Name + ".markers." + strconv.Itoa(p) }
@@ -436,6 +465,8 @@ func (m *Markers) Changed() <-chan struct{} { return m.owners }
 // gained now get webhooksServiceBoot. An instance that restarts while
 // others run sends none.
 func (m *Markers) Restarted() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return m.restarted && m.now().Sub(m.opened) < m.failover
 }
 

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"slices"
@@ -150,15 +151,49 @@ func TestPartitionOwnership(t *testing.T) {
 // TestPartitionBalance: an instance that holds more than its share of
 // the partitions (their number over the instances alive, rounded up)
 // gives the rest up, and the others take them: 6 partitions over one,
-// two, then three instances.
+// two, then three instances. An instance whose log is opened Later (it
+// loads its webhooks) is not counted until it starts pulling.
+//
+// Real time: the census reads the instances' beats, one a second; the
+// waits are bounded by a minute.
 func TestPartitionBalance(t *testing.T) {
 	nodes := natstest.Start(t, 3)
 	const parts = 6
 	name := uniqueName()
 	o := MarkersOptions{Partitions: parts, Failover: 3 * time.Second}
-	a := openMarkers(t, connect(t, nodes, name, nil), o)
+	ca := connect(t, nodes, name, nil)
+	a := openMarkers(t, ca, o)
 	ownedBy(t, parts, a)
-	b := openMarkers(t, connect(t, nodes, name, nil), o)
+	cb := connect(t, nodes, name, nil)
+	later := o
+	later.Later = true
+	b := openMarkers(t, cb, later)
+	// b beats, not pulling: a counts itself alone.
+	health, err := ca.js.Stream(context.Background(), name+"-health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, errB := health.GetLastMsgForSubject(context.Background(), cb.beat)
+		n, errA := ca.Instances()
+		if errA == nil && errB == nil {
+			if n != 1 {
+				t.Fatalf("with b loading, a counts %d instances; want itself only", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no census within a minute: %v, %v", errA, errB)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := b.Owned(); len(got) != 0 {
+		t.Fatalf("b owns %v before it starts; want none", got)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
 	balanced(t, parts, a, b)
 	c := openMarkers(t, connect(t, nodes, name, nil), o)
 	balanced(t, parts, a, b, c)
