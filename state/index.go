@@ -217,7 +217,8 @@ func (p *Packed) setCounters(c Counters) {
 }
 
 func (p *Packed) counters() Counters {
-	return Counters{RunCount: int(p.runCount), FailCount: int(p.failCount), CurrentRetries: int(p.currentRetries), LastRun: p.lastRun(), State: p.stateString()}
+	return Counters{RunCount: int(p.runCount), FailCount: int(p.failCount), CurrentRetries: int(p.currentRetries), LastRun: p.lastRun(), State: p.stateString(),
+		Basis: p.modified}
 }
 
 func (p *Packed) scopes() *core.Scopes {
@@ -432,11 +433,27 @@ type Counters struct {
 	RunCount, FailCount, CurrentRetries int
 	LastRun                             core.Run
 	State                               string
+	// Basis is the modification time of the record the state and
+	// retries were decided on (0: not known). Where the API wrote the
+	// record since, elsewhere, the record's state and retries win
+	// (Rebase).
+	Basis float64
 }
 
 // CountersOf returns w's counters.
 func CountersOf(w *core.Webhook) Counters {
-	return Counters{RunCount: w.RunCount, FailCount: w.FailCount, CurrentRetries: w.CurrentRetries, LastRun: w.LastRun, State: w.State}
+	return Counters{RunCount: w.RunCount, FailCount: w.FailCount, CurrentRetries: w.CurrentRetries, LastRun: w.LastRun, State: w.State,
+		Basis: w.Modified}
+}
+
+// Rebase keeps w's state and retries in c when c was decided on an
+// older record than w (Basis before w.Modified): the API changed the
+// webhook meanwhile, and an engine that did not know it must not undo
+// it. Its run counts stand.
+func (c *Counters) Rebase(w *core.Webhook) {
+	if c.Basis != 0 && c.Basis < w.Modified {
+		c.State, c.CurrentRetries = w.State, w.CurrentRetries
+	}
 }
 
 // Apply sets w's counters to c.

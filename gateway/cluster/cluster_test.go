@@ -130,7 +130,8 @@ func (f *feed) wait(t *testing.T, what string, ok func(state.Change) bool) state
 func TestInstancesShareWebhooks(t *testing.T) {
 	nodes := natstest.Start(t, 3)
 	name := uniqueName()
-	a := openRegistry(t, connect(t, nodes, name, nil))
+	ca := connect(t, nodes, name, nil)
+	a := openRegistry(t, ca)
 	b := openRegistry(t, connect(t, nodes, name, nil))
 	fb := listen(b)
 
@@ -181,6 +182,31 @@ func TestInstancesShareWebhooks(t *testing.T) {
 	}
 	if got, _ := a.Get("alice", w.ID); got.State != core.StateActive || got.RunCount != 4 {
 		t.Fatalf("a after b's reactivation: state %s, runCount %d; want active, 4", got.State, got.RunCount)
+	}
+
+	// The owner's counters, decided on a record older than the API's
+	// last write, do not undo it: a deactivation counted on the old
+	// record and written after b's reactivation leaves the webhook
+	// active, with the owner's run counts.
+	if _, err := b.Update("alice", w.ID, func(w *core.Webhook) error { w.Modified = 1000; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := a.Get("alice", w.ID)
+	stale := state.CountersOf(cur) // its basis: cur's modification time
+	stale.State, stale.CurrentRetries, stale.RunCount = core.StateInactive, 5, cur.RunCount+1
+	if _, err := b.Update("alice", w.ID, func(w *core.Webhook) error { w.Modified = cur.Modified + 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.hooks.kv.Put(context.Background(), "c."+w.ID, webhooks.EncodeCounters(stale)); err != nil {
+		t.Fatal(err)
+	}
+	fresh := openRegistry(t, connect(t, nodes, name, nil))
+	for i, r := range []*Registry{a, b, fresh} {
+		got, _ := r.Get("alice", w.ID)
+		if got.State != core.StateActive || got.CurrentRetries != 0 || got.RunCount != cur.RunCount+1 {
+			t.Fatalf("instance %d after a stale deactivation: state %s, retries %d, runCount %d; want active, 0, %d",
+				i, got.State, got.CurrentRetries, got.RunCount, cur.RunCount+1)
+		}
 	}
 
 	if err := a.Delete("alice", w.ID); err != nil {

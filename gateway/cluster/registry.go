@@ -88,6 +88,7 @@ func (c *Conn) OpenRegistry(ctx context.Context) (*Registry, error) {
 	ws := make([]*core.Webhook, 0, len(records))
 	for id, w := range records {
 		if c, ok := counters[id]; ok {
+			c.Rebase(w)
 			c.Apply(w)
 		}
 		ws = append(ws, w)
@@ -204,6 +205,7 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) (*state.Change, error) {
 		if w == nil || c.RunCount < w.RunCount {
 			return nil, nil // older than what this instance recorded since
 		}
+		c.Rebase(w) // an owner's decision on a record the API has changed since
 		was := w.State
 		c.Apply(w)
 		r.x.Replace(w)

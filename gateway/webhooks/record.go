@@ -338,7 +338,14 @@ func decodeInto(v []byte, sealer *Sealer, w *core.Webhook, borrow bool) (*core.W
 //
 // Every write of a record writes its counters too, in the same
 // transaction; where they are found, they override the record's.
-const countersV1 = 1
+//
+// Version 2 adds, last, the modification time of the record the state
+// and retries were decided on (state.Counters.Basis); version 1 is still
+// read, with none.
+const (
+	countersV1 = 1
+	countersV2 = 2
+)
 
 func appendCounters(b []byte, c state.Counters) []byte {
 	var st byte
@@ -348,11 +355,12 @@ func appendCounters(b []byte, c state.Counters) []byte {
 	case core.StateInactive:
 		st = 2
 	}
-	b = append(b, countersV1, st)
+	b = append(b, countersV2, st)
 	for _, n := range []int{c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun.Status} {
 		b = binary.AppendVarint(b, int64(n))
 	}
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.LastRun.Timestamp))
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.Basis))
 	if st == 0 {
 		b = appendString(b, c.State)
 	}
@@ -361,12 +369,15 @@ func appendCounters(b []byte, c state.Counters) []byte {
 
 func decodeCounters(v []byte) (state.Counters, error) {
 	var c state.Counters
-	if len(v) < 2 || v[0] != countersV1 || v[1] > 2 || len(v) > maxRecord {
+	if len(v) < 2 || (v[0] != countersV1 && v[0] != countersV2) || v[1] > 2 || len(v) > maxRecord {
 		return c, errRecord
 	}
 	r := &recordReader{b: v, off: 2}
 	c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun.Status = r.count(), r.count(), r.count(), r.int()
 	c.LastRun.Timestamp = r.float()
+	if v[0] == countersV2 {
+		c.Basis = r.float()
+	}
 	switch v[1] {
 	case 1:
 		c.State = core.StateActive

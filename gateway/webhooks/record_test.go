@@ -112,7 +112,7 @@ func hasNaN(w *core.Webhook) bool {
 func TestCountersRoundTrip(t *testing.T) {
 	for _, c := range []state.Counters{
 		{State: core.StateActive},
-		{RunCount: 1 << 30, FailCount: 7, CurrentRetries: 3, LastRun: core.Run{Status: 503, Timestamp: 1.7e9 + 0.123}, State: core.StateInactive},
+		{RunCount: 1 << 30, FailCount: 7, CurrentRetries: 3, LastRun: core.Run{Status: 503, Timestamp: 1.7e9 + 0.123}, State: core.StateInactive, Basis: 1.7e9 + 0.5},
 		{LastRun: core.Run{Status: -1}, State: "odd"},
 	} {
 		v := appendCounters(nil, c)
@@ -124,6 +124,13 @@ func TestCountersRoundTrip(t *testing.T) {
 				t.Fatalf("%d of %d bytes of counters decoded", n, len(v))
 			}
 		}
+	}
+	// Version 1, without the basis, is still read.
+	c := state.Counters{RunCount: 4, FailCount: 1, CurrentRetries: 1, LastRun: core.Run{Status: 500, Timestamp: 9.5}, State: core.StateActive}
+	cv := appendCounters(nil, c)
+	v1 := append([]byte{countersV1}, cv[1:len(cv)-8]...)
+	if got, err := decodeCounters(v1); err != nil || got != c {
+		t.Fatalf("version 1 counters: %+v, %v; want %+v", got, err, c)
 	}
 	r := core.Run{Status: 410, Timestamp: 12.5}
 	if got, err := decodeRun(runValue(51, r)); err != nil || got != (state.Numbered{N: 51, Run: r}) {
@@ -161,7 +168,7 @@ func FuzzDecodeCounters(f *testing.F) {
 	f.Add(runValue(8, core.Run{Status: 0, Timestamp: 2, DurationMs: 5000, Error: core.RunTimeout}))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		if c, err := decodeCounters(v); err == nil {
-			if again, err := decodeCounters(appendCounters(nil, c)); err != nil || (again != c && c.LastRun.Timestamp == c.LastRun.Timestamp) {
+			if again, err := decodeCounters(appendCounters(nil, c)); err != nil || (again != c && c.LastRun.Timestamp == c.LastRun.Timestamp && c.Basis == c.Basis) {
 				t.Fatalf("counters %+v re-encoded: %+v, %v", c, again, err)
 			}
 		}
