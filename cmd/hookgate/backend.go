@@ -176,6 +176,11 @@ func openCluster(c config, sealer *webhooks.Sealer, keyID string, log *slog.Logg
 		},
 		close: sync.OnceFunc(func() {
 			m.Close()
+			if conn.Healthy() != nil {
+				// No server answers: the watch's stop would wait for
+				// one. Closing the connection ends it.
+				conn.Close()
+			}
 			if reg != nil {
 				reg.Close()
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,5 +169,19 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatalf("webhook %d got no notification of a change made with the quorum back (lost: %v)", i,
 				b.metric(t, "hookgate_cluster_markers_unpublished_total"))
 		}
+	}
+
+	// Every NATS node gone: hookgate still stops promptly, well within
+	// its shutdown timeout (15 s), rather than wait on each write.
+	nodes.StopNode(1)
+	nodes.StopNode(2)
+	if !eventually(patience, func() bool { st, body := b.ready(t); return st == 503 && strings.Contains(body, "state: failing") }) {
+		t.Fatal("with every NATS node gone, /readyz does not say so")
+	}
+	postEvent(b.listen) // something to flush
+	if exit, took := b.stop(t, syscall.SIGTERM, patience); exit != 0 || took > 7*time.Second {
+		t.Fatalf("with NATS gone, SIGTERM: exit %d after %v; want 0, within half the shutdown timeout\n%s", exit, took, b.stderr())
+	} else {
+		t.Logf("with NATS gone, hookgate stopped in %v", took.Round(time.Millisecond))
 	}
 }

@@ -589,6 +589,9 @@ func int64Cmp(a, b uint64) int {
 // Read did not give (of a partition gained since, older than the
 // reader's cursor) stays, to be read.
 func (m *Markers) Ack(upTo uint64) error {
+	if err := m.c.Healthy(); err != nil {
+		return fmt.Errorf("cannot acknowledge change markers (they come again): %w", err)
+	}
 	m.mu.Lock()
 	m.checkOwners() // a partition lost since the Read: its markers go to the new owner
 	var acks []jetstream.Msg
@@ -626,6 +629,9 @@ func (m *Markers) Ack(upTo uint64) error {
 // Len returns how many markers the stream holds, every partition's,
 // unacknowledged; 0 when JetStream does not answer.
 func (m *Markers) Len() uint64 {
+	if m.c.Healthy() != nil {
+		return 0
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	info, err := m.stream.Info(ctx)
@@ -659,11 +665,12 @@ func (m *Markers) Close() {
 	}
 	ctx, cancel := m.c.ctx()
 	defer cancel()
+	reachable := m.c.Healthy() == nil // else each unpin would wait for its timeout
 	for _, pt := range parts {
 		for _, msg := range pt.buf {
 			msg.Nak()
 		}
-		if pt.owned {
+		if pt.owned && reachable {
 			pt.anchor.Nak()
 			if err := m.stream.UnpinConsumer(ctx, m.consumerName(pt.n), "owner"); err != nil {
 				slog.Debug("cannot unpin a partition", "partition", pt.n, "err", err)

@@ -62,6 +62,9 @@ func (p *Pending) Load(f func(id string, set state.PendingSet) error) error {
 
 // Write implements state.Pending.
 func (p *Pending) Write(ws []state.PendingWrite) (int, error) {
+	if err := p.c.Healthy(); err != nil {
+		return 0, fmt.Errorf("cannot store pending sets: %w", err) // at once: they are tried again
+	}
 	msgs := make([]*nats.Msg, len(ws))
 	for i, w := range ws {
 		if !validKey(w.ID) {

@@ -629,6 +629,9 @@ func (r *Registry) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) 
 // Flush implements state.Registry: the counters and new runs of every
 // webhook RecordRun changed, published without waiting one for another.
 func (r *Registry) Flush() error {
+	if err := r.c.Healthy(); err != nil {
+		return fmt.Errorf("cannot store webhook runs: %w", err) // at once: they are tried again
+	}
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	r.mu.Lock()
