@@ -146,10 +146,16 @@ type Engine struct {
 	done    chan struct{}
 
 	// Loop-owned state.
-	flying       int  // deliveries submitted, outcome not yet handled
-	dueWaiting   bool // the last fireDue filled the pool: slots may still be due
-	flushing     bool // a run records flush is under way; it ends on flushed
-	flushed      chan error
+	flying     int  // deliveries submitted, outcome not yet handled
+	dueWaiting bool // the last fireDue filled the pool: slots may still be due
+	flushing   bool // a run records flush is under way; it ends on flushed
+	flushed    chan error
+	// With AckAtFlush, the pending sets and the acknowledgement of a
+	// flush tick are written by a goroutine of their own, one tick at a
+	// time, so that the loop reads and delivers while JetStream
+	// replicates them.
+	settling     bool // a tick's sets and acknowledgement are being written; it ends on settled
+	settled      chan settled
 	hosts        map[string]*hostQueue
 	parked       int             // deliveries parked in hosts, counted against Workers
 	stopping     bool            // shutdown: no parked delivery starts
@@ -406,7 +412,8 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	e := &Engine{
 		opts: o, sched: core.NewScheduler(), pool: pool,
 		results: make(chan result, o.Workers), changes: make(chan state.Change, 1024), calls: make(chan func()), flushed: make(chan error, 1),
-		stop: make(chan struct{}), done: make(chan struct{}),
+		settled: make(chan settled, 1),
+		stop:    make(chan struct{}), done: make(chan struct{}),
 		retire: map[string]bool{}, dirtyPending: map[string]bool{}, hosts: map[string]*hostQueue{},
 	}
 	if o.Owner == nil { // with one, pending sets are loaded as partitions are gained
@@ -508,6 +515,8 @@ func (e *Engine) Run() {
 			e.safely(e.flush)
 		case err := <-e.flushed:
 			e.flushDone(err)
+		case r := <-e.settled:
+			e.safely(func() { e.settle(r) })
 		}
 	}
 }
@@ -661,6 +670,21 @@ func (e *Engine) apply(m core.Marker, hooks []*core.Webhook) {
 // A kill -9 loses nothing written. The periodic flush syncs, to bound
 // what a machine crash can undo.
 func (e *Engine) persistPending(sync bool) error {
+	ws := e.pendingWrites()
+	if len(ws) == 0 {
+		return nil
+	}
+	written, durable, err := e.writePending(ws, sync)
+	e.markStored(ws, written, durable)
+	for _, w := range ws[:durable] {
+		delete(e.dirtyPending, w.ID) // the rest is written again next time
+	}
+	return err
+}
+
+// pendingWrites returns the writes that store the changed slots' sets,
+// and forgets those with nothing stored and nothing to store.
+func (e *Engine) pendingWrites() []state.PendingWrite {
 	if len(e.dirtyPending) == 0 {
 		return nil
 	}
@@ -681,32 +705,96 @@ func (e *Engine) persistPending(sync bool) error {
 		}
 		ws = append(ws, state.PendingWrite{ID: id, Set: &state.PendingSet{Messages: msgs, Retire: e.retire[id]}})
 	}
-	n, err := e.opts.Pending.Write(ws)
-	// A set written is on disk, synced or not: its slot must delete it
-	// once empty. A deletion counts once it is durable.
-	for _, w := range ws[:n] {
-		if w.Set == nil {
-			continue
-		}
-		if sl := e.sched.Slot(w.ID); sl != nil {
-			sl.Stored = true
-		}
-	}
+	return ws
+}
+
+// writePending writes ws, and syncs when asked: written of them are
+// written, durable of them synced. It touches no loop state.
+func (e *Engine) writePending(ws []state.PendingWrite, sync bool) (written, durable int, err error) {
+	written, err = e.opts.Pending.Write(ws)
+	durable = written
 	if err == nil && sync {
 		if err = e.opts.Pending.Sync(); err != nil {
-			n = 0
+			durable = 0
 		}
 	}
-	for _, w := range ws[:n] {
-		delete(e.dirtyPending, w.ID) // the rest is written again next time
-		if w.Set != nil {
-			continue
-		}
-		if sl := e.sched.Slot(w.ID); sl != nil {
+	return written, durable, err
+}
+
+// markStored notes in the slots what a write of ws left stored: a set
+// written is on disk, synced or not, and its slot must delete it once
+// empty; a deletion counts once it is durable.
+func (e *Engine) markStored(ws []state.PendingWrite, written, durable int) {
+	for i, w := range ws[:written] {
+		sl := e.sched.Slot(w.ID)
+		switch {
+		case sl == nil:
+		case w.Set != nil:
+			sl.Stored = true
+		case i < durable:
 			sl.Stored = false
 		}
 	}
-	return err
+}
+
+// settled is what a flush tick's goroutine wrote (AckAtFlush).
+type settled struct {
+	ws               []state.PendingWrite
+	written, durable int
+	err              error  // the write's, or the acknowledgement's
+	upTo             uint64 // the markers to acknowledge, up to this one
+	acked            bool
+}
+
+// settleAsync writes, with AckAtFlush, the sets of the changed slots,
+// then acknowledges the markers dispatched, in a goroutine of its own:
+// one tick at a time, the next waiting for the next tick. The slots
+// written are no longer dirty unless they change again meanwhile.
+func (e *Engine) settleAsync() {
+	if e.settling {
+		return
+	}
+	ws := e.pendingWrites()
+	upTo := e.toAck
+	if len(ws) == 0 && upTo == 0 {
+		return
+	}
+	for _, w := range ws {
+		delete(e.dirtyPending, w.ID)
+	}
+	e.toAck = 0
+	e.settling = true
+	go func() {
+		r := settled{ws: ws, upTo: upTo}
+		if len(ws) > 0 {
+			r.written, r.durable, r.err = e.writePending(ws, true)
+		}
+		if r.err == nil && upTo > 0 {
+			if e.beforeAck != nil {
+				e.beforeAck()
+			}
+			if r.err = e.opts.Queue.Ack(upTo); r.err == nil {
+				r.acked = true
+			}
+		}
+		e.settled <- r
+	}()
+}
+
+// settle hears what a tick's goroutine wrote: what failed is tried
+// again at the next tick.
+func (e *Engine) settle(r settled) {
+	e.settling = false
+	e.markStored(r.ws, r.written, r.durable)
+	for _, w := range r.ws[r.durable:] {
+		e.dirtyPending[w.ID] = true
+	}
+	if !r.acked && r.upTo > 0 {
+		e.toAck = max(e.toAck, r.upTo)
+	}
+	if r.err != nil {
+		e.logThrottled("cannot store pending notifications, or acknowledge their markers", r.err)
+	}
 }
 
 // hostQueue is one receiver host's deliveries: how many are being sent,
@@ -1014,7 +1102,8 @@ func (e *Engine) change(c state.Change) {
 // The run records are written by a goroutine of their own, one flush at
 // a time, so that the loop goes on starting deliveries meanwhile (at a
 // boot storm, a second's runs take tens of milliseconds to write). The
-// pending sets are written here: acknowledgements wait for them.
+// pending sets are written here, acknowledgements waiting for them; with
+// AckAtFlush, both by a goroutine of their own (settleAsync).
 func (e *Engine) flush() {
 	if !e.flushing {
 		e.flushing = true
@@ -1039,17 +1128,10 @@ func (e *Engine) flushPending() {
 		// taken is written, and one whose take-up failed is tried again.
 		e.reown()
 	}
-	if err := e.persistPending(true); err != nil {
+	if e.opts.AckAtFlush {
+		e.settleAsync()
+	} else if err := e.persistPending(true); err != nil {
 		e.logThrottled("cannot store pending notifications", err)
-	} else if e.toAck > 0 {
-		if e.beforeAck != nil {
-			e.beforeAck()
-		}
-		if err := e.opts.Queue.Ack(e.toAck); err != nil {
-			e.logThrottled("cannot acknowledge change markers", err)
-		} else {
-			e.toAck = 0
-		}
 	}
 	if e.redispatch {
 		e.dispatch()
@@ -1157,7 +1239,13 @@ func (e *Engine) shutdown() {
 	if err := e.opts.Webhooks.Flush(); err != nil { // the runs since
 		e.opts.Logger.Error("cannot store webhook runs at the stop", "err", err)
 	}
+	if e.settling {
+		e.settle(<-e.settled)
+	}
 	e.flushPending()
+	if e.settling { // the last tick's, written before the stop ends
+		e.settle(<-e.settled)
+	}
 	e.pool.Release()
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -245,4 +246,65 @@ func TestGainWaitsForPendingSets(t *testing.T) {
 			})
 		})
 	}
+}
+
+// stallingPending holds every Write while stall is set, until released.
+type stallingPending struct {
+	state.Pending
+	stall   atomic.Bool
+	release chan struct{}
+}
+
+func (p *stallingPending) Write(ws []state.PendingWrite) (int, error) {
+	if p.stall.Load() {
+		<-p.release
+	}
+	return p.Pending.Write(ws)
+}
+
+// TestSettleLeavesTheLoopFree: with AckAtFlush, a flush tick's pending
+// sets and acknowledgement are written beside the loop. While the store
+// takes its time (a slow quorum), other changes are still delivered;
+// the change whose set was being written is acknowledged only after.
+func TestSettleLeavesTheLoopFree(t *testing.T) {
+	failing, fine := newReceiver(t), newReceiver(t)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, t.TempDir(), EngineOptions{AckAtFlush: true})
+		pending := &stallingPending{Pending: store.NewPending(r.db, nil), release: make(chan struct{})}
+		var once sync.Once
+		release := func() { once.Do(func() { pending.stall.Store(false); close(pending.release) }) }
+		t.Cleanup(release) // before the rig stops the engine: a failing test does not hang
+		r.opts.Pending = pending
+		r.hook("alice", "app", failing.url(), time.Second, 5)
+		r.hook("bob", "app", fine.url(), time.Second, 5)
+		r.start()
+		synctest.Wait()
+		wantCount(t, "alice's boot", failing, 1)
+		wantCount(t, "bob's boot", fine, 1)
+		time.Sleep(time.Second)
+		synctest.Wait()
+
+		// Alice's delivery fails: her set is written at the tick, and
+		// the write stalls.
+		failing.status.Store(500)
+		pending.stall.Store(true)
+		r.change("alice", core.MsgEventsChanged)
+		synctest.Wait()
+		wantCount(t, "alice's failing delivery", failing, 2)
+		time.Sleep(30 * time.Millisecond) // the tick: the write starts, and stalls
+		synctest.Wait()
+
+		r.change("bob", core.MsgEventsChanged)
+		synctest.Wait()
+		wantCount(t, "bob's change while alice's set is being written", fine, 2)
+		if n := r.q.Len(); n != 2 {
+			t.Fatalf("while the set is being written the queue holds %d markers; want both, unacknowledged", n)
+		}
+		release()
+		time.Sleep(30 * time.Millisecond) // the next tick acknowledges bob's too
+		synctest.Wait()
+		if n := r.q.Len(); n != 0 {
+			t.Fatalf("after the write and the next tick the queue holds %d markers; want none", n)
+		}
+	})
 }

@@ -208,6 +208,10 @@ func (m *Markers) openPart(ctx context.Context, pt *part, pull bool) error {
 		PinnedTTL:      half,
 		PriorityGroups: []string{"owner"},
 		Replicas:       m.c.o.Replicas,
+		// Its state stays on disk. In memory it halved the servers'
+		// system time per change, but after a quorum loss a consumer
+		// whose replicas restarted empty was not led again: its
+		// partition stayed without an owner.
 	})
 	if err != nil {
 		return fmt.Errorf("cannot open partition %d of the marker log: %w", p, err)

@@ -223,3 +223,61 @@ func balanced(t *testing.T, n int, ms ...*Markers) {
 		}
 	}
 }
+
+// TestMarkersSurviveClusterRestart: when every server stops at once and
+// comes back, the markers not acknowledged come again, those
+// acknowledged do not (they left the work-queue stream), and the
+// instance owns its partitions again.
+//
+// Real time: servers restart and partitions are pinned again on
+// JetStream's timers; each wait is bounded by a minute.
+func TestMarkersSurviveClusterRestart(t *testing.T) {
+	nodes := natstest.Start(t, 3)
+	const parts = 2
+	m := openMarkers(t, connect(t, nodes, uniqueName(), nil), MarkersOptions{Partitions: parts, Failover: 3 * time.Second})
+	ownedBy(t, parts, m)
+	for i := range 10 {
+		if _, err := m.Append(core.AppendMarkerNames(nil, int64(i), fmt.Sprintf("user%d", i), []string{core.MsgEventsChanged})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := readAll(t, m, 10)
+	if err := m.Ack(recs[4].Seq); err != nil {
+		t.Fatal(err)
+	}
+	// The acknowledged markers have left the stream (the anchors stay).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var held uint64
+		info, err := m.stream.Info(context.Background())
+		if err == nil {
+			held = info.State.Msgs
+		}
+		if held == parts+5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream holds %d messages a minute after the acknowledgement (%v); want %d", held, err, parts+5)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 3 {
+		nodes.StopNode(i)
+	}
+	for i := range 3 {
+		nodes.StartNode(i)
+	}
+	nodes.WaitJetStream()
+	ownedBy(t, parts, m)
+	again := readAll(t, m, 5)
+	var got, want []uint64
+	for _, r := range again {
+		got = append(got, r.Seq)
+	}
+	for _, r := range recs[5:] {
+		want = append(want, r.Seq)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after every server restarted, the markers read are %v; want those not acknowledged, %v", got, want)
+	}
+}
