@@ -435,8 +435,10 @@ func (r *Registry) Delete(user, id string) error {
 }
 
 // Import implements state.Registry: records and counters are published
-// without waiting one for another, and Import returns when every one is
-// acknowledged.
+// a window at a time without waiting one for another, and Import returns
+// when every one is acknowledged. The watch applies other instances'
+// writes between windows: held for a whole import of a million, it fell
+// behind by as many entries, and reads waited for it.
 func (r *Registry) Import(ws []*core.Webhook) error {
 	for _, w := range ws {
 		if !validKey(w.ID) {
@@ -444,26 +446,34 @@ func (r *Registry) Import(ws []*core.Webhook) error {
 		}
 	}
 	r.applyMu.Lock()
-	defer r.applyMu.Unlock()
 	r.mu.RLock()
 	err := state.CheckImport(r.x, ws)
 	r.mu.RUnlock()
+	r.applyMu.Unlock()
 	if err != nil {
 		return err
 	}
-	msgs := make([]*nats.Msg, 0, 2*len(ws))
-	for _, w := range ws {
-		msgs = append(msgs, r.recordMsgs(w)...)
-	}
-	revs, n, err := r.c.publish(msgs)
-	r.noteOwn(revs)
-	r.mu.Lock()
-	for _, w := range ws[:n/2] {
-		r.x.Add(w)
-	}
-	r.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("cannot import webhooks (%d of %d stored): %w", n/2, len(ws), err)
+	done := 0
+	for len(ws) > 0 {
+		chunk := ws[:min(len(ws), window/2)] // two messages each
+		ws = ws[len(chunk):]
+		msgs := make([]*nats.Msg, 0, 2*len(chunk))
+		for _, w := range chunk {
+			msgs = append(msgs, r.recordMsgs(w)...)
+		}
+		r.applyMu.Lock()
+		revs, n, err := r.c.publish(msgs)
+		r.noteOwn(revs)
+		r.mu.Lock()
+		for _, w := range chunk[:n/2] {
+			r.x.Add(w)
+		}
+		r.mu.Unlock()
+		r.applyMu.Unlock()
+		done += n / 2
+		if err != nil {
+			return fmt.Errorf("cannot import webhooks (%d of %d stored): %w", done, done+len(chunk)-n/2+len(ws), err)
+		}
 	}
 	return nil
 }
