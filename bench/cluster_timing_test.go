@@ -67,7 +67,8 @@ func BenchmarkClusterMutationPOST(b *testing.B) {
 }
 
 // BenchmarkClusterNotify: change → notification at a steady 2,000
-// changes per second (open loop; HOOKGATE_BENCH_RATE sets another), on a single instance's Badger state
+// changes per second (open loop; HOOKGATE_BENCH_RATE sets another, and
+// HOOKGATE_BENCH_PARTITIONS the cluster's partitions), on a single instance's Badger state
 // and on the cluster's, in one run. Each change is a marker appended
 // for one of 2,000 users, each with one webhook, so that a user has a
 // change a second and nothing coalesces; the latency runs from the
@@ -188,7 +189,8 @@ func BenchmarkClusterNotify(b *testing.B) {
 			delivery.EngineOptions{Queue: q, Pending: store.NewPending(db, nil), Webhooks: st}, ws)
 	})
 	b.Run("jetstream-r3", func(b *testing.B) {
-		c, m := jetstream(b, nodes, cluster.MarkersOptions{})
+		parts, _ := strconv.Atoi(os.Getenv("HOOKGATE_BENCH_PARTITIONS")) // 0: the default, 16
+		c, m := jetstream(b, nodes, cluster.MarkersOptions{Partitions: parts})
 		reg, err := c.OpenRegistry(context.Background())
 		if err != nil {
 			b.Fatal(err)
