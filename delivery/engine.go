@@ -550,7 +550,7 @@ func (e *Engine) dispatch() {
 		}
 		active := map[string][]*core.Webhook{} // per user, looked up once per batch
 		last, held, done := e.cursor, false, 0
-		for _, r := range recs {
+		for k, r := range recs {
 			m, err := core.DecodeMarker(r.Data)
 			if err != nil {
 				e.opts.Logger.Error("skipping an unreadable change marker", "seq", r.Seq, "err", err)
@@ -568,8 +568,16 @@ func (e *Engine) dispatch() {
 				} else if e.logOwns(m.User) {
 					// The log gave it, and the engine could not take its
 					// partition up (the pending sets did not load): it
-					// waits, unacknowledged, for the next flush's try.
+					// and the rest of the batch wait, unacknowledged, for
+					// the next flush's try. A log that tells read from
+					// unread gives them again, and acknowledges none of
+					// them meanwhile, below the cursor too.
 					held = true
+					if u, ok := e.opts.Queue.(unreader); ok {
+						for _, r := range recs[k:] {
+							u.Unread(r.Seq)
+						}
+					}
 					break
 				} // else the log has just lost it too: it goes to the new owner
 				active[m.User] = hooks
@@ -737,6 +745,10 @@ func (e *Engine) markStored(ws []state.PendingWrite, written, durable int) {
 	}
 }
 
+// unreader is a log that can give a record again, unacknowledged: the
+// cluster's marker log, for a marker of a partition not taken up yet.
+type unreader interface{ Unread(seq uint64) }
+
 // settled is what a flush tick's goroutine wrote (AckAtFlush).
 type settled struct {
 	ws               []state.PendingWrite
@@ -761,6 +773,11 @@ func (e *Engine) settleAsync() {
 	}
 	for _, w := range ws {
 		delete(e.dirtyPending, w.ID)
+		if sl := e.sched.Slot(w.ID); sl != nil && w.Set != nil {
+			// Stored from now on, as far as the slot knows: a delivery
+			// that empties it before the write ends must delete it.
+			sl.Stored = true
+		}
 	}
 	e.toAck = 0
 	e.settling = true
@@ -782,12 +799,15 @@ func (e *Engine) settleAsync() {
 }
 
 // settle hears what a tick's goroutine wrote: what failed is tried
-// again at the next tick.
+// again at the next tick, unless its partition went meanwhile (its set
+// is the new owner's now).
 func (e *Engine) settle(r settled) {
 	e.settling = false
 	e.markStored(r.ws, r.written, r.durable)
 	for _, w := range r.ws[r.durable:] {
-		e.dirtyPending[w.ID] = true
+		if hook := e.opts.Webhooks.ByID(w.ID); hook == nil || e.owns(hook.User) {
+			e.dirtyPending[w.ID] = true
+		}
 	}
 	if !r.acked && r.upTo > 0 {
 		e.toAck = max(e.toAck, r.upTo)

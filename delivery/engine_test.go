@@ -180,6 +180,8 @@ type rig struct {
 	closed bool
 	// realTime: built outside a bubble, on the wall clock.
 	realTime bool
+	// queue, if set, is the log the engine reads, around the rig's.
+	queue func(*queue.Badger) state.Log
 }
 
 func newRig(t *testing.T, dir string, o EngineOptions) *rig {
@@ -205,6 +207,9 @@ func (r *rig) start() {
 	r.t.Helper()
 	o := r.opts
 	o.Queue, o.Webhooks = r.q, r.hooks
+	if r.queue != nil {
+		o.Queue = r.queue(r.q)
+	}
 	if o.Pending == nil {
 		o.Pending = store.NewPending(r.db, nil)
 	}

@@ -3,6 +3,7 @@ package delivery
 import (
 	"errors"
 	"fmt"
+	"github.com/hookgate/hookgate/gateway/queue"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -219,6 +220,8 @@ func TestGainWaitsForPendingSets(t *testing.T) {
 				r := newRig(t, t.TempDir(), EngineOptions{Owner: owner, AckAtFlush: atFlush})
 				pending := &countingPending{Pending: store.NewPending(r.db, nil), failLoad: true}
 				r.opts.Pending = pending
+				var log *unreadLog
+				r.queue = func(q *queue.Badger) state.Log { log = &unreadLog{Log: q}; return log }
 				w := r.hook("alice", "app", rc.url(), time.Second, 5)
 				if _, err := pending.Write([]state.PendingWrite{{ID: w.ID, Set: &state.PendingSet{Messages: []string{core.MsgStreamsChanged}}}}); err != nil {
 					t.Fatal(err)
@@ -233,6 +236,9 @@ func TestGainWaitsForPendingSets(t *testing.T) {
 				wantCount(t, "a partition whose sets do not load", rc, 0)
 				if n := r.q.Len(); n != 1 {
 					t.Fatalf("the log holds %d markers while the partition is not taken up; want the change's, unacknowledged", n)
+				}
+				if got := log.unread(); len(got) == 0 || got[0] != 1 {
+					t.Fatalf("markers handed back to the log: %v; want the change's (1), so that no acknowledgement takes it", got)
 				}
 				pending.mu.Lock()
 				pending.failLoad = false
@@ -305,6 +311,137 @@ func TestSettleLeavesTheLoopFree(t *testing.T) {
 		synctest.Wait()
 		if n := r.q.Len(); n != 0 {
 			t.Fatalf("after the write and the next tick the queue holds %d markers; want none", n)
+		}
+	})
+}
+
+// unreadLog notes the markers the engine hands back (Unread).
+type unreadLog struct {
+	state.Log
+	mu   sync.Mutex
+	seqs []uint64
+}
+
+func (l *unreadLog) Unread(seq uint64) {
+	l.mu.Lock()
+	l.seqs = append(l.seqs, seq)
+	l.mu.Unlock()
+}
+
+func (l *unreadLog) unread() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.seqs)
+}
+
+// TestSettleDeletesWhatADeliveryEmptied: a set written at a tick while
+// its delivery is in flight, the delivery ending before the write does,
+// is deleted at a later tick: the slot counts it stored from the start
+// of the write.
+func TestSettleDeletesWhatADeliveryEmptied(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sender := newGateSender()
+		r := newRig(t, t.TempDir(), EngineOptions{AckAtFlush: true, Sender: sender})
+		pending := &stallingPending{Pending: store.NewPending(r.db, nil), release: make(chan struct{})}
+		var once sync.Once
+		release := func() { once.Do(func() { pending.stall.Store(false); close(pending.release) }) }
+		t.Cleanup(release)
+		t.Cleanup(func() { close(sender.gate) })
+		r.opts.Pending = pending
+		const url = "http://127.0.0.1:1/hook"
+		w := r.hook("alice", "app", url, time.Second, 5)
+		r.start()
+		synctest.Wait()
+		sender.gate <- struct{}{} // the boot
+		time.Sleep(time.Second)   // its interval
+		synctest.Wait()
+		r.change("alice", core.MsgEventsChanged) // in flight, held
+		synctest.Wait()
+		pending.stall.Store(true)
+		time.Sleep(30 * time.Millisecond) // a tick: its set written, stalled
+		synctest.Wait()
+		sender.gate <- struct{}{} // the delivery ends first
+		synctest.Wait()
+		if _, _, got := sender.counts(); got[url] != 2 {
+			t.Fatalf("%d deliveries; want the boot and the change", got[url])
+		}
+		release() // then the write
+		time.Sleep(60 * time.Millisecond)
+		synctest.Wait()
+		var left []string
+		if err := pending.Load(func(id string, s state.PendingSet) error {
+			if id == w.ID {
+				left = s.Messages
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if left != nil {
+			t.Fatalf("the set of a delivery done during its write is still stored: %v", left)
+		}
+	})
+}
+
+// failingPending fails every Write, after holding it, while fail is set.
+type failingPending struct {
+	state.Pending
+	fail    atomic.Bool
+	release chan struct{}
+}
+
+func (p *failingPending) Write(ws []state.PendingWrite) (int, error) {
+	if p.fail.Load() {
+		<-p.release
+		return 0, errors.New("no quorum")
+	}
+	return p.Pending.Write(ws)
+}
+
+// TestSettleAfterALoss: a tick's write that fails after the partition
+// went does not make the set dirty again: the next tick would delete
+// the set the new owner delivers from.
+func TestSettleAfterALoss(t *testing.T) {
+	rc := newReceiver(t)
+	synctest.Test(t, func(t *testing.T) {
+		owner := &testOwner{changed: make(chan struct{})}
+		r := newRig(t, t.TempDir(), EngineOptions{Owner: owner, AckAtFlush: true})
+		pending := &failingPending{Pending: store.NewPending(r.db, nil), release: make(chan struct{})}
+		var once sync.Once
+		release := func() { once.Do(func() { close(pending.release) }) }
+		t.Cleanup(release)
+		r.opts.Pending = pending
+		w := r.hook("alice", "app", rc.url(), time.Second, 5)
+		rc.status.Store(500)
+		r.start()
+		owner.set(true, 0)
+		synctest.Wait()
+		time.Sleep(30 * time.Millisecond) // the boot failed; its set written at the tick
+		synctest.Wait()
+		r.change("alice", core.MsgEventsChanged) // the set changes
+		synctest.Wait()
+		pending.fail.Store(true)
+		time.Sleep(30 * time.Millisecond) // the next tick's write, held
+		synctest.Wait()
+		owner.set(false) // the partition goes, to another engine
+		synctest.Wait()
+		release() // the write fails
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		pending.fail.Store(false)
+		time.Sleep(100 * time.Millisecond) // ticks
+		synctest.Wait()
+		var stored []string
+		if err := pending.Load(func(id string, s state.PendingSet) error {
+			if id == w.ID {
+				stored = s.Messages
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(stored) == 0 {
+			t.Fatal("after a failed write and the partition's loss, the set the next owner needs was deleted")
 		}
 	})
 }

@@ -578,6 +578,20 @@ func (m *Markers) Read(dst []state.Record, from uint64, max int) ([]state.Record
 	return dst, nil
 }
 
+// Unread makes the marker seq, given by Read, unread: Read gives it
+// again, and Ack leaves it, until it is read again. The engine hands
+// back so the markers of a partition it has not taken up yet.
+func (m *Markers) Unread(seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, pt := range m.parts {
+		if i, found := slices.BinarySearch(pt.seqs, seq); found {
+			pt.read[i] = false
+			return
+		}
+	}
+}
+
 func int64Cmp(a, b uint64) int {
 	switch {
 	case a < b:

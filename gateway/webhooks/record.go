@@ -339,9 +339,9 @@ func decodeInto(v []byte, sealer *Sealer, w *core.Webhook, borrow bool) (*core.W
 // Every write of a record writes its counters too, in the same
 // transaction; where they are found, they override the record's.
 //
-// Version 2 adds, last, the modification time of the record the state
-// and retries were decided on (state.Counters.Basis); version 1 is still
-// read, with none.
+// Version 2 adds, after the last run's time, the modification time of
+// the record the state and retries were decided on
+// (state.Counters.Basis); version 1 is still read, with none.
 const (
 	countersV1 = 1
 	countersV2 = 2
