@@ -33,7 +33,7 @@ import (
 //
 //	{"webhook":"<base64 record>"}    a webhook and its counters, its signing secrets sealed
 //	{"pending":{"id":…,"set":{…}}}   a webhook's undelivered messages
-//	{"marker":"<base64 marker>"}     a change marker not yet dispatched (from Badger)
+//	{"marker":"<base64 marker>"}     a change marker not yet dispatched
 //
 // Records are in the binary form of package webhooks, secrets sealed with
 // the -secrets-key-file of the export: the import needs the same key
@@ -156,7 +156,7 @@ func openMoveStore(c config) (*moveStore, error) {
 		conn.Close()
 		return nil, err
 	}
-	return &moveStore{reg: reg, pending: conn.Pending(), sealer: sealer,
+	return &moveStore{reg: reg, pending: conn.Pending(), sealer: sealer, markers: m.Each,
 		append: func(data []byte) error { _, err := m.Append(data); return err },
 		close:  func() { reg.Close(); m.Close(); conn.Close() },
 	}, nil

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"github.com/hookgate/hookgate/gateway/cluster"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hookgate/hookgate/bench/receiver"
 	"github.com/hookgate/hookgate/bench/upstream"
@@ -105,12 +107,40 @@ func TestMoveBetweenShapes(t *testing.T) {
 		t.Fatalf("exit %d", exit)
 	}
 
-	back := moveState(t, "export", nil, "-nats", nodes.URLs(), "-nats-name", name, "-secrets-key-file", key, "-data-dir", t.TempDir())
+	// A change left in the stream, no instance running: it moves too.
+	conn, err := cluster.Connect(context.Background(), cluster.Options{URLs: nodes.URLs(), Name: name, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := conn.OpenMarkers(context.Background(), cluster.MarkersOptions{Partitions: 4, AppendOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Append(core.AppendMarkerNames(nil, time.Now().UnixNano(), "alice", []string{core.MsgStreamsChanged})); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	conn.Close()
+
+	back := moveState(t, "export", nil, "-nats", nodes.URLs(), "-nats-name", name, "-secrets-key-file", key, "-data-dir", t.TempDir(), "-nats-partitions", "4")
+	if n := strings.Count(string(back), `{"marker":`); n != 1 {
+		t.Fatalf("the cluster's export has %d markers; want the one left in the stream:\n%s", n, back)
+	}
 	dirC := t.TempDir()
 	moveState(t, "import", back, "-data-dir", dirC, "-secrets-key-file", key)
 	c := startGateway(t, "-upstream", up, "-data-dir", dirC, "-secrets-key-file", key, "-allow-cidrs", "127.0.0.0/8", "-log-level", "warn")
 	if got := webhookIDs(t, c.listen); !slices.Equal(got, ids) {
 		t.Fatalf("back on Badger, hookgate lists %v; want %v", got, ids)
+	}
+	if !eventually(patience, func() bool {
+		for _, n := range r.Notifications() {
+			if slices.Contains(messagesOf(n), core.MsgStreamsChanged) {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("the change left in the cluster's stream was not notified once moved back to Badger")
 	}
 
 	// Another key cannot read the stream, and says why.

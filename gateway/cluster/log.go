@@ -659,6 +659,39 @@ func (m *Markers) Len() uint64 {
 	return info.State.Msgs - min(info.State.Msgs, uint64(len(m.parts))) // not the anchors
 }
 
+// Each gives every marker the stream holds, of every partition, in
+// stream order, without taking it: for hookgate export, from a cluster
+// whose instances are stopped. It gets them one by one (a work queue
+// takes no second consumer), up to the last there was when it started.
+func (m *Markers) Each(yield func(data []byte) error) error {
+	ctx, cancel := m.c.ctx()
+	info, err := m.stream.Info(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("cannot read the marker stream: %w", err)
+	}
+	subject := m.c.o.Name + ".markers.*"
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; {
+		ctx, cancel := m.c.ctx()
+		msg, err := m.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		cancel()
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read the marker stream: %w", err)
+		}
+		if msg.Sequence > info.State.LastSeq {
+			return nil
+		}
+		if err := yield(msg.Data); err != nil {
+			return err
+		}
+		seq = msg.Sequence + 1
+	}
+	return nil
+}
+
 // Updated implements state.Log.
 func (m *Markers) Updated() <-chan struct{} { return m.updated }
 
