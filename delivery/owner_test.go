@@ -104,16 +104,7 @@ func TestOwnership(t *testing.T) {
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		wantCount(t, "alice's webhook after her partition went", ra, 3)
-		var stored []string
-		if err := pending.Load(func(id string, s state.PendingSet) error {
-			if id == wa.ID {
-				stored = s.Messages
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(stored, []string{core.MsgEventsChanged}) {
+		if stored := storedSet(t, pending, wa.ID); !slices.Equal(stored, []string{core.MsgEventsChanged}) {
 			t.Fatalf("alice's stored set after her partition went: %v; want it kept for the next owner", stored)
 		}
 	})
@@ -254,18 +245,52 @@ func TestGainWaitsForPendingSets(t *testing.T) {
 	}
 }
 
-// stallingPending holds every Write while stall is set, until released.
-type stallingPending struct {
+// heldPending holds every Write while held is set, until let is
+// called; with fail, the Writes so held then fail, as without a quorum.
+type heldPending struct {
 	state.Pending
-	stall   atomic.Bool
+	held    atomic.Bool
+	fail    bool
 	release chan struct{}
+	once    sync.Once
 }
 
-func (p *stallingPending) Write(ws []state.PendingWrite) (int, error) {
-	if p.stall.Load() {
+// newHeldPending wraps the rig's pending store. Its Writes are let go at
+// the test's cleanup, before the rig stops the engine: a failing test
+// does not hang.
+func newHeldPending(t *testing.T, r *rig, fail bool) *heldPending {
+	p := &heldPending{Pending: store.NewPending(r.db, nil), fail: fail, release: make(chan struct{})}
+	t.Cleanup(p.let)
+	r.opts.Pending = p
+	return p
+}
+
+// let ends the hold: the Writes held return, and none is held again.
+func (p *heldPending) let() { p.once.Do(func() { p.held.Store(false); close(p.release) }) }
+
+func (p *heldPending) Write(ws []state.PendingWrite) (int, error) {
+	if p.held.Load() {
 		<-p.release
+		if p.fail {
+			return 0, errors.New("no quorum")
+		}
 	}
 	return p.Pending.Write(ws)
+}
+
+// storedSet returns the messages p holds for webhook id; nil: none.
+func storedSet(t *testing.T, p state.Pending, id string) []string {
+	t.Helper()
+	var out []string
+	if err := p.Load(func(got string, s state.PendingSet) error {
+		if got == id {
+			out = s.Messages
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestSettleLeavesTheLoopFree: with AckAtFlush, a flush tick's pending
@@ -276,11 +301,7 @@ func TestSettleLeavesTheLoopFree(t *testing.T) {
 	failing, fine := newReceiver(t), newReceiver(t)
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, t.TempDir(), EngineOptions{AckAtFlush: true})
-		pending := &stallingPending{Pending: store.NewPending(r.db, nil), release: make(chan struct{})}
-		var once sync.Once
-		release := func() { once.Do(func() { pending.stall.Store(false); close(pending.release) }) }
-		t.Cleanup(release) // before the rig stops the engine: a failing test does not hang
-		r.opts.Pending = pending
+		pending := newHeldPending(t, r, false)
 		r.hook("alice", "app", failing.url(), time.Second, 5)
 		r.hook("bob", "app", fine.url(), time.Second, 5)
 		r.start()
@@ -293,7 +314,7 @@ func TestSettleLeavesTheLoopFree(t *testing.T) {
 		// Alice's delivery fails: her set is written at the tick, and
 		// the write stalls.
 		failing.status.Store(500)
-		pending.stall.Store(true)
+		pending.held.Store(true)
 		r.change("alice", core.MsgEventsChanged)
 		synctest.Wait()
 		wantCount(t, "alice's failing delivery", failing, 2)
@@ -306,7 +327,7 @@ func TestSettleLeavesTheLoopFree(t *testing.T) {
 		if n := r.q.Len(); n != 2 {
 			t.Fatalf("while the set is being written the queue holds %d markers; want both, unacknowledged", n)
 		}
-		release()
+		pending.let()
 		time.Sleep(30 * time.Millisecond) // the next tick acknowledges bob's too
 		synctest.Wait()
 		if n := r.q.Len(); n != 0 {
@@ -342,12 +363,8 @@ func TestSettleDeletesWhatADeliveryEmptied(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sender := newGateSender()
 		r := newRig(t, t.TempDir(), EngineOptions{AckAtFlush: true, Sender: sender})
-		pending := &stallingPending{Pending: store.NewPending(r.db, nil), release: make(chan struct{})}
-		var once sync.Once
-		release := func() { once.Do(func() { pending.stall.Store(false); close(pending.release) }) }
-		t.Cleanup(release)
+		pending := newHeldPending(t, r, false)
 		t.Cleanup(func() { close(sender.gate) })
-		r.opts.Pending = pending
 		const url = "http://127.0.0.1:1/hook"
 		w := r.hook("alice", "app", url, time.Second, 5)
 		r.start()
@@ -357,7 +374,7 @@ func TestSettleDeletesWhatADeliveryEmptied(t *testing.T) {
 		synctest.Wait()
 		r.change("alice", core.MsgEventsChanged) // in flight, held
 		synctest.Wait()
-		pending.stall.Store(true)
+		pending.held.Store(true)
 		time.Sleep(30 * time.Millisecond) // a tick: its set written, stalled
 		synctest.Wait()
 		sender.gate <- struct{}{} // the delivery ends first
@@ -365,37 +382,13 @@ func TestSettleDeletesWhatADeliveryEmptied(t *testing.T) {
 		if _, _, got := sender.counts(); got[url] != 2 {
 			t.Fatalf("%d deliveries; want the boot and the change", got[url])
 		}
-		release() // then the write
+		pending.let() // then the write
 		time.Sleep(60 * time.Millisecond)
 		synctest.Wait()
-		var left []string
-		if err := pending.Load(func(id string, s state.PendingSet) error {
-			if id == w.ID {
-				left = s.Messages
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if left != nil {
+		if left := storedSet(t, pending, w.ID); left != nil {
 			t.Fatalf("the set of a delivery done during its write is still stored: %v", left)
 		}
 	})
-}
-
-// failingPending fails every Write, after holding it, while fail is set.
-type failingPending struct {
-	state.Pending
-	fail    atomic.Bool
-	release chan struct{}
-}
-
-func (p *failingPending) Write(ws []state.PendingWrite) (int, error) {
-	if p.fail.Load() {
-		<-p.release
-		return 0, errors.New("no quorum")
-	}
-	return p.Pending.Write(ws)
 }
 
 // TestSettleAfterALoss: a tick's write that fails after the partition
@@ -406,11 +399,7 @@ func TestSettleAfterALoss(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		owner := &testOwner{changed: make(chan struct{})}
 		r := newRig(t, t.TempDir(), EngineOptions{Owner: owner, AckAtFlush: true})
-		pending := &failingPending{Pending: store.NewPending(r.db, nil), release: make(chan struct{})}
-		var once sync.Once
-		release := func() { once.Do(func() { close(pending.release) }) }
-		t.Cleanup(release)
-		r.opts.Pending = pending
+		pending := newHeldPending(t, r, true)
 		w := r.hook("alice", "app", rc.url(), time.Second, 5)
 		rc.status.Store(500)
 		r.start()
@@ -420,27 +409,17 @@ func TestSettleAfterALoss(t *testing.T) {
 		synctest.Wait()
 		r.change("alice", core.MsgEventsChanged) // the set changes
 		synctest.Wait()
-		pending.fail.Store(true)
+		pending.held.Store(true)
 		time.Sleep(30 * time.Millisecond) // the next tick's write, held
 		synctest.Wait()
 		owner.set(false) // the partition goes, to another engine
 		synctest.Wait()
-		release() // the write fails
+		pending.let() // the write fails
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
-		pending.fail.Store(false)
 		time.Sleep(100 * time.Millisecond) // ticks
 		synctest.Wait()
-		var stored []string
-		if err := pending.Load(func(id string, s state.PendingSet) error {
-			if id == w.ID {
-				stored = s.Messages
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if len(stored) == 0 {
+		if stored := storedSet(t, pending, w.ID); len(stored) == 0 {
 			t.Fatal("after a failed write and the partition's loss, the set the next owner needs was deleted")
 		}
 	})
