@@ -148,7 +148,8 @@ func openCluster(c config, sealer *webhooks.Sealer, keyID string, log *slog.Logg
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := cluster.Connect(ctx, cluster.Options{URLs: cc.urls, Name: cc.name, Replicas: cc.replicas, Sealer: sealer, KeyID: keyID, NATS: nopts})
+	conn, err := cluster.Connect(ctx, cluster.Options{URLs: cc.urls, Name: cc.name, Replicas: cc.replicas, Sealer: sealer, KeyID: keyID, NATS: nopts,
+		Grace: min(cc.failover, 5*time.Second)})
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,12 @@ type Options struct {
 	Replicas int
 	// Timeout bounds each request to JetStream; default 5 s.
 	Timeout time.Duration
+	// Grace is how long a failure may last before writes that a client
+	// waits on (a change marker, a webhooks API write) fail at once
+	// rather than wait for JetStream: what a reconnection to another
+	// server or a leader's election takes, not a lost quorum. Default:
+	// Timeout.
+	Grace time.Duration
 	// Sealer seals signing secrets (nil: stored as they are). Every
 	// instance must have the same key.
 	Sealer *webhooks.Sealer
@@ -77,6 +83,7 @@ type Conn struct {
 
 	health  atomic.Pointer[error] // the last check's outcome; nil: healthy
 	since   atomic.Int64          // when the beats last started to pass (Unix ns); 0: they fail
+	down    atomic.Int64          // when a failure was first seen (Unix ns); 0: none since the last success
 	pulling atomic.Bool           // the marker log pulls: the beats say so, and Instances counts this one
 	beat    string                // this connection's subject in the health stream
 	stop    chan struct{}
@@ -100,6 +107,9 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = o.Timeout
 	}
 	nopts := append([]nats.Option{nats.Name("hookgate"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false)}, o.NATS...)
 	nc, err := nats.Connect(o.URLs, nopts...)
@@ -156,9 +166,13 @@ func (c *Conn) watchHealth() {
 			err = fmt.Errorf("JetStream does not answer: %w", err)
 			c.health.Store(&err)
 			c.since.Store(0)
+			c.down.CompareAndSwap(0, time.Now().UnixNano())
 		} else {
 			c.health.Store(nil)
 			c.since.CompareAndSwap(0, time.Now().UnixNano())
+			if c.nc.IsConnected() {
+				c.down.Store(0)
+			}
 		}
 		select {
 		case <-t.C:
@@ -218,6 +232,28 @@ func (c *Conn) Healthy() error {
 		return *p
 	}
 	return nil
+}
+
+// Failing returns Healthy's error once the failure has lasted
+// Options.Grace, and nil before: a write a client waits on is tried,
+// within its own bound, while the connection moves to another server or
+// a leader is elected, and fails at once when the quorum is lost.
+func (c *Conn) Failing() error {
+	err := c.Healthy()
+	if err == nil {
+		if c.down.Load() != 0 {
+			c.down.Store(0)
+		}
+		return nil
+	}
+	now := time.Now().UnixNano()
+	if c.down.CompareAndSwap(0, now) {
+		return nil
+	}
+	if time.Duration(now-c.down.Load()) < c.o.Grace {
+		return nil
+	}
+	return err
 }
 
 func (c *Conn) setup(ctx context.Context) error {

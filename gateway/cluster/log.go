@@ -509,34 +509,54 @@ func (m *Markers) Append(data []byte) (uint64, error) {
 	return m.AppendTo(int(fnv32a(user)%uint32(len(m.parts))), data)
 }
 
-// AppendTo publishes data to partition p, as Append does. While
-// JetStream does not answer (no quorum), it fails at once rather than
-// wait for the timeout: the client is answered, the loss counted.
+// AppendTo publishes data to partition p, as Append does. Once JetStream
+// has not answered for Options.Grace (no quorum), it fails at once rather
+// than wait for the timeout: the client is answered, the loss counted.
+// Before, while the connection moves to another server, it waits.
 func (m *Markers) AppendTo(p int, data []byte) (uint64, error) {
-	if err := m.c.Healthy(); err != nil {
-		markersLost.Inc()
-		return 0, fmt.Errorf("cannot publish a change marker: %w", err)
-	}
-	f, err := m.c.js.PublishAsync(m.markerSubject(p), data)
-	if err != nil {
+	if err := m.c.Failing(); err != nil {
 		markersLost.Inc()
 		return 0, fmt.Errorf("cannot publish a change marker: %w", err)
 	}
 	// A client waits at most the failover time: what a leader's election
-	// takes, not a lost quorum.
+	// or a move to another server takes, not a lost quorum. A publish cut
+	// by the move is made again: the marker may then be stored twice,
+	// which its webhooks' coalescing makes one notification.
 	wait := min(m.c.o.Timeout, m.failover)
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case ack := <-f.Ok():
-		return ack.Sequence, nil
-	case err := <-f.Err():
-		markersLost.Inc()
-		return 0, fmt.Errorf("cannot publish a change marker: %w", err)
-	case <-t.C:
-		markersLost.Inc()
-		return 0, fmt.Errorf("cannot publish a change marker: no acknowledgement within %v", wait)
+	for {
+		f, err := m.c.js.PublishAsync(m.markerSubject(p), data)
+		if err == nil {
+			select {
+			case ack := <-f.Ok():
+				return ack.Sequence, nil
+			case err = <-f.Err():
+			case <-t.C:
+				err = fmt.Errorf("no acknowledgement within %v", wait)
+			}
+		}
+		if !republish(err) {
+			markersLost.Inc()
+			return 0, fmt.Errorf("cannot publish a change marker: %w", err)
+		}
+		select {
+		case <-t.C:
+			markersLost.Inc()
+			return 0, fmt.Errorf("cannot publish a change marker within %v: %w", wait, err)
+		case <-time.After(republishWait):
+		}
 	}
+}
+
+// republishWait spaces the publishes of a marker whose publish was cut.
+const republishWait = 20 * time.Millisecond
+
+// republish tells the errors of a publish that may pass if made again:
+// the connection moving to another server, or no stream leader yet.
+func republish(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 // Read implements state.Log: the markers of the partitions this instance

@@ -291,3 +291,61 @@ func TestMarkersSurviveClusterRestart(t *testing.T) {
 		t.Fatalf("after every server restarted, the markers read are %v; want those not acknowledged, %v", got, want)
 	}
 }
+
+// TestAppendAcrossAMove: the server an instance is connected to stops.
+// Changes made at that moment, while the connection moves to another
+// server and the streams elect new leaders, are all recorded (the
+// client waits) rather than counted lost: two of three servers are a
+// quorum.
+//
+// Real time: the connection moves and leaders are elected on NATS's
+// timers; each Append is bounded by the failover time, the read by a
+// minute.
+func TestAppendAcrossAMove(t *testing.T) {
+	nodes := natstest.Start(t, 3)
+	c := connect(t, nodes, uniqueName(), nil)
+	const parts = 2
+	m := openMarkers(t, c, MarkersOptions{Partitions: parts, Failover: 3 * time.Second})
+	ownedBy(t, parts, m)
+	at := -1
+	for i := range 3 {
+		if c.nc.ConnectedUrl() == nodes.URL(i) {
+			at = i
+		}
+	}
+	if at < 0 {
+		t.Fatalf("connected to %q, none of %s", c.nc.ConnectedUrl(), nodes.URLs())
+	}
+	before := markersLost.Get()
+	const n = 40
+	errs := make(chan error, n)
+	stopped := make(chan struct{})
+	go func() { nodes.StopNode(at); close(stopped) }()
+	for i := range n {
+		go func() {
+			_, err := m.Append(core.AppendMarkerNames(nil, int64(i), fmt.Sprintf("user%d", i), []string{core.MsgEventsChanged}))
+			errs <- err
+		}()
+		if i == n/4 {
+			time.Sleep(time.Millisecond) // some before the stop is seen, some while the connection moves
+		}
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("a change made as the connected server stopped: %v", err)
+		}
+	}
+	<-stopped
+	if lost := markersLost.Get() - before; lost != 0 {
+		t.Errorf("%d markers counted lost with two servers of three up", lost)
+	}
+	recs := readAll(t, m, n)
+	users := map[string]bool{}
+	for _, r := range recs {
+		u, _ := core.MarkerUser(r.Data)
+		users[string(u)] = true
+	}
+	if len(users) != n {
+		t.Fatalf("%d users' markers read after the move; want %d", len(users), n)
+	}
+}

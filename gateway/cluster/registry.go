@@ -309,10 +309,10 @@ func (r *Registry) noteOwn(revs []uint64) {
 
 // retry runs write, which holds applyMu, until it does not lose a race
 // with another instance, catching up with the bucket after each loss.
-// healthy returns ErrUnavailable, at once, while JetStream does not
-// answer.
+// healthy returns ErrUnavailable, at once, once JetStream has not
+// answered for Options.Grace.
 func (r *Registry) healthy() error {
-	if err := r.c.Healthy(); err != nil {
+	if err := r.c.Failing(); err != nil {
 		return fmt.Errorf("%w: %w", state.ErrUnavailable, err)
 	}
 	return nil
@@ -555,8 +555,8 @@ func (r *Registry) List(user, accessID string) []*core.Webhook {
 // once while JetStream does not answer (a read then gets this instance's
 // copy, which may be behind).
 func (r *Registry) readable() error {
-	if err := r.healthy(); err != nil {
-		return err
+	if err := r.c.Healthy(); err != nil {
+		return fmt.Errorf("%w: %w", state.ErrUnavailable, err)
 	}
 	return r.catchUp()
 }
