@@ -23,11 +23,15 @@ var (
 )
 
 // Store is the Badger state.Registry: webhooks under
-// store.PrefixWebhooks, and a state.Index of them in memory. Every API
-// change is written and synced before it is visible in the index, so
-// what a caller was told is on disk.
+// store.PrefixWebhooks, and a state.Index of them in memory. An API
+// change is written to Badger and applied to the index under the lock,
+// then synced outside it, a sync shared with the writers of the moment
+// (store.GroupSync): its caller is answered, and the delivery engine
+// told, only once it is on disk. Readers never wait for the disk; they
+// may see a change up to one sync before its caller is answered.
 type Store struct {
 	db     *badger.DB
+	syncs  *store.GroupSync
 	space  *store.Space // nil: no check; set once, before use
 	sealer *Sealer      // nil: signing secrets stored as they are
 
@@ -114,7 +118,7 @@ func OpenStore(db *badger.DB) (*Store, error) { return OpenSealedStore(db, nil) 
 // still carry their run history (written by an older version) have it
 // moved to run keys before the store is returned.
 func OpenSealedStore(db *badger.DB, sealer *Sealer) (*Store, error) {
-	s := &Store{db: db, sealer: sealer}
+	s := &Store{db: db, sealer: sealer, syncs: store.NewGroupSync(db.Sync)}
 	ks, legacy, err := load(db, sealer)
 	if err != nil {
 		return nil, fmt.Errorf("cannot load webhooks: %w", err)
@@ -343,7 +347,8 @@ func (s *Store) recordEntries(w *core.Webhook) ([]store.Entry, error) {
 	}, nil
 }
 
-// put writes w durably. Must be called with mu held.
+// put writes w, to be synced (s.syncs.Wait) once mu is released. Must
+// be called with mu held.
 func (s *Store) put(w *core.Webhook) error {
 	entries, err := s.recordEntries(w)
 	if err != nil {
@@ -355,7 +360,17 @@ func (s *Store) put(w *core.Webhook) error {
 	if _, err := store.WriteBatch(s.db, entries); err != nil { // one transaction: record and counters
 		return fmt.Errorf("cannot store webhook: %w", err)
 	}
-	return s.db.Sync()
+	return nil
+}
+
+// synced waits for the writes made so far to be on disk. A failed sync
+// leaves the change in memory and in Badger's log, where a later sync
+// may still make it durable; its caller is told it failed.
+func (s *Store) synced() error {
+	if err := s.syncs.Wait(); err != nil {
+		return fmt.Errorf("cannot sync the webhooks' store: %w", err)
+	}
+	return nil
 }
 
 // Create implements state.Registry.
@@ -368,15 +383,18 @@ func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
 }
 
 func (s *Store) create(w *core.Webhook, maxPerAccess int) error {
-	defer s.lockWrite()()
+	unlock := s.lockWrite()
 	if err := s.x.CheckCreate(w, maxPerAccess); err != nil {
+		unlock()
 		return err
 	}
 	if err := s.put(w); err != nil {
+		unlock()
 		return err
 	}
 	s.x.Add(w)
-	return nil
+	unlock()
+	return s.synced()
 }
 
 // Import implements state.Registry: in as many transactions as the
@@ -493,6 +511,9 @@ func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.W
 	if err != nil {
 		return nil, err
 	}
+	if err := s.synced(); err != nil {
+		return nil, err
+	}
 	s.notify(Change{Webhook: u.w.Clone()})
 	return s.filled([]unstored{u})[0], nil
 }
@@ -517,6 +538,9 @@ func (s *Store) update(user, id string, fn func(w *core.Webhook) error) (unstore
 // Delete implements state.Registry.
 func (s *Store) Delete(user, id string) error {
 	w, err := s.delete(user, id)
+	if err == nil {
+		err = s.synced()
+	}
 	if err == nil {
 		s.notify(Change{Webhook: w, Deleted: true})
 	}
@@ -549,9 +573,6 @@ func (s *Store) delete(user, id string) (*core.Webhook, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot delete webhook: %w", err)
-	}
-	if err := s.db.Sync(); err != nil {
-		return nil, err
 	}
 	w := s.x.Remove(id)
 	w.Runs = []core.Run{}
@@ -601,7 +622,7 @@ func (s *Store) Flush() error {
 		n, _ = slices.BinarySearch(ends, k+1) // webhooks whose entries all are in
 	}
 	if err == nil {
-		err = s.db.Sync()
+		err = s.syncs.Wait() // shared with the API's writers of the moment
 		if err != nil {
 			n = 0 // written, not known durable: written again
 		}
