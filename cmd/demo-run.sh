@@ -73,10 +73,12 @@ echo "== creating an event through hookgate: the change is recorded durably befo
 echo "   the answer, and the webhook is notified (the receiver prints eventsChanged):"
 echo "   curl -H 'Authorization: alice-app' -H 'Content-Type: application/json' \\"
 echo "        -d '{\"streamIds\":[\"diary\"],\"type\":\"note/txt\",\"content\":\"hello\"}' http://$LISTEN/alice/events"
-curl -s -H 'Authorization: alice-app' -H 'Content-Type: application/json' \
+# The answer ends its own line (-w): the receiver prints as soon as it is
+# notified, often before a separate echo would run.
+curl -s -w '\n' -H 'Authorization: alice-app' -H 'Content-Type: application/json' \
 	-d '{"streamIds":["diary"],"type":"note/txt","content":"hello"}' "http://$LISTEN/alice/events"
-echo
 sleep 0.5
+echo
 curl -s "http://$OPS/metrics" | grep -E '^hookgate_(markers_written_total|deliveries_total)'
 echo
 echo "Try more (tokens above; accesses: alice-personal, alice-app, alice-shared):"
