@@ -87,7 +87,7 @@ func BenchmarkWebhookCreate(b *testing.B) {
 			}
 		})
 		b.StopTimer()
-		b.ReportMetric(float64((cpuTime(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+		reportCPU(b, cpu)
 		b.ReportMetric(float64(accessInfo.Load()-calls)/float64(b.N), "access-info/op")
 	}
 	change := []byte(`{"streamIds":["diary"],"type":"note/txt","content":"hello"}`)

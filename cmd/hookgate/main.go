@@ -758,7 +758,7 @@ func run(c config, log *slog.Logger, r *reloader) error {
 	})
 	engine, err := delivery.NewEngine(delivery.EngineOptions{
 		Queue: q, Pending: be.pending, Webhooks: hooks, Sender: outbound, Workers: c.workers, Meta: meta, Logger: log,
-		RetrySchedule: schedule, OnDeactivate: onDeactivate, Owner: be.owner, AckAtFlush: be.owner != nil,
+		RetrySchedule: schedule, OnDeactivate: onDeactivate, Owner: be.owner, AckAtFlush: true,
 	})
 	if err != nil {
 		_ = g.Shutdown(context.Background())
