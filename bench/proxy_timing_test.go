@@ -71,11 +71,15 @@ func reverseProxy(b *testing.B, up string) string {
 	return listen(b, srv.Serve, func() { _ = srv.Close() })
 }
 
-// load drives addr with keep-alive fasthttp clients from RunParallel.
+// load drives addr with keep-alive fasthttp clients from RunParallel,
+// and reports the process's CPU per request (the clients', the
+// upstream's and the proxy's, if any).
 func load(b *testing.B, addr, method, path string, body []byte, wantStatus int) {
 	c := &fasthttp.HostClient{Addr: addr, MaxConns: 1024}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime(b)
+	defer func() { reportCPU(b, cpu) }()
 	b.RunParallel(func(pb *testing.PB) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
