@@ -41,6 +41,7 @@ type Store struct {
 	// onChange, if set, hears of every change the API makes (not those of
 	// Mutate), after it is stored. Set once, before use.
 	onChange func(state.Change)
+	notifyMu sync.Mutex // orders notify's reads of a record and its sends
 
 	// flushMu orders disk writes: Flush holds it while it writes records
 	// copied earlier, and the API's writers hold it too, so a stale copy
@@ -67,10 +68,27 @@ type Change = state.Change
 // OnChange implements state.Registry.
 func (s *Store) OnChange(f func(Change)) { s.onChange = f }
 
+// notify tells the engine of a change once it is synced. Writers sync
+// outside the lock and may come here in another order than they wrote:
+// a webhook's notification carries its record as it is now, read and
+// sent under notifyMu, so the last to arrive is the newest, and one for
+// a webhook deleted since is dropped (its deletion tells).
 func (s *Store) notify(c Change) {
-	if s.onChange != nil {
-		s.onChange(c)
+	if s.onChange == nil {
+		return
 	}
+	s.notifyMu.Lock()
+	defer s.notifyMu.Unlock()
+	if !c.Deleted {
+		s.mu.RLock()
+		w := s.x.ByID(c.Webhook.ID)
+		s.mu.RUnlock()
+		if w == nil {
+			return
+		}
+		c.Webhook = w
+	}
+	s.onChange(c)
 }
 
 // stored is the JSON form of a record, which earlier versions wrote: the

@@ -286,3 +286,37 @@ func TestLegacyRunsMoved(t *testing.T) {
 		t.Fatalf("after a new run and a reopen: count %d, runs %v", got.RunCount, got.Runs)
 	}
 }
+
+// TestNotifyCarriesTheNewestRecord: API writers sync outside the lock,
+// so their notifications can reach the engine in another order than
+// their writes. A late notification carries the record as it is when
+// sent, not the writer's older copy; one for a webhook deleted since is
+// dropped.
+func TestNotifyCarriesTheNewestRecord(t *testing.T) {
+	_, s := newStore(t)
+	var got []Change
+	s.OnChange(func(c Change) { got = append(got, c) })
+	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "http://example.com/h", State: core.StateActive,
+		MinIntervalMs: 5000, MaxRetries: 5, Runs: []core.Run{}}
+	if err := s.Create(w, 0); err != nil {
+		t.Fatal(err)
+	}
+	stale := w.Clone() // what the creating writer held
+	if _, err := s.Update("alice", w.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	s.notify(Change{Webhook: stale}) // the creation's notification, arriving last
+	if n := len(got); n != 3 {
+		t.Fatalf("%d changes heard; want 3", n)
+	}
+	if st := got[2].Webhook.State; st != core.StateInactive {
+		t.Fatalf("a late notification carries state %q; want the record's now, %q", st, core.StateInactive)
+	}
+	if err := s.Delete("alice", w.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.notify(Change{Webhook: stale})
+	if n := len(got); n != 4 || !got[3].Deleted {
+		t.Fatalf("changes heard after the deletion and a late notification: %d, last %+v; want 4, the deletion last", n, got[len(got)-1])
+	}
+}
