@@ -19,7 +19,7 @@ NATS_CLIENT      ?= 127.0.0.1:4222,127.0.0.1:4223,127.0.0.1:4224
 NATS_ROUTE       ?= 127.0.0.1:6222,127.0.0.1:6223,127.0.0.1:6224
 NATS_MONITOR     ?= 127.0.0.1:8222,127.0.0.1:8223,127.0.0.1:8224
 
-.PHONY: promtool alerts all build run run-cluster nats-server test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 loadtest-deps loadtest loadtest-quick loadtest-smoke scale
+.PHONY: promtool alerts all build run run-cluster nats-server test test-long test-short staticcheck fuzz bench bench-baseline bench-compare benchstat vet fmt clean k6 vegeta loadtest-deps loadtest loadtest-quick loadtest-smoke scale
 
 all: build
 
@@ -71,6 +71,7 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
 	@bash scripts/fuzz.sh $(FUZZTIME) ./cmd/hookgate FuzzParseSize FuzzApplyConfig FuzzMoveLine
+	@bash scripts/fuzz.sh $(FUZZTIME) ./loadtest FuzzParseWrk FuzzParseVegeta FuzzParseK6Summary FuzzParseProcStat
 
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
@@ -114,22 +115,42 @@ alerts: promtool build
 k6:
 	@test -x $(K6) && $(K6) version 2>/dev/null | grep -q $(K6_VERSION:v%=%) || (cd /tmp && $(GO) install go.k6.io/k6@$(K6_VERSION))
 
-## loadtest-deps: k6, nginx and haproxy (from apt) for the comparison runs.
-loadtest-deps: k6
-	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy; }
-	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; }
+VEGETA_VERSION ?= v12.12.0
+VEGETA ?= $(shell $(GO) env GOPATH)/bin/vegeta
 
-## loadtest: every scenario 3 times (reads, changes, deliveries, latency, isolation, coalescing; about 16 minutes), tables at the end.
+## vegeta: install vegeta $(VEGETA_VERSION), the open-loop generator, from the Go module proxy (about 25 s the first time).
+vegeta:
+	@$(GO) version -m $(VEGETA) 2>/dev/null | awk '$$1 == "mod" {print $$3}' | grep -qx '$(VEGETA_VERSION)' || (cd /tmp && $(GO) install github.com/tsenart/vegeta/v12@$(VEGETA_VERSION))
+
+# The Debian (bookworm) packages of the closed-loop generator and the
+# baseline proxies, at exact versions; override when the mirror has moved on.
+WRK_DEB     ?= wrk=4.1.0-3+b2
+NGINX_DEB   ?= nginx-light=1.22.1-9+deb12u7
+HAPROXY_DEB ?= haproxy=2.6.12-1+deb12u3
+
+## loadtest-deps: k6 and vegeta (Go module proxy), wrk, nginx and haproxy (apt), each where missing.
+loadtest-deps: k6 vegeta
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing $(WRK_DEB)"; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing $(NGINX_DEB)"; \
+	command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || missing="$$missing $(HAPROXY_DEB)"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# LOADTEST_FLAGS adds flags of the runner (go run ./loadtest -h), e.g.
+# LOADTEST_FLAGS="-scenarios reads,changes -rate 3000".
+LOADTEST_FLAGS ?=
+
+## loadtest: every scenario 3 times, interleaved (reads, changes, deliveries, latency, isolation, coalescing; about 20 minutes); tables at the end, rows and raw output kept in loadtest/results/.
 loadtest: loadtest-deps
-	K6=$(K6) bash loadtest/run.sh full
+	$(GO) run ./loadtest -k6 $(K6) -vegeta $(VEGETA) $(LOADTEST_FLAGS) full
 
 ## loadtest-smoke: the whole path under light load (about 25 s); fails if a request fails or a change is never notified.
 loadtest-smoke: k6
 	K6=$(K6) bash loadtest/smoke.sh
 
-## loadtest-quick: the same scenarios once, 4 s each (about 2 minutes).
+## loadtest-quick: the same scenarios once, 4 s each (about 3 minutes).
 loadtest-quick: loadtest-deps
-	K6=$(K6) bash loadtest/run.sh quick
+	$(GO) run ./loadtest -k6 $(K6) -vegeta $(VEGETA) $(LOADTEST_FLAGS) quick
 
 N ?= 1000000
 M ?= 100

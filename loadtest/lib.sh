@@ -1,6 +1,7 @@
-# Shared by run.sh and smoke.sh (sourced, from the repository root): k6,
-# a work directory, the processes started, their cleanup on exit, and
-# waiting for a port.
+# What smoke.sh uses (sourced, from the repository root): k6, a work
+# directory, the processes started, their cleanup on exit, and waiting
+# for a port. The load test runner itself is the Go program of this
+# directory (go run ./loadtest).
 
 K6=${K6:-$(command -v k6 || echo "$HOME/go/bin/k6")}
 [ -x "$K6" ] || { echo "k6 not found: run make k6" >&2; exit 1; }
