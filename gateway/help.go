@@ -18,6 +18,7 @@ var metricHelp = map[string]string{
 	"hookgate_classify_body_too_large_total":     "Batch or form bodies over -max-classify-body, refused with 413.",
 	"hookgate_queue_depth":                       "Change markers written and not yet acknowledged by the delivery engine.",
 	"hookgate_queue_commit_records":              "Markers per group commit (one fsync each).",
+	"hookgate_queue_sync_duration_seconds":       "Time of each sync of the marker log to disk: the wait of every change in its group commit (default durability), or of the periodic sync (async).",
 	"hookgate_queue_commit_errors_total":         "Group commits of the change queue that failed.",
 	"hookgate_cluster_partitions_owned":          "Cluster mode: partitions of the users this instance delivers now.",
 	"hookgate_cluster_partition_owned":           "Cluster mode: 1 while this instance delivers the users of this partition.",

@@ -116,6 +116,7 @@ func openBadger(c config, sealer *webhooks.Sealer, log *slog.Logger) (*backend, 
 		MaxBacklog: uint64(c.maxBacklog),
 		MaxPending: c.maxPending,
 		OnCommit:   observeCommit,
+		OnSync:     func(d time.Duration) { commitSync.Update(d.Seconds()) },
 	})
 	if err != nil {
 		db.Close()

@@ -822,6 +822,7 @@ func run(c config, log *slog.Logger, r *reloader) error {
 var (
 	commitRecords = metrics.NewPrometheusHistogramExt(`hookgate_queue_commit_records`, core.CountBuckets)
 	commitErrors  = metrics.NewCounter(`hookgate_queue_commit_errors_total`)
+	commitSync    = metrics.NewPrometheusHistogram(`hookgate_queue_sync_duration_seconds`)
 )
 
 func observeCommit(n int, err error) {

@@ -220,12 +220,23 @@ func (q *Badger) syncLoop() {
 	for {
 		select {
 		case <-t.C:
-			_ = q.sync()
+			_ = q.timedSync(q.sync)
 		case <-q.done:
-			_ = q.sync()
+			_ = q.timedSync(q.sync)
 			return
 		}
 	}
+}
+
+// timedSync runs sync and tells OnSync how long it took.
+func (q *Badger) timedSync(sync func() error) error {
+	if q.opts.OnSync == nil {
+		return sync()
+	}
+	start := time.Now()
+	err := sync()
+	q.opts.OnSync(time.Since(start))
+	return err
 }
 
 // commit writes batch in one transaction and wakes its callers. It reuses
@@ -252,7 +263,7 @@ func (q *Badger) commit(batch []*appendReq, keys []byte) []byte {
 	if err == nil {
 		q.next.Store(first + uint64(len(batch)))
 		if !q.opts.Async {
-			err = q.db.Sync()
+			err = q.timedSync(q.db.Sync)
 		}
 	}
 	if err != nil {

@@ -176,3 +176,55 @@ func TestSyncLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOnSync: each sync of the markers is timed for OnSync, the
+// committer's in the default mode and the syncer's with Async.
+func TestOnSync(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sync", true: "async"}[async], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				db := openBadgerDB(t, t.TempDir())
+				defer db.Close()
+				var mu sync.Mutex
+				var took []time.Duration
+				q, err := openBadger(db, Options{Async: async, SyncInterval: time.Second, OnSync: func(d time.Duration) {
+					mu.Lock()
+					took = append(took, d)
+					mu.Unlock()
+				}}, func() error {
+					time.Sleep(3 * time.Millisecond) // the disk, in the bubble's time
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustAppend(t, q, "a")
+				defer q.Close()
+				if async {
+					time.Sleep(time.Second + 10*time.Millisecond) // the periodic sync, and its 3 ms
+				} else {
+					// The default mode syncs through the database itself,
+					// not the syncer: one timed sync per commit.
+					mustAppend(t, q, "b")
+				}
+				synctest.Wait()
+				mu.Lock()
+				n := len(took)
+				var first time.Duration
+				if n > 0 {
+					first = took[0]
+				}
+				mu.Unlock()
+				if n == 0 {
+					t.Fatal("no sync timed")
+				}
+				if async && first != 3*time.Millisecond {
+					t.Fatalf("the periodic sync took %v by OnSync; want the 3 ms it slept", first)
+				}
+				if !async && n != 2 {
+					t.Fatalf("%d syncs timed for two commits; want 2", n)
+				}
+			})
+		})
+	}
+}

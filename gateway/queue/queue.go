@@ -69,6 +69,10 @@ type Options struct {
 	// the number of records it wrote and the error, if any. It must not
 	// block.
 	OnCommit func(records int, err error)
+	// OnSync, if set, is called after each sync of the markers (Badger
+	// only: the committer's in the default mode, the syncer's with Async)
+	// with how long it took. It must not block.
+	OnSync func(took time.Duration)
 	// Space, if set, is checked before every write (Badger only): while
 	// the disk is below its reserve, appends fail with an error wrapping
 	// store.ErrNoSpace and acknowledgements wait.
