@@ -71,7 +71,7 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
 	@bash scripts/fuzz.sh $(FUZZTIME) ./cmd/hookgate FuzzParseSize FuzzApplyConfig FuzzMoveLine
-	@bash scripts/fuzz.sh $(FUZZTIME) ./loadtest FuzzParseWrk FuzzParseVegeta FuzzParseK6Summary FuzzParseProcStat
+	@bash scripts/fuzz.sh $(FUZZTIME) ./loadtest FuzzParseWrk FuzzParseVegeta FuzzParseK6Summary FuzzParseProcStat FuzzParseReceiverStats FuzzParseReceiverReport FuzzParseClientResult
 
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1

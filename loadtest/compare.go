@@ -30,6 +30,7 @@ var (
 	changeRate      = &target{v: 0.8}               // change throughput, x nginx's POST rate
 	asyncP99Ms      = &target{atMost: true, v: 5}   // -durability async p99, in ms (no baseline)
 	deliveryRate    = &target{v: 0.8}               // deliveries/s, x raw-post's on the same core
+	burstP99Ms      = &target{atMost: true, v: 2}   // change to notification p99 in a burst, in ms (no baseline)
 	creationCPUUs   = &target{atMost: true, v: 100} // CPU per webhook created, in µs (no baseline)
 )
 
@@ -76,7 +77,8 @@ func (c comparison) met() string {
 
 // compare lines hookgate's figures up against the baselines of the same
 // run: reads against nginx and haproxy, changes against nginx passing the
-// same POST, deliveries against raw-post.
+// same POST, deliveries against raw-post; the burst's latency against its
+// target alone.
 func compare(r results) []comparison {
 	_, groups := groupLoads(r.Loads)
 	var out []comparison
@@ -140,23 +142,30 @@ func compare(r results) []comparison {
 			}
 		}
 	}
-	by := map[int][]deliveryRow{}
-	var ns []int
-	for _, d := range r.Deliveries {
-		if by[d.Webhooks] == nil {
-			ns = append(ns, d.Webhooks)
-		}
-		by[d.Webhooks] = append(by[d.Webhooks], d)
-	}
+	ns, by := byWebhooks(r.Deliveries, func(d deliveryRow) int { return d.Webhooks })
 	for _, n := range ns {
 		rs := by[n]
+		lim := deliveryLimits(rs) + " / " + rawPostLimits(rs)
 		out = append(out,
 			comparison{Measure: fmt.Sprintf("deliveries %d: deliveries/s", n), Hookgate: med(rs, func(d deliveryRow) float64 { return d.PerS }),
-				Base: "raw-post", BaseValue: med(rs, func(d deliveryRow) float64 { return d.RawPerS }), Target: deliveryRate},
+				Base: "raw-post", BaseValue: med(rs, func(d deliveryRow) float64 { return d.RawPerS }), Target: deliveryRate, Limits: lim},
 			comparison{Measure: fmt.Sprintf("deliveries %d: CPU µs (change+delivery)", n), Hookgate: med(rs, func(d deliveryRow) float64 { return d.CPUUs }),
-				Base: "raw-post", BaseValue: med(rs, func(d deliveryRow) float64 { return d.RawCPUUs })},
+				Base: "raw-post", BaseValue: med(rs, func(d deliveryRow) float64 { return d.RawCPUUs }), Limits: lim},
 			comparison{Measure: fmt.Sprintf("deliveries %d: CPU µs per webhook created", n),
 				Hookgate: med(rs, func(d deliveryRow) float64 { return d.CreateCPUUs }), Target: creationCPUUs})
+	}
+	ns, bursts := byWebhooks(r.Burst, func(b burstRow) int { return b.Webhooks })
+	for _, n := range ns {
+		rs := bursts[n]
+		lim := ""
+		if med(rs, func(b burstRow) float64 { return b.GenPct }) >= generatorBound {
+			lim = "generator"
+		}
+		out = append(out,
+			comparison{Measure: fmt.Sprintf("burst %d: notification p99 ms", n), Hookgate: med(rs, func(b burstRow) float64 { return b.P99Ms }),
+				Target: burstP99Ms, Limits: lim},
+			comparison{Measure: fmt.Sprintf("burst %d: notification max ms", n), Hookgate: med(rs, func(b burstRow) float64 { return b.MaxMs }),
+				Limits: lim})
 	}
 	return out
 }
@@ -180,7 +189,8 @@ func printComparisons(w io.Writer, cs []comparison) {
 	}
 	fmt.Fprint(w, `
 Medians of the rows above, hookgate's next to the baseline's of the same run. Targets (issue 17) apply to the ratio,
-or to hookgate's figure where there is no baseline (async p99 in ms, creation CPU in µs). A rate ratio means little
-when either side's limit is "generator". Delivery CPU counts the change that caused it; raw-post's counts a POST only.
+or to hookgate's figure where there is no baseline (async p99 and burst p99 in ms, creation CPU in µs). A rate ratio
+means little when either side's limit is "generator". Delivery CPU counts the change that caused it; raw-post's counts
+a POST only. Burst limits say "generator" only when the burst client used >= 90 % of its core.
 `)
 }

@@ -1,8 +1,9 @@
-// Delivery throughput: setup creates one webhook per user (USERS users,
-// user00001 on, from `demo-upstream -users`), pointing at the demo
-// receiver at /d?u=I (with SKIP_SETUP set, the runner has created them,
-// so that hookgate's CPU over this run is the changes' and deliveries'
-// alone); the load makes one change per user, so nothing coalesces and
+// Delivery throughput, for trying by hand (the load test runner sends
+// these changes with vegeta, which leaves its core more headroom): setup
+// creates one webhook per user (USERS users, user00001 on, from
+// `demo-upstream -users`), pointing at the demo receiver at /d?u=I (skipped
+// with SKIP_SETUP set, when they exist already); the load makes one change
+// per user, so nothing coalesces and
 // every change is one delivery; teardown waits for the receiver to count
 // them all and records deliveries per second, from its first to its last
 // arrival.

@@ -3,12 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,9 +18,9 @@ import (
 func userName(i int) string { return fmt.Sprintf("user%05d", i) }
 
 // createWebhooks gives users 1..n one webhook each through hookgate,
-// pointing at the receiver with key u=i, 16 at a time, as deliver.js's
-// setup would.
-func createWebhooks(ctx context.Context, n int) error {
+// pointing at the receiver's /path with key u=i, 16 at a time, as
+// deliver.js's setup would.
+func createWebhooks(ctx context.Context, n int, path string) error {
 	client := &http.Client{Timeout: 30 * time.Second}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -32,7 +32,7 @@ func createWebhooks(ctx context.Context, n int) error {
 				if i > n || ctx.Err() != nil {
 					return
 				}
-				body := fmt.Sprintf(`{"url":"http://%s/d?u=%d"}`, receiverAddr, i)
+				body := fmt.Sprintf(`{"url":"http://%s/%s?u=%d"}`, receiverAddr, path, i)
 				req, err := http.NewRequestWithContext(ctx, "POST", "http://"+hookgateAddr+"/"+userName(i)+"/webhooks", bytes.NewBufferString(body))
 				if err != nil {
 					errs <- err
@@ -59,21 +59,6 @@ func createWebhooks(ctx context.Context, n int) error {
 	return <-errs
 }
 
-// receiverReport is the part of the demo receiver's GET /_report
-// (bench/receiver.Report) read here.
-type receiverReport struct {
-	Keys      int       `json:"keys"`
-	Answered  int       `json:"answered"`
-	Notified  int       `json:"notified"`
-	Missing   int       `json:"missing"`
-	LatencyMs []float64 `json:"latencyMs"`
-	LateMs    []float64 `json:"lateMs"`
-	MinCount  int64     `json:"minCount"`
-	MaxCount  int64     `json:"maxCount"`
-	MinGapMs  float64   `json:"minGapMs"`
-	SpanMs    float64   `json:"spanMs"`
-}
-
 // report fetches the receiver's report and keeps a copy as raw output.
 func (r *runner) report(ctx context.Context, name string) (receiverReport, string, error) {
 	var rep receiverReport
@@ -95,8 +80,8 @@ func (r *runner) report(ctx context.Context, name string) (receiverReport, strin
 	if err := os.WriteFile(filepath.Join(r.raw, raw), b, 0o644); err != nil {
 		return rep, raw, err
 	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		return rep, raw, fmt.Errorf("the receiver's report: %w", err)
+	if rep, err = parseReceiverReport(b); err != nil {
+		return rep, raw, fmt.Errorf("the receiver's report (%s): %w", raw, err)
 	}
 	return rep, raw, nil
 }
@@ -110,18 +95,21 @@ func quantile(sorted []float64, p float64) float64 {
 	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
 }
 
-// rawPost is what bin/raw-post prints.
-type rawPost struct {
-	Count   int64   `json:"count"`
-	Failed  int64   `json:"failed"`
-	Seconds float64 `json:"seconds"`
-	Rate    float64 `json:"rate"`
-}
+// deliverWorkers is how many changes vegeta has in flight in the
+// deliveries scenario, over as many connections: as many as k6 had
+// virtual users, so that hookgate's change path (fsyncs grouped over
+// the changes in flight) runs as before, on a generator that uses a
+// fraction of its core for it.
+const deliverWorkers = 32
 
-// deliveries measures delivery throughput: users webhooks, one change
-// per user, counted at the receiver; then bin/raw-post posts as many
-// notifications straight to the receiver, on the server core, as the
-// baseline.
+// deliveryWait bounds the wait for the last notifications of a
+// delivery or burst run once the changes have been answered.
+const deliveryWait = time.Minute
+
+// deliveries measures delivery throughput: users webhooks, then one
+// change per user, sent by vegeta, counted at the receiver; then
+// bin/raw-post posts as many notifications straight to the receiver, on
+// the server core, as the baseline.
 func (r *runner) deliveries(ctx context.Context) error {
 	for _, n := range r.cfg.DeliverUsers {
 		for rep := 1; rep <= r.cfg.Reps; rep++ {
@@ -144,10 +132,10 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 	if err != nil {
 		return err
 	}
-	if err := createWebhooks(ctx, n); err != nil {
+	if err := createWebhooks(ctx, n, "d"); err != nil {
 		return err
 	}
-	t1, err := readPidStat(hg.pid())
+	s0, err := r.fleet.cpuTimes()
 	if err != nil {
 		return err
 	}
@@ -155,12 +143,24 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 	if err != nil {
 		return err
 	}
-	s, gen, raw, err := r.k6(ctx, name, "deliver.js", true, "TARGET=http://"+hookgateAddr, "RECEIVER=http://"+receiverAddr,
-		fmt.Sprintf("USERS=%d", n), "SKIP_SETUP=1")
+	start := time.Now()
+	res, gen, raw, err := r.vegetaEachOnce(ctx, name, vegetaUserTargets("http://"+hookgateAddr, n), deliverWorkers)
 	if err != nil {
 		return err
 	}
-	t2, err := readPidStat(hg.pid())
+	if sent := res.Requests - res.Errors; sent != int64(n) {
+		return fmt.Errorf("%s: %d of %d changes answered 2xx; see %s", name, sent, n, filepath.Join(r.raw, raw))
+	}
+	st, stRaw, err := waitChanged(ctx, &http.Client{Timeout: 30 * time.Second}, "http://"+receiverAddr, int64(n), deliveryWait)
+	wall := time.Since(start)
+	if stRaw != nil {
+		r.seq++
+		os.WriteFile(filepath.Join(r.raw, fmt.Sprintf("%03d-%s.stats.json", r.seq, name)), stRaw, 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	s1, err := r.fleet.cpuTimes()
 	if err != nil {
 		return err
 	}
@@ -175,26 +175,185 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 	if err != nil {
 		return err
 	}
+	c2, err := readCPUStat()
+	if err != nil {
+		return err
+	}
 	b, err := os.ReadFile(out)
 	if err != nil {
 		return err
 	}
-	var rp rawPost
-	if err := json.Unmarshal(b, &rp); err != nil {
+	rp, err := parseClientResult(b)
+	if err != nil {
 		return fmt.Errorf("%s: %w", out, err)
 	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	row := deliveryRow{Webhooks: n, Rep: rep, Delivered: int64(s.get("delivered", "count")), PerS: s.get("deliveries_per_s", "avg"),
-		RawPerS: rp.Rate, CPUUs: us(ticksDuration(t2.sub(t1).total(), r.clk)) / float64(n),
+	own := ticksDuration(s1[hg].sub(s0[hg]).total(), r.clk)
+	row := deliveryRow{Webhooks: n, Rep: rep, Generator: "vegeta", Delivered: st.changed(), PerS: st.perSecond(),
+		RawPerS: rp.Rate, CPUUs: us(own) / float64(n),
 		RawCPUUs:    us(post.User+post.System) / float64(n),
-		CreateCPUUs: us(ticksDuration(t1.sub(t0).total(), r.clk)) / float64(n),
-		GenPct:      gen.percent(), Raw: raw}
+		CreateCPUUs: us(ticksDuration(s0[hg].sub(t0).total(), r.clk)) / float64(n),
+		ServerPct:   100 * float64(own) / float64(wall), ServersPct: serversPercent(s0, s1, wall, r.clk),
+		GenPct: gen.percent(), Raw: raw}
+	if r.cfg.ServerCPU >= 0 {
+		row.CoreBusyPct = busyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
+		row.RawBusyPct = busyPercent(c1[r.cfg.ServerCPU], c2[r.cfg.ServerCPU])
+	}
+	row.Limit = heldBy(row.GenPct, row.ServersPct, row.CoreBusyPct)
+	r.progress("%-40s %8.0f deliveries/s (raw-post %.0f/s)  %6.1f µs/delivery (raw-post %.1f µs/POST)  gen %5.1f %%  limit %s", name,
+		row.PerS, row.RawPerS, row.CPUUs, row.RawCPUUs, row.GenPct, row.Limit)
+	if err := r.deliveriesTSV.add(row); err != nil {
+		return err
+	}
+	if row.Delivered < int64(n) {
+		return fmt.Errorf("%s: %d of %d changes notified within %s of the last answer", name, row.Delivered, n, deliveryWait)
+	}
+	return nil
+}
+
+// vegetaEachOnce runs vegeta on the load CPU, sending every target of
+// targets once with workers requests in flight (vegetaEachOnceArgs),
+// eventBody as the body. It returns what vegeta measured (the results
+// without a status that end a lazy run count among Errors), its own CPU
+// and the name of its JSON report in the raw directory.
+func (r *runner) vegetaEachOnce(ctx context.Context, name, targets string, workers int) (loadResult, childRun, string, error) {
+	tf := filepath.Join(r.work, name+".targets")
+	if err := os.WriteFile(tf, []byte(targets), 0o644); err != nil {
+		return loadResult{}, childRun{}, "", err
+	}
+	bin := filepath.Join(r.work, name+".vegeta.bin")
+	r.seq++
+	base := fmt.Sprintf("%03d-%s.vegeta", r.seq, name)
+	run, err := runChild(ctx, r.cfg.LoadCPU, nil, 5*time.Minute, filepath.Join(r.raw, base+"-attack.txt"),
+		append([]string{r.cfg.Vegeta}, vegetaEachOnceArgs(tf, r.eventBody, workers, bin)...)...)
+	if err != nil {
+		return loadResult{}, run, base, err
+	}
+	if _, err := runChild(ctx, -1, nil, time.Minute, filepath.Join(r.raw, base+".txt"), r.cfg.Vegeta, "report", "-type", "text", bin); err != nil {
+		return loadResult{}, run, base, err
+	}
+	js := filepath.Join(r.raw, base+".json")
+	if _, err := runChild(ctx, -1, nil, time.Minute, js, r.cfg.Vegeta, "report", "-type", "json", bin); err != nil {
+		return loadResult{}, run, base, err
+	}
+	b, err := os.ReadFile(js)
+	if err != nil {
+		return loadResult{}, run, base, err
+	}
+	res, err := parseVegeta(b)
+	if err != nil {
+		return res, run, base, fmt.Errorf("%s: %w", js, err)
+	}
+	return res, run, base + ".json", nil
+}
+
+// serversPercent returns the CPU time every server in s1 used since s0
+// as a share of one core over wall, in percent.
+func serversPercent(s0, s1 map[*server]cpuTime, wall time.Duration, clk int64) float64 {
+	var ticks int64
+	for s, t := range s1 {
+		ticks += t.sub(s0[s]).total()
+	}
+	return 100 * float64(ticksDuration(ticks, clk)) / float64(wall)
+}
+
+// burstConns is how many changes the burst client has in flight, over
+// as many connections.
+const burstConns = 64
+
+// burst measures change to notification latency in a burst: BurstUsers
+// idle webhooks, one per user, then one change per user sent as fast as
+// the burst client (pinned to the load CPU) gets them answered, each
+// answer time reported to the receiver, which gives the latencies.
+func (r *runner) burst(ctx context.Context) error {
+	for rep := 1; rep <= r.cfg.Reps; rep++ {
+		if err := r.burstRun(ctx, r.cfg.BurstUsers, rep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) burstRun(ctx context.Context, n, rep int) error {
+	defer r.fleet.stop()
+	name := fmt.Sprintf("burst-%d-r%d", n, rep)
+	hg, err := r.startDelivery(ctx, name, n)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := createWebhooks(ctx, n, "b"); err != nil {
+		return err
+	}
+	s0, err := r.fleet.cpuTimes()
+	if err != nil {
+		return err
+	}
+	c0, err := readCPUStat()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	r.seq++
+	out := filepath.Join(r.raw, fmt.Sprintf("%03d-%s.client.json", r.seq, name))
+	if _, err := runChild(ctx, r.cfg.LoadCPU, []string{"GOMAXPROCS=1"}, 5*time.Minute, out, self, "burst-client",
+		"-target", "http://"+hookgateAddr, "-receiver", "http://"+receiverAddr, "-users", fmt.Sprint(n),
+		"-conns", fmt.Sprint(burstConns), "-wait", deliveryWait.String()); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return err
+	}
+	cl, err := parseClientResult(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", out, err)
+	}
+	// The client reported the answer times once every notification was
+	// counted (or after deliveryWait): the report is complete.
+	rp, raw, err := r.report(ctx, name)
+	if err != nil {
+		return err
+	}
+	s1, err := r.fleet.cpuTimes()
+	if err != nil {
+		return err
+	}
+	c1, err := readCPUStat()
+	if err != nil {
+		return err
+	}
+	wall := time.Since(start)
+	row := burstRowOf(rp, cl, n, rep)
+	row.CPUUs = float64(ticksDuration(s1[hg].sub(s0[hg]).total(), r.clk)) / float64(time.Microsecond) / float64(n)
+	row.ServersPct = serversPercent(s0, s1, wall, r.clk)
+	row.Raw = raw
 	if r.cfg.ServerCPU >= 0 {
 		row.CoreBusyPct = busyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
 	}
-	r.progress("%-40s %8.0f deliveries/s (raw-post %.0f/s)  %6.1f µs/delivery (raw-post %.1f µs/POST)", name,
-		row.PerS, row.RawPerS, row.CPUUs, row.RawCPUUs)
-	return r.deliveriesTSV.add(row)
+	r.progress("%-40s %8.0f changes/s  p50 %.3f ms  p99 %.3f ms  max %.3f ms  %d/%d notified  gen %5.1f %%", name,
+		row.ChangesPerS, row.P50Ms, row.P99Ms, row.MaxMs, row.Notified, n, row.GenPct)
+	if err := r.burstTSV.add(row); err != nil {
+		return err
+	}
+	if row.Notified < n || row.Changes < n {
+		return fmt.Errorf("%s: %d of %d changes reported, %d notified; see %s", name, row.Changes, n, row.Notified,
+			filepath.Join(r.raw, raw))
+	}
+	return nil
+}
+
+// burstRowOf makes the row of a burst run of n changes from the
+// receiver's report and the burst client's result.
+func burstRowOf(rp receiverReport, cl clientResult, n, rep int) burstRow {
+	lat := rp.LatencyMs
+	early, _ := slices.BinarySearch(lat, 0)
+	return burstRow{Webhooks: n, Rep: rep, Changes: rp.Answered, Notified: rp.Notified, Early: early, ChangesPerS: cl.Rate,
+		P50Ms: quantile(lat, 0.5), P95Ms: quantile(lat, 0.95), P99Ms: quantile(lat, 0.99), MaxMs: quantile(lat, 1),
+		GenPct: cl.genPercent()}
 }
 
 // latency measures change to notification latency for idle webhooks at

@@ -9,9 +9,11 @@
 //	go run ./loadtest tables DIR     # the tables of a kept results directory
 //
 // Generators: wrk for closed loops (the most a target can do), vegeta for
-// open loops (a fixed rate), k6 for the scripted scenarios (deliveries,
-// latency and isolation, coalescing). Server CPU comes from
-// /proc/<pid>/stat, the generator's own from its rusage when it exits,
+// open loops (a fixed rate) and for the changes behind the deliveries
+// (each user's once), the runner's own burst client (go run ./loadtest
+// burst-client, started as a pinned child) for the burst, k6 for the
+// other scripted scenarios (latency and isolation, coalescing). Server
+// CPU comes from /proc/<pid>/stat, the generator's own from its rusage,
 // and every row says whether the generator or the servers were the limit.
 //
 // It imports nothing of hookgate: it drives the binaries of cmd/, built
@@ -19,5 +21,6 @@
 // is stopped before it exits, on an error, a timeout or Ctrl-C; the
 // scenarios run one after the other on the main goroutine, and the only
 // other goroutines wait for a server to exit or create webhooks, each
-// waited for.
+// waited for. The burst client's goroutines each send changes until
+// none is left, and are waited for before it reports.
 package main

@@ -43,7 +43,7 @@ func parseK6Summary(b []byte) (k6Summary, error) {
 // get returns a statistic of a metric, 0 if the summary has none.
 func (s k6Summary) get(metric, stat string) float64 { return s[metric][stat] }
 
-// k6Timeout bounds one k6 run: the delivery and coalescing scripts have
+// k6Timeout bounds one k6 run: the latency and coalescing scripts have
 // their own maxDuration, setup and teardown timeouts, all under it.
 const k6Timeout = 15 * time.Minute
 

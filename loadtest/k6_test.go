@@ -86,11 +86,11 @@ func TestQuantile(t *testing.T) {
 }
 
 func TestRawPost(t *testing.T) {
-	var rp rawPost
-	if err := json.Unmarshal(readTestdata(t, "raw-post.json"), &rp); err != nil {
+	rp, err := parseClientResult(readTestdata(t, "raw-post.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if rp != (rawPost{Count: 1000, Rate: 10873.2289045958, Seconds: 0.091969001}) {
+	if rp != (clientResult{Count: 1000, Rate: 10873.2289045958, Seconds: 0.091969001}) {
 		t.Fatalf("got %+v", rp)
 	}
 }

@@ -34,10 +34,10 @@ type config struct {
 	// loop's connections, on Threads wrk threads.
 	Rate, Conns, Threads int
 	// DeliverUsers are the webhook counts of the delivery runs;
-	// LatUsers the idle webhooks of the latency runs; Changes the
-	// changes of the coalescing run.
-	DeliverUsers      []int
-	LatUsers, Changes int
+	// BurstUsers the idle webhooks of the burst runs; LatUsers those of
+	// the latency runs; Changes the changes of the coalescing run.
+	DeliverUsers                  []int
+	BurstUsers, LatUsers, Changes int
 	// Scenarios run, in this order.
 	Scenarios []string
 	// LoadCPU runs the generators, ServerCPU every server; -1 for no
@@ -54,7 +54,7 @@ type config struct {
 	Timeout time.Duration
 }
 
-var allScenarios = []string{"reads", "changes", "deliveries", "latency", "coalescing"}
+var allScenarios = []string{"reads", "changes", "deliveries", "burst", "latency", "coalescing"}
 
 // parseConfig reads the mode (full or quick; first or last argument)
 // and the flags. Flags left at zero take the mode's defaults.
@@ -66,7 +66,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: go run ./loadtest [flags] full|quick\n       go run ./loadtest tables DIR")
+		fmt.Fprintln(stderr, "usage: go run ./loadtest [flags] full|quick\n       go run ./loadtest tables DIR\n       go run ./loadtest burst-client [flags] (the burst's generator, started by the runner)")
 		fs.PrintDefaults()
 	}
 	fs.DurationVar(&c.Duration, "duration", 0, "length of each wrk and vegeta run (default 15s full, 4s quick)")
@@ -76,6 +76,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Conns, "conns", 32, "closed-loop connections")
 	fs.IntVar(&c.Threads, "threads", 1, "wrk threads (it has one CPU)")
 	users := fs.String("deliver-users", "", "webhook counts of the delivery runs, comma-separated (default 1000,10000 full, 1000 quick)")
+	fs.IntVar(&c.BurstUsers, "burst-users", 0, "idle webhooks of the burst runs, one change each (default 1000)")
 	fs.IntVar(&c.LatUsers, "lat-users", 0, "idle webhooks of the latency runs (default 1000 full, 300 quick)")
 	fs.IntVar(&c.Changes, "changes", 0, "changes of the coalescing run (default 100000 full, 10000 quick)")
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated")
@@ -98,16 +99,16 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	type defaults struct {
-		dur, warm, timeout time.Duration
-		reps, lat, changes int
-		users              string
+		dur, warm, timeout        time.Duration
+		reps, burst, lat, changes int
+		users                     string
 	}
 	var d defaults
 	switch c.Mode {
 	case "full":
-		d = defaults{15 * time.Second, 2 * time.Second, 60 * time.Minute, 3, 1000, 100000, "1000,10000"}
+		d = defaults{15 * time.Second, 2 * time.Second, 60 * time.Minute, 3, 1000, 1000, 100000, "1000,10000"}
 	case "quick":
-		d = defaults{4 * time.Second, time.Second, 15 * time.Minute, 1, 300, 10000, "1000"}
+		d = defaults{4 * time.Second, time.Second, 15 * time.Minute, 1, 1000, 300, 10000, "1000"}
 	default:
 		fs.Usage()
 		return c, fmt.Errorf("mode %q: want full or quick", c.Mode)
@@ -118,6 +119,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	set(&c.Reps, d.reps)
+	set(&c.BurstUsers, d.burst)
 	set(&c.LatUsers, d.lat)
 	set(&c.Changes, d.changes)
 	if c.Duration == 0 {
@@ -148,8 +150,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		}
 		c.Scenarios = append(c.Scenarios, s)
 	}
-	if c.Duration < time.Second || c.Reps < 1 || c.Rate < 1 || c.Conns < 1 || c.Threads < 1 {
-		return c, errors.New("-duration must be at least 1s, and -reps, -rate, -conns, -threads at least 1")
+	if c.Duration < time.Second || c.Reps < 1 || c.Rate < 1 || c.Conns < 1 || c.Threads < 1 || c.BurstUsers < 1 {
+		return c, errors.New("-duration must be at least 1s, and -reps, -rate, -conns, -threads, -burst-users at least 1")
 	}
 	if runtime.NumCPU() < 2 {
 		c.LoadCPU, c.ServerCPU = -1, -1
@@ -213,8 +215,8 @@ type runner struct {
 	seq int
 	// wrkPost is wrk's Lua script for changes; eventBody vegeta's body
 	// file: both in the results directory.
-	wrkPost, eventBody                              string
-	loads, deliveriesTSV, latencyTSV, coalescingTSV *tsvFile
+	wrkPost, eventBody                                        string
+	loads, deliveriesTSV, burstTSV, latencyTSV, coalescingTSV *tsvFile
 }
 
 func (r *runner) bin(name string) string { return filepath.Join(r.bins, name) }
@@ -224,6 +226,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "burst-client" {
+		return runBurstClient(args[1:], stdout, stderr)
+	}
 	if len(args) == 2 && args[0] == "tables" {
 		res, err := readResults(args[1])
 		if err != nil {
@@ -307,6 +312,7 @@ func newRunner(cfg config, log io.Writer) (*runner, error) {
 	r.fleet = &fleet{cpu: cfg.ServerCPU, logs: logs}
 	r.loads = &tsvFile{path: filepath.Join(r.out, loadsFile)}
 	r.deliveriesTSV = &tsvFile{path: filepath.Join(r.out, deliveriesFile)}
+	r.burstTSV = &tsvFile{path: filepath.Join(r.out, burstFile)}
 	r.latencyTSV = &tsvFile{path: filepath.Join(r.out, latencyFile)}
 	r.coalescingTSV = &tsvFile{path: filepath.Join(r.out, coalescingFile)}
 	r.wrkPost = filepath.Join(r.out, "post.lua")
@@ -345,7 +351,7 @@ func (r *runner) runAll(ctx context.Context) error {
 	r.progress("hookgate load test: %s (%d x %s), generators on CPU %d, servers on CPU %d, open loop %d req/s, closed loop %d connections",
 		r.cfg.Mode, r.cfg.Reps, r.cfg.Duration, r.cfg.LoadCPU, r.cfg.ServerCPU, r.cfg.Rate, r.cfg.Conns)
 	steps := map[string]func(context.Context) error{"reads": r.reads, "changes": r.changes,
-		"deliveries": r.deliveries, "latency": r.latency, "coalescing": r.coalescing}
+		"deliveries": r.deliveries, "burst": r.burst, "latency": r.latency, "coalescing": r.coalescing}
 	for _, s := range r.cfg.Scenarios {
 		if err := steps[s](ctx); err != nil {
 			return fmt.Errorf("%s: %w", s, err)

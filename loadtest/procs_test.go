@@ -115,7 +115,8 @@ func TestParseConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Duration != 4*time.Second || c.Reps != 1 || c.Warmup != time.Second || !slices.Equal(c.DeliverUsers, []int{1000}) ||
-		c.LatUsers != 300 || c.Changes != 10000 || c.Rate != 2000 || c.Conns != 32 || len(c.Scenarios) != 5 {
+		c.BurstUsers != 1000 || c.LatUsers != 300 || c.Changes != 10000 || c.Rate != 2000 || c.Conns != 32 ||
+		!slices.Equal(c.Scenarios, []string{"reads", "changes", "deliveries", "burst", "latency", "coalescing"}) {
 		t.Fatalf("quick: %+v", c)
 	}
 	c, err = parseConfig([]string{"-rate", "3000", "-scenarios", "reads, changes", "-warmup", "0", "full"}, os.Stderr)
@@ -126,13 +127,13 @@ func TestParseConfig(t *testing.T) {
 		!slices.Equal(c.Scenarios, []string{"reads", "changes"}) || !slices.Equal(c.DeliverUsers, []int{1000, 10000}) {
 		t.Fatalf("full: %+v", c)
 	}
-	c, err = parseConfig([]string{"quick", "-deliver-users", "10,20", "-reps", "2"}, os.Stderr)
-	if err != nil || c.Reps != 2 || !slices.Equal(c.DeliverUsers, []int{10, 20}) {
+	c, err = parseConfig([]string{"quick", "-deliver-users", "10,20", "-reps", "2", "-burst-users", "50"}, os.Stderr)
+	if err != nil || c.Reps != 2 || !slices.Equal(c.DeliverUsers, []int{10, 20}) || c.BurstUsers != 50 {
 		t.Fatalf("got %+v, %v", c, err)
 	}
 	var discard strings.Builder
 	for _, args := range [][]string{{}, {"slow"}, {"quick", "-scenarios", "reads,nope"}, {"quick", "-deliver-users", "x"},
-		{"quick", "extra"}, {"quick", "-duration", "10ms"}} {
+		{"quick", "extra"}, {"quick", "-duration", "10ms"}, {"quick", "-burst-users", "-1"}} {
 		if _, err := parseConfig(args, &discard); err == nil {
 			t.Errorf("parseConfig(%q): want an error", args)
 		}

@@ -57,6 +57,7 @@ type loadRow struct {
 type deliveryRow struct {
 	Webhooks  int     `tsv:"webhooks"`
 	Rep       int     `tsv:"rep"`
+	Generator string  `tsv:"generator"` // vegeta (k6 in older runs)
 	Delivered int64   `tsv:"delivered"`
 	PerS      float64 `tsv:"deliveries_per_s"` // at the receiver, first to last arrival
 	RawPerS   float64 `tsv:"raw_per_s"`        // bin/raw-post on the same core
@@ -67,9 +68,50 @@ type deliveryRow struct {
 	CPUUs       float64 `tsv:"cpu_us_per_delivery"`
 	RawCPUUs    float64 `tsv:"raw_cpu_us_per_post"`
 	CreateCPUUs float64 `tsv:"create_cpu_us_per_webhook"`
+	// ServerPct is hookgate's CPU, ServersPct that of every server of
+	// the run, CoreBusyPct the server core's busy time, each as a share
+	// of one core from the first change to the last notification;
+	// RawBusyPct is the server core's while raw-post ran; GenPct the
+	// generator's own CPU over its run.
+	ServerPct   float64 `tsv:"server_cpu_pct"`
+	ServersPct  float64 `tsv:"servers_cpu_pct"`
 	CoreBusyPct float64 `tsv:"server_core_busy_pct"`
+	RawBusyPct  float64 `tsv:"raw_server_core_busy_pct"`
 	GenPct      float64 `tsv:"generator_cpu_pct"`
-	Raw         string  `tsv:"raw"`
+	// Limit says what held the deliveries back: see heldBy.
+	Limit string `tsv:"limit"`
+	Raw   string `tsv:"raw"`
+}
+
+// burstRow is one burst run: idle webhooks, one per user, then one
+// change per user as fast as the generator gets them answered, and the
+// latency from each change's answer to its notification's arrival.
+type burstRow struct {
+	Webhooks int `tsv:"webhooks"`
+	Rep      int `tsv:"rep"`
+	// Changes is how many changes were answered and reported to the
+	// receiver, Notified how many of them were then notified, Early how
+	// many of those notifications arrived before the client had read
+	// the change's answer (a negative latency).
+	Changes     int     `tsv:"changes"`
+	Notified    int     `tsv:"notified"`
+	Early       int     `tsv:"early"`
+	ChangesPerS float64 `tsv:"changes_per_s"` // the burst's rate, at the generator
+	P50Ms       float64 `tsv:"p50_ms"`
+	P95Ms       float64 `tsv:"p95_ms"`
+	P99Ms       float64 `tsv:"p99_ms"`
+	MaxMs       float64 `tsv:"max_ms"`
+	// CPUUs is hookgate's CPU time per change and its delivery (µs).
+	CPUUs float64 `tsv:"cpu_us_per_change"`
+	// ServersPct is every server's CPU, CoreBusyPct the server core's
+	// busy time, as shares of one core from the burst's start to the
+	// last notification's report.
+	ServersPct  float64 `tsv:"servers_cpu_pct"`
+	CoreBusyPct float64 `tsv:"server_core_busy_pct"`
+	// GenPct is the generator's CPU over the burst, as a share of its
+	// core.
+	GenPct float64 `tsv:"generator_cpu_pct"`
+	Raw    string  `tsv:"raw"`
 }
 
 // latencyRow is one change to notification latency run.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 type results struct {
 	Loads      []loadRow
 	Deliveries []deliveryRow
+	Burst      []burstRow
 	Latency    []latencyRow
 	Coalescing []coalesceRow
 }
@@ -22,6 +24,7 @@ type results struct {
 const (
 	loadsFile      = "loads.tsv"
 	deliveriesFile = "deliveries.tsv"
+	burstFile      = "burst.tsv"
 	latencyFile    = "latency.tsv"
 	coalescingFile = "coalescing.tsv"
 )
@@ -29,12 +32,13 @@ const (
 // readResults reads the rows kept in dir.
 func readResults(dir string) (results, error) {
 	var r results
-	var err1, err2, err3, err4 error
+	var err1, err2, err3, err4, err5 error
 	r.Loads, err1 = readTSVFile[loadRow](filepath.Join(dir, loadsFile))
 	r.Deliveries, err2 = readTSVFile[deliveryRow](filepath.Join(dir, deliveriesFile))
-	r.Latency, err3 = readTSVFile[latencyRow](filepath.Join(dir, latencyFile))
-	r.Coalescing, err4 = readTSVFile[coalesceRow](filepath.Join(dir, coalescingFile))
-	return r, errors.Join(err1, err2, err3, err4)
+	r.Burst, err3 = readTSVFile[burstRow](filepath.Join(dir, burstFile))
+	r.Latency, err4 = readTSVFile[latencyRow](filepath.Join(dir, latencyFile))
+	r.Coalescing, err5 = readTSVFile[coalesceRow](filepath.Join(dir, coalescingFile))
+	return r, errors.Join(err1, err2, err3, err4, err5)
 }
 
 // median returns the median of xs, NaN for none.
@@ -91,11 +95,22 @@ const (
 // connections and the latency (an upstream that sleeps, a disk that
 // syncs).
 func limitOf(r loadRow) string {
-	gen := r.GenPct >= generatorBound
-	srv := r.ServersPct >= serverBound || r.CoreBusyPct >= serverBound
-	switch {
-	case r.Loop == "open" && r.Offered > 0 && r.Rate >= 0.97*float64(r.Offered):
+	if r.Loop == "open" && r.Offered > 0 && r.Rate >= 0.97*float64(r.Offered) {
 		return "rate"
+	}
+	return heldBy(r.GenPct, r.ServersPct, r.CoreBusyPct)
+}
+
+// heldBy says what held back a run that was not paced: "generator"
+// when the generator used at least 90 % of its core (genPct), "server"
+// when the servers of the run (serversPct), or all processes on the
+// server core (coreBusyPct), kept it at least 90 % busy, "both" when
+// both held, and "concurrency" when neither did: the requests in flight
+// and the latency held it.
+func heldBy(genPct, serversPct, coreBusyPct float64) string {
+	gen := genPct >= generatorBound
+	srv := serversPct >= serverBound || coreBusyPct >= serverBound
+	switch {
 	case gen && srv:
 		return "both"
 	case gen:
@@ -209,36 +224,117 @@ core), server (the servers or their core >= 90 % busy), both, or concurrency (a 
 `)
 }
 
-func printDeliveries(w io.Writer, rows []deliveryRow) {
-	fmt.Fprintf(w, "%8s %9s %12s %5s %10s %6s %14s %11s %13s %6s %5s %s\n",
-		"webhooks", "delivered", "deliveries/s", "±%", "raw-post/s", "x raw", "µs/delivery", "raw µs/POST", "µs/creation", "busy %", "k6 %", "reps")
-	by := map[int][]deliveryRow{}
+// byWebhooks groups rows by their webhook count, in increasing order.
+func byWebhooks[T any](rows []T, webhooks func(T) int) ([]int, map[int][]T) {
+	by := map[int][]T{}
 	var ns []int
 	for _, r := range rows {
-		if by[r.Webhooks] == nil {
-			ns = append(ns, r.Webhooks)
+		n := webhooks(r)
+		if by[n] == nil {
+			ns = append(ns, n)
 		}
-		by[r.Webhooks] = append(by[r.Webhooks], r)
+		by[n] = append(by[n], r)
 	}
 	slices.Sort(ns)
+	return ns, by
+}
+
+// deliveryLimits returns the distinct limits of delivery rows, joined
+// by "/"; "-" for rows of runs that did not record one.
+func deliveryLimits(rows []deliveryRow) string {
+	var l []string
+	for _, r := range rows {
+		v := cmp.Or(r.Limit, "-")
+		if !slices.Contains(l, v) {
+			l = append(l, v)
+		}
+	}
+	return strings.Join(l, "/")
+}
+
+// rawPostLimits returns what held raw-post back in rows: "server" when
+// the server core was at least 90 % busy while it ran, else
+// "concurrency" (its 64 POSTs in flight); "-" for rows of runs that did
+// not record it.
+func rawPostLimits(rows []deliveryRow) string {
+	var l []string
+	for _, r := range rows {
+		v := "-"
+		if r.Limit != "" {
+			v = heldBy(0, 0, r.RawBusyPct)
+		}
+		if !slices.Contains(l, v) {
+			l = append(l, v)
+		}
+	}
+	return strings.Join(l, "/")
+}
+
+func printDeliveries(w io.Writer, rows []deliveryRow) {
+	fmt.Fprintf(w, "%8s %-9s %9s %12s %5s %10s %6s %11s %11s %11s %6s %7s %5s %7s %-11s %s\n",
+		"webhooks", "generator", "delivered", "deliveries/s", "±%", "raw-post/s", "x raw", "µs/delivery", "raw µs/POST",
+		"µs/creation", "busy %", "other %", "gen %", "headrm %", "limit", "reps")
+	ns, by := byWebhooks(rows, func(r deliveryRow) int { return r.Webhooks })
 	for _, n := range ns {
 		rs := by[n]
 		perS := med(rs, func(r deliveryRow) float64 { return r.PerS })
 		raw := med(rs, func(r deliveryRow) float64 { return r.RawPerS })
-		fmt.Fprintf(w, "%8d %9.0f %12.0f %5.1f %10.0f %6.2f %14.1f %11.1f %13.1f %6.1f %5.1f %d\n",
-			n, slices.Min(col(rs, func(r deliveryRow) float64 { return float64(r.Delivered) })), perS,
+		gen := med(rs, func(r deliveryRow) float64 { return r.GenPct })
+		// Runs before the generator was recorded used k6, and did not
+		// record the servers' CPU.
+		other := "-"
+		if rs[0].Limit != "" {
+			other = fmt.Sprintf("%.1f", math.Max(0, med(rs, func(r deliveryRow) float64 { return r.CoreBusyPct - r.ServersPct })))
+		}
+		fmt.Fprintf(w, "%8d %-9s %9.0f %12.0f %5.1f %10.0f %6.2f %11.1f %11.1f %11.1f %6.1f %7s %5.1f %7.1f %-11s %d\n",
+			n, cmp.Or(rs[0].Generator, "k6"), slices.Min(col(rs, func(r deliveryRow) float64 { return float64(r.Delivered) })), perS,
 			spread(col(rs, func(r deliveryRow) float64 { return r.PerS })), raw, perS/raw,
 			med(rs, func(r deliveryRow) float64 { return r.CPUUs }), med(rs, func(r deliveryRow) float64 { return r.RawCPUUs }),
 			med(rs, func(r deliveryRow) float64 { return r.CreateCPUUs }), med(rs, func(r deliveryRow) float64 { return r.CoreBusyPct }),
-			med(rs, func(r deliveryRow) float64 { return r.GenPct }), len(rs))
+			other, gen, 100-gen, deliveryLimits(rs), len(rs))
 	}
 	fmt.Fprint(w, `
 deliveries/s: notifications per second at the receiver, first to last arrival, one change per webhook (nothing
-coalesces); raw-post/s: hookgate's own delivery client alone (bin/raw-post, 64 in flight) posting as many to the same
-receiver on the same core. µs/delivery: hookgate's CPU time from the first change to the last notification, per
-change: proxying the change, its marker and its delivery; raw µs/POST: raw-post's per POST; µs/creation: hookgate's
-per webhook created before the changes. busy %: the server core; k6 %: the load generator's core share.
+coalesces), the changes sent by vegeta (each user's once, 32 in flight); raw-post/s: hookgate's own delivery client
+alone (bin/raw-post, 64 in flight) posting as many to the same receiver on the same core. µs/delivery: hookgate's CPU
+time from the first change to the last notification, per change: proxying the change, its marker and its delivery;
+raw µs/POST: raw-post's per POST; µs/creation: hookgate's per webhook created before the changes. busy %: the server
+core from the first change to the last notification, other % the part of it beyond the servers started here (other
+processes on a shared machine); gen %: the generator's own CPU over its run, headrm % what it had left. limit:
+generator (it used >= 90 % of its core), server (the servers or their core >= 90 % busy), both, or concurrency
+(neither: the changes in flight and the latency held it).
 `)
+}
+
+func printBurst(w io.Writer, rows []burstRow) {
+	fmt.Fprintf(w, "%-5s %8s %7s %8s %5s %9s %7s %7s %7s %7s %6s %9s %6s %7s %5s %7s %s\n",
+		"burst", "webhooks", "changes", "notified", "early", "changes/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "p99 ±%",
+		"µs/change", "busy %", "other %", "gen %", "headrm %", "reps")
+	ns, by := byWebhooks(rows, func(r burstRow) int { return r.Webhooks })
+	for _, n := range ns {
+		rs := by[n]
+		gen := med(rs, func(r burstRow) float64 { return r.GenPct })
+		fmt.Fprintf(w, "%-5s %8d %7.0f %8.0f %5.0f %9.0f %7.3f %7.3f %7.3f %7.3f %6.1f %9.1f %6.1f %7.1f %5.1f %7.1f %d\n", "",
+			n, slices.Min(col(rs, func(r burstRow) float64 { return float64(r.Changes) })),
+			slices.Min(col(rs, func(r burstRow) float64 { return float64(r.Notified) })),
+			med(rs, func(r burstRow) float64 { return float64(r.Early) }),
+			med(rs, func(r burstRow) float64 { return r.ChangesPerS }),
+			med(rs, func(r burstRow) float64 { return r.P50Ms }), med(rs, func(r burstRow) float64 { return r.P95Ms }),
+			med(rs, func(r burstRow) float64 { return r.P99Ms }), med(rs, func(r burstRow) float64 { return r.MaxMs }),
+			spread(col(rs, func(r burstRow) float64 { return r.P99Ms })), med(rs, func(r burstRow) float64 { return r.CPUUs }),
+			med(rs, func(r burstRow) float64 { return r.CoreBusyPct }),
+			math.Max(0, med(rs, func(r burstRow) float64 { return r.CoreBusyPct - r.ServersPct })), gen, 100-gen, len(rs))
+	}
+	fmt.Fprintf(w, `
+burst: one idle webhook per user, then one change per user, %d in flight, sent by the runner's burst client (a Go
+program pinned to the generators' CPU) as fast as they are answered; latency: from the change's answer, as the client
+read it, to the notification's arrival at the receiver, per webhook (the receiver's /_report); early: how many
+notifications arrived before the client had read their change's answer (a negative latency, counted as such in the
+quantiles). changes and notified are the minimum over the repetitions (notified < changes fails the run), early the
+median. µs/change: hookgate's CPU from the first change to the last notification, per change and its delivery; busy %%:
+the server core over that time, other %% the part of it beyond the servers started here; gen %%: the client's own CPU
+over the burst.
+`, burstConns)
 }
 
 func printLatency(w io.Writer, rows []latencyRow) {
@@ -297,6 +393,9 @@ func printTables(w io.Writer, r results) {
 	}
 	if len(r.Deliveries) > 0 {
 		parts = append(parts, func() { printDeliveries(w, r.Deliveries) })
+	}
+	if len(r.Burst) > 0 {
+		parts = append(parts, func() { printBurst(w, r.Burst) })
 	}
 	if len(r.Latency) > 0 {
 		parts = append(parts, func() { printLatency(w, r.Latency) })

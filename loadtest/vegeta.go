@@ -36,6 +36,32 @@ func vegetaAttackArgs(targets string, rate int, dur time.Duration, out string) [
 		"-timeout", "5s", "-max-workers", "512", "-max-connections", "512", "-output", out}
 }
 
+// vegetaUserTargets returns a vegeta targets file (its "http" format)
+// with one POST base/<user>/events per user, user00001 to the n-th of
+// `demo-upstream -users`, in order, each with that user's app token; the
+// JSON body comes from vegeta's -body.
+func vegetaUserTargets(base string, n int) string {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		u := userName(i)
+		fmt.Fprintf(&b, "POST %s/%s/events\nAuthorization: %s-app\nContent-Type: application/json\n\n", base, u, u)
+	}
+	return b.String()
+}
+
+// vegetaEachOnceArgs returns the command line of a vegeta run that
+// sends every target of the file once, as fast as workers requests in
+// flight (over as many connections) allow, then stops: the targets are
+// read lazily, and the attack ends when they run out. Running out adds
+// one result or a few (one per worker at most) without a status, whose
+// error is "no targets to attack": what was sent is the requests with a
+// status.
+func vegetaEachOnceArgs(targets, body string, workers int, out string) []string {
+	w := strconv.Itoa(workers)
+	return []string{"attack", "-lazy", "-targets", targets, "-body", body, "-rate", "0", "-workers", w, "-max-workers", w,
+		"-max-connections", w, "-timeout", "30s", "-output", out}
+}
+
 // vegetaReport is the part of `vegeta report -type json` read here.
 // Latencies are in nanoseconds.
 type vegetaReport struct {

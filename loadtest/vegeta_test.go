@@ -28,6 +28,11 @@ func TestParseVegeta(t *testing.T) {
 	// Connection refused: status 0.
 	f("vegeta-refused.json", loadResult{Requests: 100, Rate: 100.9651288980203, Errors: 100,
 		P50: 378776 * time.Nanosecond, P99: 2615306 * time.Nanosecond, Max: 4480665 * time.Nanosecond})
+	// The deliveries' changes, each user's once (vegetaEachOnceArgs):
+	// 1000 answered 201, and 6 results without a status, "no targets to
+	// attack", as the lazy run ended.
+	f("vegeta-deliver.json", loadResult{Requests: 1006, Rate: 2531.6248194326777, Errors: 6,
+		P50: 9964137 * time.Nanosecond, P99: 29422693 * time.Nanosecond, Max: 46765766 * time.Nanosecond})
 }
 
 func TestParseVegetaNoSummary(t *testing.T) {
@@ -60,10 +65,27 @@ func TestVegetaTargets(t *testing.T) {
 	}
 }
 
+func TestVegetaEachOnce(t *testing.T) {
+	want := "POST http://127.0.0.1:18080/user00001/events\nAuthorization: user00001-app\nContent-Type: application/json\n\n" +
+		"POST http://127.0.0.1:18080/user00002/events\nAuthorization: user00002-app\nContent-Type: application/json\n\n"
+	if got := vegetaUserTargets("http://127.0.0.1:18080", 2); got != want {
+		t.Fatalf("got %q; want %q", got, want)
+	}
+	if got := vegetaUserTargets("http://x", 0); got != "" {
+		t.Fatalf("no users: got %q", got)
+	}
+	got := vegetaEachOnceArgs("t", "body.json", 32, "out.bin")
+	want2 := []string{"attack", "-lazy", "-targets", "t", "-body", "body.json", "-rate", "0", "-workers", "32", "-max-workers", "32",
+		"-max-connections", "32", "-timeout", "30s", "-output", "out.bin"}
+	if !slices.Equal(got, want2) {
+		t.Fatalf("got %q; want %q", got, want2)
+	}
+}
+
 // FuzzParseVegeta: parseVegeta must not panic on any report, and what
 // it accepts has no negative figure.
 func FuzzParseVegeta(f *testing.F) {
-	for _, name := range []string{"vegeta-get.json", "vegeta-post.json", "vegeta-non2xx.json", "vegeta-refused.json"} {
+	for _, name := range []string{"vegeta-get.json", "vegeta-post.json", "vegeta-non2xx.json", "vegeta-refused.json", "vegeta-deliver.json"} {
 		f.Add(readTestdata(f, name))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
