@@ -23,6 +23,7 @@ var metricHelp = map[string]string{
 	"hookgate_cluster_partitions_owned":          "Cluster mode: partitions of the users this instance delivers now.",
 	"hookgate_cluster_partition_owned":           "Cluster mode: 1 while this instance delivers the users of this partition.",
 	"hookgate_cluster_markers_unpublished_total": "Cluster mode: changes answered whose marker JetStream did not take (no quorum); their notifications may be missing.",
+	"hookgate_cluster_markers_republished_total": "Cluster mode: marker publishes made again after the connection moved to another server or no stream leader answered; such a marker may be stored, and notified, twice.",
 	"hookgate_disk_free_bytes":                   "Free space on the data directory's disk.",
 	"hookgate_markers_dispatched_total":          "Change markers read by the delivery engine.",
 	"hookgate_webhook_changes_total":             "Changes that reached a webhook (one marker reaching three webhooks counts three).",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -103,6 +104,8 @@ type MarkersOptions struct {
 var (
 	ownedPartitions = metrics.NewGauge(`hookgate_cluster_partitions_owned`, nil)
 	markersLost     = metrics.NewCounter(`hookgate_cluster_markers_unpublished_total`)
+	// markersRepublished counts publishes made again after a cut.
+	markersRepublished = metrics.NewCounter(`hookgate_cluster_markers_republished_total`)
 )
 
 // OpenMarkers opens the marker log, creating its stream and consumers
@@ -520,11 +523,13 @@ func (m *Markers) AppendTo(p int, data []byte) (uint64, error) {
 	}
 	// A client waits at most the failover time: what a leader's election
 	// or a move to another server takes, not a lost quorum. A publish cut
-	// by the move is made again: the marker may then be stored twice,
-	// which its webhooks' coalescing makes one notification.
+	// by the move is made again, after a pause that doubles: the marker
+	// may then be stored twice, and its webhooks notified twice (at least
+	// once, as after any crash).
 	wait := min(m.c.o.Timeout, m.failover)
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	pause := republishWait
 	for {
 		f, err := m.c.js.PublishAsync(m.markerSubject(p), data)
 		if err == nil {
@@ -544,13 +549,21 @@ func (m *Markers) AppendTo(p int, data []byte) (uint64, error) {
 		case <-t.C:
 			markersLost.Inc()
 			return 0, fmt.Errorf("cannot publish a change marker within %v: %w", wait, err)
-		case <-time.After(republishWait):
+		case <-time.After(pause + rand.N(pause)):
 		}
+		markersRepublished.Inc()
+		pause = min(2*pause, republishMaxWait)
 	}
 }
 
-// republishWait spaces the publishes of a marker whose publish was cut.
-const republishWait = 20 * time.Millisecond
+// A marker whose publish was cut is published again after a pause of
+// republishWait, doubled at each try up to republishMaxWait, with
+// jitter: the clients waiting during an election do not all come back
+// at once.
+const (
+	republishWait    = 20 * time.Millisecond
+	republishMaxWait = 500 * time.Millisecond
+)
 
 // republish tells the errors of a publish that may pass if made again:
 // the connection moving to another server, or no stream leader yet.

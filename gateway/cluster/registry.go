@@ -324,7 +324,12 @@ func (r *Registry) retry(write func() error) error {
 	}
 	for range attempts {
 		r.applyMu.Lock()
-		err := write()
+		// Again under the lock: a write that waited there for others
+		// during a failure answers at once once its grace is over.
+		err := r.healthy()
+		if err == nil {
+			err = write()
+		}
 		r.applyMu.Unlock()
 		if !conflict(err) {
 			return err
