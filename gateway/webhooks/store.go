@@ -27,8 +27,9 @@ var (
 // change is written to Badger and applied to the index under the lock,
 // then synced outside it, a sync shared with the writers of the moment
 // (store.GroupSync): its caller is answered, and the delivery engine
-// told, only once it is on disk. Readers never wait for the disk; they
-// may see a change up to one sync before its caller is answered.
+// told, once that sync has ended. Readers never wait for the disk; they,
+// and the engine (told of a record as it is then, see notify), may see a
+// change up to one sync before it is on disk.
 type Store struct {
 	db     *badger.DB
 	syncs  *store.GroupSync
@@ -383,7 +384,8 @@ func (s *Store) put(w *core.Webhook) error {
 
 // synced waits for the writes made so far to be on disk. A failed sync
 // leaves the change in memory and in Badger's log, where a later sync
-// may still make it durable; its caller is told it failed.
+// may still make it durable: its caller is told it failed, which means
+// it may or may not last, and the engine is told of it all the same.
 func (s *Store) synced() error {
 	if err := s.syncs.Wait(); err != nil {
 		return fmt.Errorf("cannot sync the webhooks' store: %w", err)
@@ -393,26 +395,25 @@ func (s *Store) synced() error {
 
 // Create implements state.Registry.
 func (s *Store) Create(w *core.Webhook, maxPerAccess int) error {
-	err := s.create(w, maxPerAccess)
-	if err == nil {
-		s.notify(Change{Webhook: w.Clone()})
+	if err := s.create(w, maxPerAccess); err != nil {
+		return err
 	}
+	// Told even when the sync fails: memory and Badger's log have it.
+	err := s.synced()
+	s.notify(Change{Webhook: w.Clone()})
 	return err
 }
 
 func (s *Store) create(w *core.Webhook, maxPerAccess int) error {
-	unlock := s.lockWrite()
+	defer s.lockWrite()()
 	if err := s.x.CheckCreate(w, maxPerAccess); err != nil {
-		unlock()
 		return err
 	}
 	if err := s.put(w); err != nil {
-		unlock()
 		return err
 	}
 	s.x.Add(w)
-	unlock()
-	return s.synced()
+	return nil
 }
 
 // Import implements state.Registry: in as many transactions as the
@@ -529,10 +530,11 @@ func (s *Store) Update(user, id string, fn func(w *core.Webhook) error) (*core.W
 	if err != nil {
 		return nil, err
 	}
-	if err := s.synced(); err != nil {
+	err = s.synced()
+	s.notify(Change{Webhook: u.w.Clone()}) // even when the sync fails, as Create
+	if err != nil {
 		return nil, err
 	}
-	s.notify(Change{Webhook: u.w.Clone()})
 	return s.filled([]unstored{u})[0], nil
 }
 
@@ -556,12 +558,11 @@ func (s *Store) update(user, id string, fn func(w *core.Webhook) error) (unstore
 // Delete implements state.Registry.
 func (s *Store) Delete(user, id string) error {
 	w, err := s.delete(user, id)
-	if err == nil {
-		err = s.synced()
+	if err != nil {
+		return err
 	}
-	if err == nil {
-		s.notify(Change{Webhook: w, Deleted: true})
-	}
+	err = s.synced()
+	s.notify(Change{Webhook: w, Deleted: true}) // even when the sync fails, as Create
 	return err
 }
 

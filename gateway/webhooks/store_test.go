@@ -320,3 +320,29 @@ func TestNotifyCarriesTheNewestRecord(t *testing.T) {
 		t.Fatalf("changes heard after the deletion and a late notification: %d, last %+v; want 4, the deletion last", n, got[len(got)-1])
 	}
 }
+
+// TestFailedSyncStillTold: a write whose sync fails is in memory and in
+// Badger's log, where a later sync may make it last: its caller gets the
+// error, and the engine hears of it all the same (a deletion it did not
+// hear of would leave the webhook's slot and pending set behind).
+func TestFailedSyncStillTold(t *testing.T) {
+	_, s := newStore(t)
+	var got []Change
+	s.OnChange(func(c Change) { got = append(got, c) })
+	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "http://example.com/h", State: core.StateActive,
+		MinIntervalMs: 5000, MaxRetries: 5, Runs: []core.Run{}}
+	if err := s.Create(w, 0); err != nil {
+		t.Fatal(err)
+	}
+	failure := errors.New("disk gone")
+	s.syncs = store.NewGroupSync(func() error { return failure })
+	if _, err := s.Update("alice", w.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil }); !errors.Is(err, failure) {
+		t.Fatalf("update with a failing sync: %v; want the sync's error", err)
+	}
+	if err := s.Delete("alice", w.ID); !errors.Is(err, failure) {
+		t.Fatalf("delete with a failing sync: %v; want the sync's error", err)
+	}
+	if len(got) != 3 || got[1].Webhook.State != core.StateInactive || !got[2].Deleted {
+		t.Fatalf("changes heard: %+v; want the creation, the update and the deletion", got)
+	}
+}
