@@ -135,11 +135,7 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 	if err := createWebhooks(ctx, n, "d"); err != nil {
 		return err
 	}
-	s0, err := r.fleet.cpuTimes()
-	if err != nil {
-		return err
-	}
-	c0, err := readCPUStat()
+	u0, err := r.fleet.usage()
 	if err != nil {
 		return err
 	}
@@ -160,11 +156,7 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 	if err != nil {
 		return err
 	}
-	s1, err := r.fleet.cpuTimes()
-	if err != nil {
-		return err
-	}
-	c1, err := readCPUStat()
+	u1, err := r.fleet.usage()
 	if err != nil {
 		return err
 	}
@@ -188,16 +180,16 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 		return fmt.Errorf("%s: %w", out, err)
 	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	own := ticksDuration(s1[hg].sub(s0[hg]).total(), r.clk)
+	own := ticksDuration(u1.procs[hg].sub(u0.procs[hg]).total(), r.clk)
 	row := deliveryRow{Webhooks: n, Rep: rep, Generator: "vegeta", Delivered: st.changed(), PerS: st.perSecond(),
 		RawPerS: rp.Rate, CPUUs: us(own) / float64(n),
 		RawCPUUs:    us(post.User+post.System) / float64(n),
-		CreateCPUUs: us(ticksDuration(s0[hg].sub(t0).total(), r.clk)) / float64(n),
-		ServerPct:   100 * float64(own) / float64(wall), ServersPct: serversPercent(s0, s1, wall, r.clk),
+		CreateCPUUs: us(ticksDuration(u0.procs[hg].sub(t0).total(), r.clk)) / float64(n),
+		ServerPct:   100 * float64(own) / float64(wall), ServersPct: serversPercent(u0.procs, u1.procs, wall, r.clk),
 		GenPct: gen.percent(), Raw: raw}
 	if r.cfg.ServerCPU >= 0 {
-		row.CoreBusyPct = busyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
-		row.RawBusyPct = busyPercent(c1[r.cfg.ServerCPU], c2[r.cfg.ServerCPU])
+		row.CoreBusyPct = busyPercent(u0.cores[r.cfg.ServerCPU], u1.cores[r.cfg.ServerCPU])
+		row.RawBusyPct = busyPercent(u1.cores[r.cfg.ServerCPU], c2[r.cfg.ServerCPU])
 	}
 	row.Limit = heldBy(row.GenPct, row.ServersPct, row.CoreBusyPct)
 	r.progress("%-40s %8.0f deliveries/s (raw-post %.0f/s)  %6.1f µs/delivery (raw-post %.1f µs/POST)  gen %5.1f %%  limit %s", name,
@@ -288,11 +280,7 @@ func (r *runner) burstRun(ctx context.Context, n, rep int) error {
 	if err := createWebhooks(ctx, n, "b"); err != nil {
 		return err
 	}
-	s0, err := r.fleet.cpuTimes()
-	if err != nil {
-		return err
-	}
-	c0, err := readCPUStat()
+	u0, err := r.fleet.usage()
 	if err != nil {
 		return err
 	}
@@ -318,21 +306,17 @@ func (r *runner) burstRun(ctx context.Context, n, rep int) error {
 	if err != nil {
 		return err
 	}
-	s1, err := r.fleet.cpuTimes()
-	if err != nil {
-		return err
-	}
-	c1, err := readCPUStat()
+	u1, err := r.fleet.usage()
 	if err != nil {
 		return err
 	}
 	wall := time.Since(start)
 	row := burstRowOf(rp, cl, n, rep)
-	row.CPUUs = float64(ticksDuration(s1[hg].sub(s0[hg]).total(), r.clk)) / float64(time.Microsecond) / float64(n)
-	row.ServersPct = serversPercent(s0, s1, wall, r.clk)
+	row.CPUUs = float64(ticksDuration(u1.procs[hg].sub(u0.procs[hg]).total(), r.clk)) / float64(time.Microsecond) / float64(n)
+	row.ServersPct = serversPercent(u0.procs, u1.procs, wall, r.clk)
 	row.Raw = raw
 	if r.cfg.ServerCPU >= 0 {
-		row.CoreBusyPct = busyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
+		row.CoreBusyPct = busyPercent(u0.cores[r.cfg.ServerCPU], u1.cores[r.cfg.ServerCPU])
 	}
 	r.progress("%-40s %8.0f changes/s  p50 %.3f ms  p99 %.3f ms  max %.3f ms  %d/%d notified  gen %5.1f %%", name,
 		row.ChangesPerS, row.P50Ms, row.P99Ms, row.MaxMs, row.Notified, n, row.GenPct)

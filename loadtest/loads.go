@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -115,30 +114,25 @@ func (r *runner) measure(ctx context.Context, c cell) error {
 	if err := r.fleet.check(); err != nil {
 		return err
 	}
-	t0, err := r.fleet.cpuTimes()
-	if err != nil {
-		return err
-	}
-	c0, err := readCPUStat()
+	u0, err := r.fleet.usage()
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	var wall time.Duration
-	var t1 map[*server]cpuTime
-	var c1 map[int]coreTime
-	var err1, err2 error
+	var u1 usage
+	var err1 error
 	res, gen, raw, err := r.generate(ctx, c, r.cfg.Duration, func() {
 		wall = time.Since(start)
-		t1, err1 = r.fleet.cpuTimes()
-		c1, err2 = readCPUStat()
+		u1, err1 = r.fleet.usage()
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", c, err)
 	}
-	if err := errors.Join(err1, err2); err != nil {
-		return err
+	if err1 != nil {
+		return err1
 	}
+	t0, t1, c0, c1 := u0.procs, u1.procs, u0.cores, u1.cores
 	if res.Errors*100 > res.Requests {
 		return fmt.Errorf("%s: %d of %d requests failed; see %s", c, res.Errors, res.Requests, filepath.Join(r.raw, raw))
 	}

@@ -149,6 +149,27 @@ func (f *fleet) cpuTimes() (map[*server]cpuTime, error) {
 	return m, nil
 }
 
+// usage is the servers' CPU times and every core's counters, read one
+// after the other.
+type usage struct {
+	procs map[*server]cpuTime
+	cores map[int]coreTime
+}
+
+// usage reads the servers' CPU times (/proc/<pid>/stat), then the
+// cores' counters (/proc/stat).
+func (f *fleet) usage() (usage, error) {
+	procs, err := f.cpuTimes()
+	if err != nil {
+		return usage{}, err
+	}
+	cores, err := readCPUStat()
+	if err != nil {
+		return usage{}, err
+	}
+	return usage{procs, cores}, nil
+}
+
 // portFree returns an error if something already listens on addr: the
 // runner would measure it instead of its own server.
 func portFree(addr string) error {
