@@ -71,7 +71,8 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME) ./delivery FuzzGuard FuzzRetryAfter FuzzReceiverResponse
 	@bash scripts/fuzz.sh $(FUZZTIME) ./core FuzzDecodeMarker FuzzAppendJSONString
 	@bash scripts/fuzz.sh $(FUZZTIME) ./cmd/hookgate FuzzParseSize FuzzApplyConfig FuzzMoveLine
-	@bash scripts/fuzz.sh $(FUZZTIME) ./loadtest FuzzParseWrk FuzzParseVegeta FuzzParseK6Summary FuzzParseProcStat FuzzParseReceiverStats FuzzParseReceiverReport FuzzParseClientResult
+	@bash scripts/fuzz.sh $(FUZZTIME) ./loadtest FuzzParseWrk FuzzParseVegeta FuzzParseK6Summary FuzzParseReceiverStats FuzzParseReceiverReport FuzzParseClientResult
+	@bash scripts/fuzz.sh $(FUZZTIME) ./internal/procstat FuzzParseProcStat
 
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 // userName is the name of demo-upstream's i-th seeded user (from 1).
@@ -128,7 +130,7 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 	if err != nil {
 		return err
 	}
-	t0, err := readPidStat(hg.pid())
+	t0, err := procstat.ReadPid(hg.pid())
 	if err != nil {
 		return err
 	}
@@ -167,7 +169,7 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 	if err != nil {
 		return err
 	}
-	c2, err := readCPUStat()
+	c2, err := procstat.ReadCPU()
 	if err != nil {
 		return err
 	}
@@ -180,16 +182,16 @@ func (r *runner) delivery(ctx context.Context, n, rep int) error {
 		return fmt.Errorf("%s: %w", out, err)
 	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	own := ticksDuration(u1.procs[hg].sub(u0.procs[hg]).total(), r.clk)
+	own := procstat.TicksDuration(u1.procs[hg].Sub(u0.procs[hg]).Total(), r.clk)
 	row := deliveryRow{Webhooks: n, Rep: rep, Generator: "vegeta", Delivered: st.changed(), PerS: st.perSecond(),
 		RawPerS: rp.Rate, CPUUs: us(own) / float64(n),
 		RawCPUUs:    us(post.User+post.System) / float64(n),
-		CreateCPUUs: us(ticksDuration(u0.procs[hg].sub(t0).total(), r.clk)) / float64(n),
+		CreateCPUUs: us(procstat.TicksDuration(u0.procs[hg].Sub(t0).Total(), r.clk)) / float64(n),
 		ServerPct:   100 * float64(own) / float64(wall), ServersPct: serversPercent(u0.procs, u1.procs, wall, r.clk),
 		GenPct: gen.percent(), Raw: raw}
 	if r.cfg.ServerCPU >= 0 {
-		row.CoreBusyPct = busyPercent(u0.cores[r.cfg.ServerCPU], u1.cores[r.cfg.ServerCPU])
-		row.RawBusyPct = busyPercent(u1.cores[r.cfg.ServerCPU], c2[r.cfg.ServerCPU])
+		row.CoreBusyPct = procstat.BusyPercent(u0.cores[r.cfg.ServerCPU], u1.cores[r.cfg.ServerCPU])
+		row.RawBusyPct = procstat.BusyPercent(u1.cores[r.cfg.ServerCPU], c2[r.cfg.ServerCPU])
 	}
 	row.Limit = heldBy(row.GenPct, row.ServersPct, row.CoreBusyPct)
 	r.progress("%-40s %8.0f deliveries/s (raw-post %.0f/s)  %6.1f µs/delivery (raw-post %.1f µs/POST)  gen %5.1f %%  limit %s", name,
@@ -241,12 +243,12 @@ func (r *runner) vegetaEachOnce(ctx context.Context, name, targets string, worke
 
 // serversPercent returns the CPU time every server in s1 used since s0
 // as a share of one core over wall, in percent.
-func serversPercent(s0, s1 map[*server]cpuTime, wall time.Duration, clk int64) float64 {
+func serversPercent(s0, s1 map[*server]procstat.CPUTime, wall time.Duration, clk int64) float64 {
 	var ticks int64
 	for s, t := range s1 {
-		ticks += t.sub(s0[s]).total()
+		ticks += t.Sub(s0[s]).Total()
 	}
-	return 100 * float64(ticksDuration(ticks, clk)) / float64(wall)
+	return 100 * float64(procstat.TicksDuration(ticks, clk)) / float64(wall)
 }
 
 // burstConns is how many changes the burst client has in flight, over
@@ -312,11 +314,11 @@ func (r *runner) burstRun(ctx context.Context, n, rep int) error {
 	}
 	wall := time.Since(start)
 	row := burstRowOf(rp, cl, n, rep)
-	row.CPUUs = float64(ticksDuration(u1.procs[hg].sub(u0.procs[hg]).total(), r.clk)) / float64(time.Microsecond) / float64(n)
+	row.CPUUs = float64(procstat.TicksDuration(u1.procs[hg].Sub(u0.procs[hg]).Total(), r.clk)) / float64(time.Microsecond) / float64(n)
 	row.ServersPct = serversPercent(u0.procs, u1.procs, wall, r.clk)
 	row.Raw = raw
 	if r.cfg.ServerCPU >= 0 {
-		row.CoreBusyPct = busyPercent(u0.cores[r.cfg.ServerCPU], u1.cores[r.cfg.ServerCPU])
+		row.CoreBusyPct = procstat.BusyPercent(u0.cores[r.cfg.ServerCPU], u1.cores[r.cfg.ServerCPU])
 	}
 	r.progress("%-40s %8.0f changes/s  p50 %.3f ms  p99 %.3f ms  max %.3f ms  %d/%d notified  gen %5.1f %%", name,
 		row.ChangesPerS, row.P50Ms, row.P99Ms, row.MaxMs, row.Notified, n, row.GenPct)
@@ -365,7 +367,7 @@ func (r *runner) latencyRun(ctx context.Context, kind string, rep int) error {
 	if _, err := r.startDelivery(ctx, name, r.cfg.LatUsers+20, "-delivery-timeout", "2s"); err != nil {
 		return err
 	}
-	c0, err := readCPUStat()
+	c0, err := procstat.ReadCPU()
 	if err != nil {
 		return err
 	}
@@ -373,7 +375,7 @@ func (r *runner) latencyRun(ctx context.Context, kind string, rep int) error {
 		fmt.Sprintf("USERS=%d", r.cfg.LatUsers), fmt.Sprintf("SLOW=%d", bad), fmt.Sprintf("FAILING=%d", bad)); err != nil {
 		return err
 	}
-	c1, err := readCPUStat()
+	c1, err := procstat.ReadCPU()
 	if err != nil {
 		return err
 	}
@@ -385,7 +387,7 @@ func (r *runner) latencyRun(ctx context.Context, kind string, rep int) error {
 	row := latencyRow{Kind: kind, Rep: rep, Changes: rep2.Answered, Notified: rep2.Notified,
 		P50Ms: quantile(lat, 0.5), P95Ms: quantile(lat, 0.95), P99Ms: quantile(lat, 0.99), MaxMs: quantile(lat, 1), Raw: raw}
 	if r.cfg.ServerCPU >= 0 {
-		row.CoreBusyPct = busyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
+		row.CoreBusyPct = procstat.BusyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
 	}
 	r.progress("%-40s p50 %.3f ms  p99 %.3f ms  max %.3f ms  %d/%d notified", name, row.P50Ms, row.P99Ms, row.MaxMs,
 		row.Notified, row.Changes)
@@ -410,11 +412,11 @@ func (r *runner) coalescingRun(ctx context.Context, rep int) error {
 	if err != nil {
 		return err
 	}
-	t0, err := readPidStat(hg.pid())
+	t0, err := procstat.ReadPid(hg.pid())
 	if err != nil {
 		return err
 	}
-	c0, err := readCPUStat()
+	c0, err := procstat.ReadCPU()
 	if err != nil {
 		return err
 	}
@@ -423,11 +425,11 @@ func (r *runner) coalescingRun(ctx context.Context, rep int) error {
 	if err != nil {
 		return err
 	}
-	t1, err := readPidStat(hg.pid())
+	t1, err := procstat.ReadPid(hg.pid())
 	if err != nil {
 		return err
 	}
-	c1, err := readCPUStat()
+	c1, err := procstat.ReadCPU()
 	if err != nil {
 		return err
 	}
@@ -437,9 +439,9 @@ func (r *runner) coalescingRun(ctx context.Context, rep int) error {
 	}
 	row := coalesceRowOf(rp, s, rep)
 	row.Raw = raw
-	row.CPUUs = float64(ticksDuration(t1.sub(t0).total(), r.clk)) / float64(time.Microsecond) / float64(max(row.Changes, 1))
+	row.CPUUs = float64(procstat.TicksDuration(t1.Sub(t0).Total(), r.clk)) / float64(time.Microsecond) / float64(max(row.Changes, 1))
 	if r.cfg.ServerCPU >= 0 {
-		row.CoreBusyPct = busyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
+		row.CoreBusyPct = procstat.BusyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
 	}
 	r.progress("%-40s %8.0f changes/s  %d-%d POSTs per webhook  min gap %.1f ms  missing %d", name, row.ChangesPerS,
 		row.MinPosts, row.MaxPosts, row.MinGapMs, row.Missing)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 // cell is one generator run against one target.
@@ -136,26 +138,26 @@ func (r *runner) measure(ctx context.Context, c cell) error {
 	if res.Errors*100 > res.Requests {
 		return fmt.Errorf("%s: %d of %d requests failed; see %s", c, res.Errors, res.Requests, filepath.Join(r.raw, raw))
 	}
-	share := func(t cpuTime) float64 {
-		return 100 * float64(ticksDuration(t.total(), r.clk)) / float64(wall)
+	share := func(t procstat.CPUTime) float64 {
+		return 100 * float64(procstat.TicksDuration(t.Total(), r.clk)) / float64(wall)
 	}
 	perReq := func(ticks int64) float64 {
-		return float64(ticksDuration(ticks, r.clk).Microseconds()) / float64(max(res.Requests, 1))
+		return float64(procstat.TicksDuration(ticks, r.clk).Microseconds()) / float64(max(res.Requests, 1))
 	}
-	var all cpuTime
+	var all procstat.CPUTime
 	for s, t := range t1 {
-		d := t.sub(t0[s])
+		d := t.Sub(t0[s])
 		all.User += d.User
 		all.System += d.System
 	}
-	own := t1[c.Server].sub(t0[c.Server])
+	own := t1[c.Server].Sub(t0[c.Server])
 	row := loadRow{Scenario: c.Scenario, Upstream: c.Upstream, Loop: c.Loop, Target: c.Target, Rep: c.Rep,
 		Requests: res.Requests, Rate: res.Rate, Errors: res.Errors,
 		P50Ms: ms(res.P50), P99Ms: ms(res.P99), MaxMs: ms(res.Max),
 		UserUs: perReq(own.User), SysUs: perReq(own.System),
 		ServerPct: share(own), ServersPct: share(all), GenPct: gen.percent(), Raw: raw}
 	if r.cfg.ServerCPU >= 0 {
-		row.CoreBusyPct = busyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
+		row.CoreBusyPct = procstat.BusyPercent(c0[r.cfg.ServerCPU], c1[r.cfg.ServerCPU])
 	}
 	if c.Loop == "closed" {
 		row.Generator = "wrk"
@@ -163,7 +165,7 @@ func (r *runner) measure(ctx context.Context, c cell) error {
 		row.Generator, row.Offered = "vegeta", r.cfg.Rate
 	}
 	if c.UpstreamSrv != nil {
-		row.UpstreamUs = perReq(t1[c.UpstreamSrv].sub(t0[c.UpstreamSrv]).total())
+		row.UpstreamUs = perReq(t1[c.UpstreamSrv].Sub(t0[c.UpstreamSrv]).Total())
 	}
 	row.Limit = limitOf(row)
 	r.progress("%-40s %8.0f req/s  p99 %7.3f ms  %6.1f µs/req  gen %5.1f %%  limit %s", c, row.Rate, row.P99Ms,

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 var nan = math.NaN()
@@ -297,7 +299,7 @@ func newRunner(cfg config, log io.Writer) (*runner, error) {
 	if cfg.Results == "" {
 		cfg.Results = filepath.Join(repo, "loadtest", "results")
 	}
-	r := &runner{cfg: cfg, repo: repo, clk: clockTicks(), log: log}
+	r := &runner{cfg: cfg, repo: repo, clk: procstat.ClockTicks(), log: log}
 	r.out = filepath.Join(cfg.Results, time.Now().UTC().Format("20060102T150405Z"))
 	r.raw = filepath.Join(r.out, "raw")
 	logs := filepath.Join(r.out, "logs")

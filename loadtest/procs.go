@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 // server is a process started by a fleet: a demo server, hookgate, nginx
@@ -137,10 +139,10 @@ func (f *fleet) check() error {
 }
 
 // cpuTimes returns the CPU time of every server so far, by server.
-func (f *fleet) cpuTimes() (map[*server]cpuTime, error) {
-	m := make(map[*server]cpuTime, len(f.servers))
+func (f *fleet) cpuTimes() (map[*server]procstat.CPUTime, error) {
+	m := make(map[*server]procstat.CPUTime, len(f.servers))
 	for _, s := range f.servers {
-		t, err := readPidStat(s.pid())
+		t, err := procstat.ReadPid(s.pid())
 		if err != nil {
 			return nil, errors.Join(err, f.check())
 		}
@@ -152,8 +154,8 @@ func (f *fleet) cpuTimes() (map[*server]cpuTime, error) {
 // usage is the servers' CPU times and every core's counters, read one
 // after the other.
 type usage struct {
-	procs map[*server]cpuTime
-	cores map[int]coreTime
+	procs map[*server]procstat.CPUTime
+	cores map[int]procstat.CoreTime
 }
 
 // usage reads the servers' CPU times (/proc/<pid>/stat), then the
@@ -163,7 +165,7 @@ func (f *fleet) usage() (usage, error) {
 	if err != nil {
 		return usage{}, err
 	}
-	cores, err := readCPUStat()
+	cores, err := procstat.ReadCPU()
 	if err != nil {
 		return usage{}, err
 	}

@@ -9,22 +9,12 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/hookgate/hookgate/bench/receiver"
 )
 
-// receiverReport is the part of the demo receiver's GET /_report
-// (bench/receiver.Report) read here.
-type receiverReport struct {
-	Keys      int       `json:"keys"`
-	Answered  int       `json:"answered"`
-	Notified  int       `json:"notified"`
-	Missing   int       `json:"missing"`
-	LatencyMs []float64 `json:"latencyMs"`
-	LateMs    []float64 `json:"lateMs"`
-	MinCount  int64     `json:"minCount"`
-	MaxCount  int64     `json:"maxCount"`
-	MinGapMs  float64   `json:"minGapMs"`
-	SpanMs    float64   `json:"spanMs"`
-}
+// receiverReport is the demo receiver's GET /_report.
+type receiverReport = receiver.Report
 
 // parseReceiverReport reads the receiver's GET /_report. Counts must
 // not be negative; the latencies come back sorted (quantile needs them

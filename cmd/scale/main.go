@@ -70,6 +70,8 @@ import (
 	"github.com/hookgate/hookgate/gateway/store"
 	"github.com/hookgate/hookgate/gateway/webhooks"
 	"github.com/hookgate/hookgate/state"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 // Bounds of the waits, and the shape of the load.
@@ -206,7 +208,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	defer stopRecv()
 
 	b := &bench{cfg: cfg, ctx: ctx, out: out, work: work, data: filepath.Join(work, "data"),
-		upstream: upAddr, users: up.Users(), recv: recv, recvAddr: recvAddr, ticks: clockTicks()}
+		upstream: upAddr, users: up.Users(), recv: recv, recvAddr: recvAddr, ticks: procstat.ClockTicks()}
 	loadStart := loadAvg()
 	b.printf("machine: %s; load average %s; N=%d imported, M=%d through the API\n", machine(runtime.NumCPU()), loadStart, cfg.n, cfg.api)
 	b.printf("work directory %s; demo upstream %s, bench receiver %s, hookgate %s\n", work, upAddr, recvAddr, cfg.hookgate)

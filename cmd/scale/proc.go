@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/procstat"
 )
 
 // hookgate is one running bin/hookgate process, on addresses of its own.
@@ -225,38 +227,10 @@ func (h *hookgate) saveProfile(what, path string) error {
 }
 
 // cpuTicks returns the CPU time the process has used, user and system,
-// in clock ticks (see clockTicks).
+// in clock ticks (see procstat.ClockTicks).
 func (h *hookgate) cpuTicks() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.pid()))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, in parentheses, may hold spaces: fields are
-	// counted after its closing parenthesis, from field 3 (state).
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, errors.New("short /proc/PID/stat")
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return utime + stime, nil
-}
-
-// clockTicks returns `getconf CLK_TCK`, or 100 when it cannot be read.
-func clockTicks() int64 {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err != nil {
-		return 100
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
-	if err != nil || n <= 0 {
-		return 100
-	}
-	return n
+	t, err := procstat.ReadPid(h.pid())
+	return t.Total(), err
 }
 
 // tail returns the last n lines of the file at path, or "".

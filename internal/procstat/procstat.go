@@ -1,4 +1,7 @@
-package main
+// Package procstat reads CPU time from Linux's /proc: a process's
+// (/proc/<pid>/stat) and every core's (/proc/stat), for the load test and
+// the scale run.
+package procstat
 
 import (
 	"bytes"
@@ -11,64 +14,64 @@ import (
 	"time"
 )
 
-// errProcStat is returned by parsePidStat and parseCPUStat for text that
+// ErrMalformed is returned by ParsePid and ParseCPU for text that
 // is not in the shape of /proc/<pid>/stat or /proc/stat.
-var errProcStat = errors.New("loadtest: malformed /proc stat")
+var ErrMalformed = errors.New("procstat: malformed /proc stat")
 
-// cpuTime is a process's CPU time split into user and system time, in
+// CPUTime is a process's CPU time split into user and system time, in
 // clock ticks (fields 14 and 15 of /proc/<pid>/stat, utime and stime).
 // Both count every thread of the process.
-type cpuTime struct {
+type CPUTime struct {
 	User, System int64
 }
 
 // sub returns t - u.
-func (t cpuTime) sub(u cpuTime) cpuTime {
-	return cpuTime{User: t.User - u.User, System: t.System - u.System}
+func (t CPUTime) Sub(u CPUTime) CPUTime {
+	return CPUTime{User: t.User - u.User, System: t.System - u.System}
 }
 
 // total returns user plus system time.
-func (t cpuTime) total() int64 { return t.User + t.System }
+func (t CPUTime) Total() int64 { return t.User + t.System }
 
-// parsePidStat reads utime and stime from the text of /proc/<pid>/stat.
+// ParsePid reads utime and stime from the text of /proc/<pid>/stat.
 // The command name (field 2) is in parentheses and may itself hold
 // spaces and parentheses, so the fields are counted from the last ')'.
-func parsePidStat(b []byte) (cpuTime, error) {
+func ParsePid(b []byte) (CPUTime, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return cpuTime{}, fmt.Errorf("%w: no command name", errProcStat)
+		return CPUTime{}, fmt.Errorf("%w: no command name", ErrMalformed)
 	}
 	// After the name: state (field 3) ... utime (14), stime (15).
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return cpuTime{}, fmt.Errorf("%w: %d fields after the command name, want at least 13", errProcStat, len(f))
+		return CPUTime{}, fmt.Errorf("%w: %d fields after the command name, want at least 13", ErrMalformed, len(f))
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	s, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil || u < 0 || s < 0 {
-		return cpuTime{}, fmt.Errorf("%w: utime %q stime %q", errProcStat, f[11], f[12])
+		return CPUTime{}, fmt.Errorf("%w: utime %q stime %q", ErrMalformed, f[11], f[12])
 	}
-	return cpuTime{User: u, System: s}, nil
+	return CPUTime{User: u, System: s}, nil
 }
 
-// readPidStat reads the CPU time of process pid so far.
-func readPidStat(pid int) (cpuTime, error) {
+// ReadPid reads the CPU time of process pid so far.
+func ReadPid(pid int) (CPUTime, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return cpuTime{}, fmt.Errorf("cannot read the CPU time of process %d: %w", pid, err)
+		return CPUTime{}, fmt.Errorf("cannot read the CPU time of process %d: %w", pid, err)
 	}
-	return parsePidStat(b)
+	return ParsePid(b)
 }
 
-// coreTime is one CPU's time from /proc/stat, in clock ticks: Total is
+// CoreTime is one CPU's time from /proc/stat, in clock ticks: Total is
 // user + nice + system + idle + iowait + irq + softirq + steal (guest time
 // is already counted in user), Idle is idle + iowait.
-type coreTime struct {
+type CoreTime struct {
 	Total, Idle int64
 }
 
-// busyPercent returns how busy the core was between a and b, in percent.
-func busyPercent(a, b coreTime) float64 {
+// BusyPercent returns how busy the core was between a and b, in percent.
+func BusyPercent(a, b CoreTime) float64 {
 	total := b.Total - a.Total
 	if total <= 0 {
 		return 0
@@ -76,11 +79,11 @@ func busyPercent(a, b coreTime) float64 {
 	return 100 * float64(total-(b.Idle-a.Idle)) / float64(total)
 }
 
-// parseCPUStat reads the per-CPU lines ("cpu0 ...", "cpu1 ...") of the
+// ParseCPU reads the per-CPU lines ("cpu0 ...", "cpu1 ...") of the
 // text of /proc/stat, indexed by CPU number. The aggregate "cpu" line is
 // left out.
-func parseCPUStat(b []byte) (map[int]coreTime, error) {
-	cores := map[int]coreTime{}
+func ParseCPU(b []byte) (map[int]CoreTime, error) {
+	cores := map[int]CoreTime{}
 	for line := range strings.Lines(string(b)) {
 		f := strings.Fields(line)
 		if len(f) == 0 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
@@ -88,16 +91,16 @@ func parseCPUStat(b []byte) (map[int]coreTime, error) {
 		}
 		n, err := strconv.Atoi(f[0][3:])
 		if err != nil || n < 0 {
-			return nil, fmt.Errorf("%w: CPU name %q", errProcStat, f[0])
+			return nil, fmt.Errorf("%w: CPU name %q", ErrMalformed, f[0])
 		}
 		if len(f) < 5 {
-			return nil, fmt.Errorf("%w: %s has %d fields", errProcStat, f[0], len(f)-1)
+			return nil, fmt.Errorf("%w: %s has %d fields", ErrMalformed, f[0], len(f)-1)
 		}
-		var c coreTime
+		var c CoreTime
 		for i, s := range f[1:min(len(f), 9)] {
 			v, err := strconv.ParseInt(s, 10, 64)
 			if err != nil || v < 0 || c.Total+v < c.Total {
-				return nil, fmt.Errorf("%w: %s field %d is %q", errProcStat, f[0], i+1, s)
+				return nil, fmt.Errorf("%w: %s field %d is %q", ErrMalformed, f[0], i+1, s)
 			}
 			c.Total += v
 			if i == 3 || i == 4 { // idle, iowait
@@ -107,23 +110,23 @@ func parseCPUStat(b []byte) (map[int]coreTime, error) {
 		cores[n] = c
 	}
 	if len(cores) == 0 {
-		return nil, fmt.Errorf("%w: no cpuN line", errProcStat)
+		return nil, fmt.Errorf("%w: no cpuN line", ErrMalformed)
 	}
 	return cores, nil
 }
 
-// readCPUStat reads every CPU's time so far.
-func readCPUStat() (map[int]coreTime, error) {
+// ReadCPU reads every CPU's time so far.
+func ReadCPU() (map[int]CoreTime, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return nil, fmt.Errorf("cannot read /proc/stat: %w", err)
 	}
-	return parseCPUStat(b)
+	return ParseCPU(b)
 }
 
-// clockTicks returns the kernel's clock ticks per second (CLK_TCK), from
+// ClockTicks returns the kernel's clock ticks per second (CLK_TCK), from
 // getconf; 100, the value on every common Linux build, if that fails.
-func clockTicks() int64 {
+func ClockTicks() int64 {
 	out, err := exec.Command("getconf", "CLK_TCK").Output()
 	if err != nil {
 		return 100
@@ -135,7 +138,7 @@ func clockTicks() int64 {
 	return n
 }
 
-// ticksDuration converts clock ticks to a duration.
-func ticksDuration(ticks, clk int64) time.Duration {
+// TicksDuration converts clock ticks to a duration.
+func TicksDuration(ticks, clk int64) time.Duration {
 	return time.Duration(ticks) * time.Second / time.Duration(clk)
 }
