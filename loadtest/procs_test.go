@@ -14,7 +14,8 @@ import (
 // SIGTERM after the grace.
 //
 // Real time: it starts real processes (sleep, sh) and stops them; the
-// stop is bounded by 3 s as a failure limit.
+// stop is bounded by 3 s, and the wait for the shells to set their
+// traps (their first line of output) by 10 s, as failure limits.
 func TestFleetStop(t *testing.T) {
 	f := &fleet{cpu: -1, logs: t.TempDir(), grace: 300 * time.Millisecond}
 	a, err := f.start("a", nil, "sleep", "30")
@@ -26,7 +27,7 @@ func TestFleetStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := f.start("c", nil, "sh", "-c", "trap '' TERM; sleep 30 & wait")
+	c, err := f.start("c", nil, "sh", "-c", "trap '' TERM; echo ready; sleep 30 & wait")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,13 @@ func TestFleetStop(t *testing.T) {
 	if _, err := f.cpuTimes(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // for sh to set its trap
+	// Each sh writes its line once its trap is set.
+	for deadline := time.Now().Add(10 * time.Second); tail(b.log, 1) == "" || tail(c.log, 1) == ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the servers wrote nothing in 10 s: %q, %q", tail(b.log, 1), tail(c.log, 1))
+		}
+		time.Sleep(time.Millisecond)
+	}
 	start := time.Now()
 	f.stop()
 	if a.alive() || b.alive() || c.alive() {

@@ -326,6 +326,8 @@ func TestAppendAcrossAMove(t *testing.T) {
 		wg    sync.WaitGroup
 	)
 	stop := make(chan struct{})
+	flowing := make(chan struct{}) // closed at the 100th change recorded
+	var once sync.Once
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
@@ -343,17 +345,23 @@ func TestAppendAcrossAMove(t *testing.T) {
 					errs = append(errs, err)
 				} else {
 					users[u] = true
+					if len(users) == 100 {
+						once.Do(func() { close(flowing) })
+					}
 				}
 				mu.Unlock()
 			}
 		}()
 	}
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(users) }
-	deadline := time.Now().Add(time.Minute)
-	for count() < 100 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	select {
+	case <-flowing:
+	case <-time.After(time.Minute):
+		close(stop)
+		wg.Wait()
+		t.Fatalf("%d changes recorded in a minute before the stop; want 100 (errors: %v)", len(users), errs[:min(len(errs), 3)])
 	}
 	nodes.StopNode(at)
+	deadline := time.Now().Add(time.Minute)
 	for (markersRepublished.Get() == again || !c.nc.IsConnected()) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
