@@ -296,11 +296,7 @@ func TestNotifyCarriesTheNewestRecord(t *testing.T) {
 	_, s := newStore(t)
 	var got []Change
 	s.OnChange(func(c Change) { got = append(got, c) })
-	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "http://example.com/h", State: core.StateActive,
-		MinIntervalMs: 5000, MaxRetries: 5, Runs: []core.Run{}}
-	if err := s.Create(w, 0); err != nil {
-		t.Fatal(err)
-	}
+	w := createAlices(t, s)
 	stale := w.Clone() // what the creating writer held
 	if _, err := s.Update("alice", w.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil }); err != nil {
 		t.Fatal(err)
@@ -329,11 +325,7 @@ func TestFailedSyncStillTold(t *testing.T) {
 	_, s := newStore(t)
 	var got []Change
 	s.OnChange(func(c Change) { got = append(got, c) })
-	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "http://example.com/h", State: core.StateActive,
-		MinIntervalMs: 5000, MaxRetries: 5, Runs: []core.Run{}}
-	if err := s.Create(w, 0); err != nil {
-		t.Fatal(err)
-	}
+	w := createAlices(t, s)
 	failure := errors.New("disk gone")
 	s.syncs = store.NewGroupSync(func() error { return failure })
 	if _, err := s.Update("alice", w.ID, func(w *core.Webhook) error { w.State = core.StateInactive; return nil }); !errors.Is(err, failure) {
@@ -345,4 +337,15 @@ func TestFailedSyncStillTold(t *testing.T) {
 	if len(got) != 3 || got[1].Webhook.State != core.StateInactive || !got[2].Deleted {
 		t.Fatalf("changes heard: %+v; want the creation, the update and the deletion", got)
 	}
+}
+
+// createAlices creates an active webhook for alice in s.
+func createAlices(t *testing.T, s *Store) *core.Webhook {
+	t.Helper()
+	w := &core.Webhook{ID: core.NewID(), User: "alice", AccessID: "a", URL: "http://example.com/h", State: core.StateActive,
+		MinIntervalMs: 5000, MaxRetries: 5, Runs: []core.Run{}}
+	if err := s.Create(w, 0); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
