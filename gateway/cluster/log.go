@@ -21,22 +21,29 @@ import (
 
 // The marker log is the stream N-markers, with one subject per
 // partition, "N.markers.<p>"; a user's markers all go to one partition,
-// by a hash of the username. Its retention is a work queue: a marker
-// acknowledged is gone.
+// by a hash of the username. A marker acknowledged is purged from its
+// subject.
 //
-// Each partition has a durable consumer with a pinned priority group
-// (ADR-42): every instance pulls from every partition, and JetStream
-// delivers a partition's messages to one of them only, the pinned one,
-// until it stops pulling for the pin's time to live. Then it pins another
-// and delivers there what the first did not acknowledge.
+// Ownership: each partition holds one anchor message, "N.anchor.<p>",
+// never acknowledged, read by a durable consumer with a pinned priority
+// group (ADR-42). Every instance pulls from every partition's anchor
+// consumer, and JetStream delivers the anchor to one of them only, the
+// pinned one, until it stops pulling for the pin's time to live; then it
+// pins another. It delivers the anchor again every AckWait (Failover/6),
+// so an instance that received a partition's anchor within the last
+// Failover/3 owns it: it delivers the webhooks of that partition's users.
+// When it dies, the pin (living Failover/2) and the anchor move to a
+// survivor, about Failover/2 later.
 //
-// Ownership rides on that: each partition holds one anchor message,
-// "N.anchor.<p>", never acknowledged. JetStream delivers it to the
-// pinned instance, and again every AckWait (Failover/6), so an instance
-// that received a partition's anchor within the last Failover/3 owns it:
-// it delivers the webhooks of that partition's users. When it dies, the
-// pin (living Failover/2) and the anchor move to a survivor, about
-// Failover/2 later.
+// The owner reads a partition's markers through an ordered consumer of
+// its own: in memory, on one server, unacknowledged, so that a marker
+// reaches it as soon as a quorum stored it, with no replicated consumer
+// state in the way (a replicated consumer sends a message only once a
+// quorum has recorded its delivery, and records each acknowledgement the
+// same way: two more replication rounds per change). Acknowledging is a
+// purge of the partition's subject below the oldest marker the owner
+// still holds, one per partition and flush; a new owner reads what is
+// left from the start.
 
 // Markers is the cluster's marker log: the gateway appends to it, and
 // each instance's engine reads the partitions it owns (state.Log).
@@ -62,11 +69,16 @@ type Markers struct {
 // part is one partition, as this instance sees it.
 type part struct {
 	n        int
-	consumer jetstream.Consumer
-	cons     jetstream.ConsumeContext // nil while resting
-	buf      []jetstream.Msg          // markers delivered, in stream order, not acknowledged
+	consumer jetstream.Consumer       // the anchor's, pinned
+	cons     jetstream.ConsumeContext // pulls the anchor; nil while resting
+	reader   jetstream.ConsumeContext // reads the markers while owned; nil otherwise
+	gain     int                      // counts the gains: a reader of an earlier one is stale
+	opening  bool                     // a reader is being opened
+	buf      [][]byte                 // markers read, in stream order, not acknowledged
 	seqs     []uint64                 // their stream sequence numbers
 	read     []bool                   // whether Read gave them: only those are acknowledged
+	last     uint64                   // the last marker's sequence the reader had, this gain
+	purged   uint64                   // the subject is purged below this sequence, as far as known
 	anchor   jetstream.Msg            // the anchor as it last came
 	anchorAt time.Time                // when it came; zero: never
 	owned    bool                     // as last reported
@@ -126,14 +138,25 @@ func (c *Conn) OpenMarkers(ctx context.Context, o MarkersOptions) (*Markers, err
 	cfg := jetstream.StreamConfig{
 		Name:       name,
 		Subjects:   []string{c.o.Name + ".markers.*", c.o.Name + ".anchor.*"},
-		Retention:  jetstream.WorkQueuePolicy,
+		Retention:  jetstream.LimitsPolicy,
 		Storage:    jetstream.FileStorage,
 		Replicas:   c.o.Replicas,
 		Duplicates: time.Minute,
 	}
 	tctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
-	st, err := c.js.CreateOrUpdateStream(tctx, cfg)
+	st, err := c.js.Stream(tctx, name)
+	switch {
+	case err == nil && st.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy:
+		// Made by an earlier hookgate, whose consumers acknowledged
+		// marker by marker; its retention cannot change in place.
+		if !o.AppendOnly {
+			return nil, fmt.Errorf("the marker stream %s is a work queue, from an earlier hookgate: "+
+				"stop every instance, run hookgate export, delete the stream, then start and run hookgate import", name)
+		}
+	case err == nil || errors.Is(err, jetstream.ErrStreamNotFound):
+		st, err = c.js.CreateOrUpdateStream(tctx, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the marker stream %s: %w", name, err)
 	}
@@ -202,19 +225,18 @@ func (m *Markers) openPart(ctx context.Context, pt *part, pull bool) error {
 	sixth := m.failover / 6
 	cons, err := m.stream.CreateOrUpdateConsumer(tctx, jetstream.ConsumerConfig{
 		Durable:        m.consumerName(p),
-		FilterSubjects: []string{m.markerSubject(p), m.anchorSubject(p)},
+		FilterSubjects: []string{m.anchorSubject(p)},
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        sixth,
-		MaxAckPending:  1 << 16,
+		MaxAckPending:  16,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		PriorityPolicy: jetstream.PriorityPolicyPinned,
 		PinnedTTL:      half,
 		PriorityGroups: []string{"owner"},
 		Replicas:       m.c.o.Replicas,
-		// Its state stays on disk. In memory it halved the servers'
-		// system time per change, but after a quorum loss a consumer
-		// whose replicas restarted empty was not led again: its
-		// partition stayed without an owner.
+		// Its state stays on disk: in memory, after a quorum loss, a
+		// consumer whose replicas restarted empty was not led again, and
+		// its partition stayed without an owner.
 	})
 	if err != nil {
 		return fmt.Errorf("cannot open partition %d of the marker log: %w", p, err)
@@ -241,7 +263,7 @@ func (m *Markers) openPart(ctx context.Context, pt *part, pull bool) error {
 
 // pull starts pulling from pt.
 func (m *Markers) pull(pt *part) error {
-	cc, err := pt.consumer.Consume(func(msg jetstream.Msg) { m.receive(pt, msg) },
+	cc, err := pt.consumer.Consume(func(msg jetstream.Msg) { m.receiveAnchor(pt, msg) },
 		jetstream.PullPriorityGroup("owner"),
 		jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -297,16 +319,13 @@ func (m *Markers) balance() {
 // unpins it; pull starts again once the rest is over (checkLoop).
 func (m *Markers) release(pt *part) {
 	m.mu.Lock()
-	cons, anchor, buf := pt.cons, pt.anchor, pt.buf
+	cons, anchor := pt.cons, pt.anchor
 	pt.cons, pt.anchor, pt.anchorAt = nil, nil, time.Time{}
 	pt.resting = m.now().Add(m.failover)
-	m.checkOwners() // lost: its buffer goes
+	m.checkOwners() // lost: its reader stops, its buffer goes
 	m.mu.Unlock()
 	if cons != nil {
 		cons.Stop()
-	}
-	for _, msg := range buf {
-		msg.Nak()
 	}
 	if anchor != nil {
 		anchor.Nak()
@@ -320,7 +339,9 @@ func (m *Markers) release(pt *part) {
 
 // wake pulls again from partitions whose rest is over, and from those
 // whose pulling stopped by itself (the client gives up on some errors,
-// such as its consumer missing while the cluster has no quorum).
+// such as its consumer missing while the cluster has no quorum); and
+// reads again the markers of owned partitions whose reader stopped or
+// could not open.
 func (m *Markers) wake() {
 	m.mu.Lock()
 	var due []*part
@@ -332,6 +353,9 @@ func (m *Markers) wake() {
 		case m.pulling && pt.resting.IsZero() && (pt.cons == nil || stopped(pt.cons)):
 			pt.cons = nil
 			due = append(due, pt)
+		}
+		if pt.owned && !pt.opening && (pt.reader == nil || stopped(pt.reader)) {
+			m.openReader(pt)
 		}
 	}
 	m.mu.Unlock()
@@ -354,28 +378,87 @@ func stopped(cc jetstream.ConsumeContext) bool {
 
 func (m *Markers) consumerName(p int) string { return fmt.Sprintf("%s-p%d", m.c.o.Name, p) }
 
-// receive takes a message of partition pt.
-func (m *Markers) receive(pt *part, msg jetstream.Msg) {
+// receiveAnchor takes the anchor of partition pt.
+func (m *Markers) receiveAnchor(pt *part, msg jetstream.Msg) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || msg.Subject() != m.anchorSubject(pt.n) {
+		return
+	}
+	pt.anchorAt, pt.anchor = m.now(), msg
+	m.checkOwners()
+	signal(m.updated)
+}
+
+// openReader starts reading the markers of the owned partition pt, in a
+// goroutine: from the start of its subject at a gain (what is there is
+// unacknowledged), after the last marker read when a reader of the same
+// gain stopped. Must be called with mu held.
+func (m *Markers) openReader(pt *part) {
+	if pt.reader != nil {
+		pt.reader.Stop()
+		pt.reader = nil
+	}
+	pt.opening = true
+	gain, after := pt.gain, pt.last
+	go func() {
+		cfg := jetstream.OrderedConsumerConfig{
+			FilterSubjects:    []string{m.markerSubject(pt.n)},
+			DeliverPolicy:     jetstream.DeliverAllPolicy,
+			InactiveThreshold: m.failover, // the server drops it that long after a crash
+		}
+		if after > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+		}
+		var cc jetstream.ConsumeContext
+		ctx, cancel := m.c.ctx()
+		oc, err := m.stream.OrderedConsumer(ctx, cfg)
+		cancel()
+		if err == nil {
+			cc, err = oc.Consume(func(msg jetstream.Msg) { m.receiveMarker(pt, gain, msg) },
+				jetstream.PullExpiry(pullExpiry),
+				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+					if !errors.Is(err, nats.ErrConnectionClosed) {
+						slog.Debug("marker log partition reader", "partition", pt.n, "err", err)
+					}
+				}))
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		pt.opening = false
+		switch {
+		case err != nil:
+			slog.Debug("cannot read a partition of the marker log (tried again)", "partition", pt.n, "err", err)
+		case m.closed || pt.gain != gain || !pt.owned:
+			cc.Stop() // lost meanwhile
+		default:
+			pt.reader = cc
+		}
+	}()
+}
+
+// receiveMarker takes a marker of partition pt, read in its gain-th
+// gain.
+func (m *Markers) receiveMarker(pt *part, gain int, msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return
+	if m.closed || pt.gain != gain || !pt.owned {
+		return // a stale reader's
 	}
-	if msg.Subject() == m.anchorSubject(pt.n) {
-		pt.anchorAt, pt.anchor = m.now(), msg
-	} else {
-		seq := md.Sequence.Stream
-		if i, found := slices.BinarySearch(pt.seqs, seq); !found { // a redelivery is kept once
-			pt.seqs = slices.Insert(pt.seqs, i, seq)
-			pt.buf = slices.Insert(pt.buf, i, msg)
-			pt.read = slices.Insert(pt.read, i, false)
-		}
+	seq := md.Sequence.Stream
+	pt.last = max(pt.last, seq)
+	if seq < pt.purged {
+		return // acknowledged already
 	}
-	m.checkOwners()
+	if i, found := slices.BinarySearch(pt.seqs, seq); !found { // a second reading is kept once
+		pt.seqs = slices.Insert(pt.seqs, i, seq)
+		pt.buf = slices.Insert(pt.buf, i, msg.Data())
+		pt.read = slices.Insert(pt.read, i, false)
+	}
 	signal(m.updated)
 }
 
@@ -392,9 +475,9 @@ func (m *Markers) holds(pt *part) bool {
 	return !pt.anchorAt.IsZero() && m.now().Sub(pt.anchorAt) < m.failover/3
 }
 
-// checkOwners notes changes of ownership, and drops what a partition
-// lost delivered here: JetStream delivers it again to the new owner.
-// Must be called with mu held.
+// checkOwners notes changes of ownership: it starts reading a partition
+// gained, and stops reading one lost, dropping what it read (the new
+// owner reads it again). Must be called with mu held.
 func (m *Markers) checkOwners() {
 	changed := false
 	n := 0
@@ -407,8 +490,13 @@ func (m *Markers) checkOwners() {
 				v = 1
 			}
 			metrics.GetOrCreateGauge(fmt.Sprintf(`hookgate_cluster_partition_owned{partition="%d"}`, pt.n), nil).Set(v)
-			if !owned {
-				pt.buf, pt.seqs, pt.read = nil, nil, nil
+			pt.gain++
+			pt.buf, pt.seqs, pt.read, pt.last, pt.purged = nil, nil, nil, 0, 0
+			if owned && !m.closed {
+				m.openReader(pt)
+			} else if pt.reader != nil {
+				pt.reader.Stop()
+				pt.reader = nil
 			}
 		}
 		if owned {
@@ -605,7 +693,7 @@ func (m *Markers) Read(dst []state.Record, from uint64, max int) ([]state.Record
 	// Each partition gave up to max, in order: the first max of all.
 	slices.SortFunc(give, func(a, b at) int { return int64Cmp(a.seq, b.seq) })
 	for _, g := range give[:min(len(give), max)] {
-		dst = append(dst, state.Record{Seq: g.seq, Data: g.pt.buf[g.i].Data()})
+		dst = append(dst, state.Record{Seq: g.seq, Data: g.pt.buf[g.i]})
 		g.pt.read[g.i] = true
 	}
 	return dst, nil
@@ -636,21 +724,28 @@ func int64Cmp(a, b uint64) int {
 }
 
 // Ack implements state.Log: each marker up to upTo that Read gave is
-// acknowledged to JetStream, which removes it from the stream. A marker
+// acknowledged. Its partition's subject is purged below the oldest
+// marker this instance still holds, or up to the last it read: one
+// request per partition, answered once a quorum applied it. A marker
 // Read did not give (of a partition gained since, older than the
-// reader's cursor) stays, to be read.
+// reader's cursor) stays, to be read; so do the later ones of its
+// partition, which a new owner would read again.
 func (m *Markers) Ack(upTo uint64) error {
 	if err := m.c.Healthy(); err != nil {
 		return fmt.Errorf("cannot acknowledge change markers (they come again): %w", err)
 	}
+	type purge struct {
+		pt    *part
+		gain  int
+		below uint64
+	}
+	var purges []purge
 	m.mu.Lock()
 	m.checkOwners() // a partition lost since the Read: its markers go to the new owner
-	var acks []jetstream.Msg
 	for _, pt := range m.parts {
 		k := 0 // the markers kept
 		for i, seq := range pt.seqs {
 			if seq <= upTo && pt.read[i] {
-				acks = append(acks, pt.buf[i])
 				continue
 			}
 			pt.seqs[k], pt.buf[k], pt.read[k] = seq, pt.buf[i], pt.read[i]
@@ -658,18 +753,31 @@ func (m *Markers) Ack(upTo uint64) error {
 		}
 		clear(pt.buf[k:])
 		pt.seqs, pt.buf, pt.read = pt.seqs[:k], pt.buf[:k], pt.read[:k]
+		below := pt.last + 1
+		if k > 0 {
+			below = pt.seqs[0]
+		}
+		if pt.owned && pt.last > 0 && below > pt.purged {
+			purges = append(purges, purge{pt, pt.gain, below})
+		}
 	}
 	m.mu.Unlock()
 	var first error
-	for _, a := range acks {
-		if err := a.Ack(); err != nil && first == nil {
-			first = err
+	for _, p := range purges {
+		ctx, cancel := m.c.ctx()
+		err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(m.markerSubject(p.pt.n)), jetstream.WithPurgeSequence(p.below))
+		cancel()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
 		}
-	}
-	if first == nil && len(acks) > 0 {
-		// The server has them once the flush returns: a crash of this
-		// process after Ack does not take them back.
-		first = m.c.nc.FlushTimeout(m.c.o.Timeout)
+		m.mu.Lock()
+		if p.pt.gain == p.gain {
+			p.pt.purged = max(p.pt.purged, p.below)
+		}
+		m.mu.Unlock()
 	}
 	if first != nil {
 		return fmt.Errorf("cannot acknowledge change markers (they come again): %w", first)
@@ -694,8 +802,9 @@ func (m *Markers) Len() uint64 {
 
 // Each gives every marker the stream holds, of every partition, in
 // stream order, without taking it: for hookgate export, from a cluster
-// whose instances are stopped. It gets them one by one (a work queue
-// takes no second consumer), up to the last there was when it started.
+// whose instances are stopped. It gets them one by one (a stream of an
+// earlier hookgate is a work queue, which takes no second consumer), up
+// to the last there was when it started.
 func (m *Markers) Each(yield func(data []byte) error) error {
 	ctx, cancel := m.c.ctx()
 	info, err := m.stream.Info(ctx)
@@ -742,18 +851,21 @@ func (m *Markers) Close() {
 	m.mu.Unlock()
 	close(m.stop)
 	<-m.checked
+	m.mu.Lock()
 	for _, pt := range parts {
 		if pt.cons != nil {
 			pt.cons.Stop()
 		}
+		if pt.reader != nil {
+			pt.reader.Stop()
+			pt.reader = nil
+		}
 	}
+	m.mu.Unlock()
 	ctx, cancel := m.c.ctx()
 	defer cancel()
 	reachable := m.c.Healthy() == nil // else each unpin would wait for its timeout
 	for _, pt := range parts {
-		for _, msg := range pt.buf {
-			msg.Nak()
-		}
 		if pt.owned && reachable {
 			pt.anchor.Nak()
 			if err := m.stream.UnpinConsumer(ctx, m.consumerName(pt.n), "owner"); err != nil {

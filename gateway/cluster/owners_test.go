@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/core"
 	"github.com/hookgate/hookgate/internal/natstest"
@@ -404,5 +407,117 @@ func TestAppendAcrossAMove(t *testing.T) {
 		case <-m.Updated():
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// TestAckPurges: an acknowledgement purges the partition's subject below
+// the oldest marker its owner still holds, so the stream keeps, and the
+// next owner reads, only what was not acknowledged; a marker handed back
+// keeps the later ones of its partition too (they are read again).
+//
+// Real time: markers and the partition move as JetStream delivers and
+// pins; each wait is bounded by a minute.
+func TestAckPurges(t *testing.T) {
+	nodes := natstest.Start(t, 3)
+	name := uniqueName()
+	o := MarkersOptions{Partitions: 1, Failover: 3 * time.Second}
+	appendN := func(m *Markers, n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := m.Append(core.AppendMarkerNames(nil, int64(i), "alice", []string{core.MsgEventsChanged})); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	seqs := func(recs []state.Record) []uint64 {
+		var out []uint64
+		for _, r := range recs {
+			out = append(out, r.Seq)
+		}
+		return out
+	}
+	// next closes m, handing the partition over, and opens the next
+	// owner, which reads want markers.
+	next := func(m *Markers, want int) (*Markers, []state.Record) {
+		t.Helper()
+		m.Close()
+		n := openMarkers(t, connect(t, nodes, name, nil), o)
+		ownedBy(t, 1, n)
+		recs := readAll(t, n, want)
+		if len(recs) != want {
+			t.Fatalf("the next owner reads %v; want %d markers", seqs(recs), want)
+		}
+		return n, recs
+	}
+
+	a := openMarkers(t, connect(t, nodes, name, nil), o)
+	ownedBy(t, 1, a)
+	appendN(a, 5)
+	recs := readAll(t, a, 5)
+	if err := a.Ack(recs[2].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.Len(); n != 2 {
+		t.Fatalf("after acknowledging 3 of 5 the stream holds %d markers; want 2", n)
+	}
+	b, got := next(a, 2)
+	if !slices.Equal(seqs(got), seqs(recs[3:])) {
+		t.Fatalf("the next owner reads %v; want the unacknowledged %v", seqs(got), seqs(recs[3:]))
+	}
+
+	// Handed back: the first stays, and holds the later ones.
+	appendN(b, 2)
+	recs = readAll(t, b, 4)
+	b.Unread(recs[0].Seq)
+	if err := b.Ack(recs[3].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := b.Read(nil, recs[3].Seq+1, 100); len(again) != 1 || again[0].Seq != recs[0].Seq {
+		t.Fatalf("after the acknowledgement b reads %v; want the one handed back, %d", seqs(again), recs[0].Seq)
+	}
+	if n := b.Len(); n != 4 {
+		t.Fatalf("with the first handed back the stream holds %d markers; want 4", n)
+	}
+	c, got := next(b, 4)
+	if !slices.Equal(seqs(got), seqs(recs)) {
+		t.Fatalf("the next owner reads %v; want %v", seqs(got), seqs(recs))
+	}
+	if err := c.Ack(got[3].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Len(); n != 0 {
+		t.Fatalf("after acknowledging every marker the stream holds %d; want 0", n)
+	}
+}
+
+// TestMarkersOfAnEarlierVersion: a marker stream made by an earlier
+// hookgate, a work queue, is refused with what to do, and still opens to
+// append only, as hookgate export does, which reads every marker.
+func TestMarkersOfAnEarlierVersion(t *testing.T) {
+	nodes := natstest.Start(t, 3)
+	name := uniqueName()
+	c := connect(t, nodes, name, nil)
+	_, err := c.js.CreateStream(context.Background(), jetstream.StreamConfig{Name: name + "-markers",
+		Subjects: []string{name + ".markers.*", name + ".anchor.*"}, Retention: jetstream.WorkQueuePolicy, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.js.Publish(context.Background(), name+".markers.0", core.AppendMarkerNames(nil, 1, "alice", []string{core.MsgEventsChanged})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.OpenMarkers(context.Background(), MarkersOptions{Partitions: 1}); err == nil || !strings.Contains(err.Error(), "hookgate export") {
+		t.Fatalf("opening a work-queue marker stream: %v; want an error that says to export", err)
+	}
+	m := openMarkers(t, c, MarkersOptions{Partitions: 1, AppendOnly: true})
+	var users []string
+	if err := m.Each(func(data []byte) error {
+		u, _ := core.MarkerUser(data)
+		users = append(users, string(u))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(users, []string{"alice"}) {
+		t.Fatalf("export reads the markers of %v; want [alice]", users)
 	}
 }
