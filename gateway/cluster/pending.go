@@ -81,7 +81,7 @@ func (p *Pending) Write(ws []state.PendingWrite) (int, error) {
 		}
 		msgs[i] = putMsg(&p.c.pending, key, v)
 	}
-	_, n, err := p.c.publish(msgs)
+	_, n, err := p.c.publishPaced(msgs)
 	if err != nil {
 		return n, fmt.Errorf("cannot store pending sets (%d of %d written): %w", n, len(ws), err)
 	}
