@@ -1,13 +1,13 @@
 package bench
 
 import (
-	"runtime/pprof"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
