@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -136,11 +135,6 @@ func BenchmarkClusterNotify(b *testing.B) {
 		defer tick.Stop()
 		b.ResetTimer()
 		cpu := cpuTime(b)
-		if f := os.Getenv("PROF"); f != "" && b.N > 1 {
-			pf, _ := os.Create(f)
-			pprof.StartCPUProfile(pf)
-			defer pprof.StopCPUProfile()
-		}
 		for i := range b.N {
 			<-tick.C
 			w := ws[i%users]
