@@ -156,7 +156,7 @@ func openMoveStore(c config) (*moveStore, error) {
 		conn.Close()
 		return nil, err
 	}
-	return &moveStore{reg: reg, pending: conn.Pending(), sealer: sealer, markers: m.Each,
+	return &moveStore{reg: reg, pending: conn.Pending().Bulk(), sealer: sealer, markers: m.Each,
 		append: func(data []byte) error { _, err := m.Append(data); return err },
 		close:  func() { reg.Close(); m.Close(); conn.Close() },
 	}, nil

@@ -68,18 +68,28 @@ func openRegistry(t *testing.T, c *Conn) *Registry {
 }
 
 // TestPendingContract runs the state.Pending contract on a three-node
-// cluster.
+// cluster, with the engine's paced writes and import's bulk ones.
 func TestPendingContract(t *testing.T) {
 	nodes := natstest.Start(t, 3)
-	statetest.RunPending(t, func(t *testing.T) (state.Pending, func() state.Pending) {
-		open := opener(t, nodes)
-		c := open(t, true)
-		return c.Pending(), func() state.Pending {
-			c.Close()
-			c = open(t, false)
-			return c.Pending()
-		}
-	})
+	for _, mode := range []struct {
+		name string
+		of   func(*Conn) *Pending
+	}{
+		{"paced", (*Conn).Pending},
+		{"bulk", func(c *Conn) *Pending { return c.Pending().Bulk() }},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			statetest.RunPending(t, func(t *testing.T) (state.Pending, func() state.Pending) {
+				open := opener(t, nodes)
+				c := open(t, true)
+				return mode.of(c), func() state.Pending {
+					c.Close()
+					c = open(t, false)
+					return mode.of(c)
+				}
+			})
+		})
+	}
 }
 
 // TestLogContract runs the state.Log contract on the marker log of a

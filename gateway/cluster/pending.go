@@ -17,12 +17,21 @@ import (
 // "p.<id>" of the pending bucket, in JSON. Every write is acknowledged
 // by a quorum of the bucket's replicas before Write returns, so Sync has
 // nothing to do.
-type Pending struct{ c *Conn }
+type Pending struct {
+	c    *Conn
+	bulk bool // writes go at once, not paced
+}
 
 var _ state.Pending = (*Pending)(nil)
 
-// Pending returns the pending sets.
+// Pending returns the pending sets, for the engine: each Write is paced
+// as a flush's writes are (publishPaced).
 func (c *Conn) Pending() *Pending { return &Pending{c: c} }
+
+// Bulk returns the same sets with writes that go at once, for hookgate
+// import: at a window of 8 the first second, its writes of 1,000 sets
+// would take a second each.
+func (p *Pending) Bulk() *Pending { return &Pending{c: p.c, bulk: true} }
 
 // Load implements state.Pending.
 func (p *Pending) Load(f func(id string, set state.PendingSet) error) error {
@@ -81,7 +90,11 @@ func (p *Pending) Write(ws []state.PendingWrite) (int, error) {
 		}
 		msgs[i] = putMsg(&p.c.pending, key, v)
 	}
-	_, n, err := p.c.publishPaced(msgs)
+	publish := p.c.publishPaced
+	if p.bulk {
+		publish = p.c.publish
+	}
+	_, n, err := publish(msgs)
 	if err != nil {
 		return n, fmt.Errorf("cannot store pending sets (%d of %d written): %w", n, len(ws), err)
 	}

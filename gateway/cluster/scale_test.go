@@ -192,7 +192,7 @@ func TestRegistryScale(t *testing.T) {
 	start = time.Now()
 	for lo := 0; lo < len(ps); lo += scalePendingBatch {
 		batch := ps[lo:min(lo+scalePendingBatch, len(ps))]
-		if k, err := c.Pending().Write(batch); err != nil || k != len(batch) {
+		if k, err := c.Pending().Bulk().Write(batch); err != nil || k != len(batch) {
 			r.Close()
 			t.Fatalf("pending sets %d-: %d of %d written: %v", lo, k, len(batch), err)
 		}
