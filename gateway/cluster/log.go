@@ -77,9 +77,10 @@ type part struct {
 	n        int
 	consumer jetstream.Consumer       // the anchor's, pinned
 	cons     jetstream.ConsumeContext // pulls the anchor; nil while resting
-	reader   jetstream.ConsumeContext // reads the markers while owned; nil otherwise
+	reader   *reader                  // reads the markers while owned; nil otherwise
 	gain     int                      // counts the gains: a reader of an earlier one is stale
-	opening  bool                     // a reader is being opened
+	opens    int                      // counts the readers opened: one that is not the last stops
+	opening  bool                     // the last reader opened is being opened
 	buf      [][]byte                 // markers read, in stream order, not acknowledged
 	seqs     []uint64                 // their stream sequence numbers
 	read     []bool                   // whether Read gave them: only those are acknowledged
@@ -371,7 +372,7 @@ func (m *Markers) wake() {
 			pt.cons = nil
 			due = append(due, pt)
 		}
-		if pt.owned && !pt.opening && (pt.reader == nil || stopped(pt.reader)) {
+		if pt.owned && !pt.opening && (pt.reader == nil || pt.reader.stopped()) {
 			m.openReader(pt)
 		}
 	}
@@ -407,17 +408,40 @@ func (m *Markers) receiveAnchor(pt *part, msg jetstream.Msg) {
 	signal(m.updated)
 }
 
+// reader reads a partition's markers, one at a time in stream order, in
+// a goroutine of its own (a handler per message could run two at once
+// across a reset of the ordered consumer, and a marker that came second
+// could be purged below the first).
+type reader struct {
+	it   jetstream.MessagesContext
+	done chan struct{} // closed once it reads no more
+}
+
+func (r *reader) stopped() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop stops r in a goroutine: stopping an ordered consumer waits for a
+// reset under way, up to its timeouts, which must not hold mu.
+func (r *reader) stop() { go r.it.Stop() }
+
 // openReader starts reading the markers of the owned partition pt, in a
 // goroutine: from the start of its subject at a gain (what is there is
 // unacknowledged), after the last marker read when a reader of the same
 // gain stopped. Must be called with mu held.
 func (m *Markers) openReader(pt *part) {
 	if pt.reader != nil {
-		pt.reader.Stop()
+		pt.reader.stop()
 		pt.reader = nil
 	}
+	pt.opens++
 	pt.opening = true
-	gain, after := pt.gain, pt.last
+	open, gain, after := pt.opens, pt.gain, pt.last
 	go func() {
 		cfg := jetstream.OrderedConsumerConfig{
 			FilterSubjects:    []string{m.markerSubject(pt.n)},
@@ -427,29 +451,41 @@ func (m *Markers) openReader(pt *part) {
 		if after > 0 {
 			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 		}
-		var cc jetstream.ConsumeContext
+		var it jetstream.MessagesContext
 		ctx, cancel := m.c.ctx()
 		oc, err := m.stream.OrderedConsumer(ctx, cfg)
 		cancel()
 		if err == nil {
-			cc, err = oc.Consume(func(msg jetstream.Msg) { m.receiveMarker(pt, gain, msg) },
-				jetstream.PullExpiry(pullExpiry),
-				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-					if !errors.Is(err, nats.ErrConnectionClosed) {
-						slog.Debug("marker log partition reader", "partition", pt.n, "err", err)
-					}
-				}))
+			it, err = oc.Messages(jetstream.PullExpiry(pullExpiry))
 		}
 		m.mu.Lock()
-		defer m.mu.Unlock()
-		pt.opening = false
-		switch {
-		case err != nil:
+		last := pt.opens == open
+		if last {
+			pt.opening = false
+		}
+		if err != nil {
+			m.mu.Unlock()
 			slog.Debug("cannot read a partition of the marker log (tried again)", "partition", pt.n, "err", err)
-		case m.closed || pt.gain != gain || !pt.owned:
-			cc.Stop() // lost meanwhile
-		default:
-			pt.reader = cc
+			return
+		}
+		if !last || m.closed || pt.gain != gain || !pt.owned {
+			m.mu.Unlock()
+			it.Stop() // lost, or opened again, meanwhile
+			return
+		}
+		r := &reader{it: it, done: make(chan struct{})}
+		pt.reader = r
+		m.mu.Unlock()
+		defer close(r.done)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && !errors.Is(err, nats.ErrConnectionClosed) {
+					slog.Debug("a partition's reader stopped (opened again)", "partition", pt.n, "err", err)
+				}
+				return
+			}
+			m.receiveMarker(pt, gain, msg)
 		}
 	}()
 }
@@ -512,7 +548,7 @@ func (m *Markers) checkOwners() {
 			if owned && !m.closed {
 				m.openReader(pt)
 			} else if pt.reader != nil {
-				pt.reader.Stop()
+				pt.reader.stop()
 				pt.reader = nil
 			}
 		}
@@ -869,16 +905,20 @@ func (m *Markers) Close() {
 	close(m.stop)
 	<-m.checked
 	m.mu.Lock()
+	var stop []jetstream.ConsumeContext
 	for _, pt := range parts {
 		if pt.cons != nil {
-			pt.cons.Stop()
+			stop = append(stop, pt.cons)
 		}
 		if pt.reader != nil {
-			pt.reader.Stop()
+			pt.reader.stop()
 			pt.reader = nil
 		}
 	}
 	m.mu.Unlock()
+	for _, cc := range stop {
+		cc.Stop()
+	}
 	ctx, cancel := m.c.ctx()
 	defer cancel()
 	reachable := m.c.Healthy() == nil // else each unpin would wait for its timeout

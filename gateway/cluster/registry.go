@@ -533,7 +533,7 @@ func (c *Conn) publishWindows(msgs []*nats.Msg, size func(last int) int) (revs [
 	var futures []jetstream.PubAckFuture
 	w := 0
 	for start := 0; start < len(msgs); {
-		w = size(w)
+		w = max(size(w), 1)
 		futures = futures[:0]
 		for _, m := range msgs[start:min(start+w, len(msgs))] {
 			f, err := c.js.PublishMsgAsync(m)
