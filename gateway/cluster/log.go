@@ -89,6 +89,7 @@ type part struct {
 	anchor   jetstream.Msg            // the anchor as it last came
 	anchorAt time.Time                // when it came; zero: never
 	owned    bool                     // as last reported
+	gained   time.Time                // when it was last gained
 	resting  time.Time                // given up: pulled from again at this time; zero: pulled from
 }
 
@@ -98,6 +99,12 @@ var _ state.Log = (*Markers)(nil)
 // which must outlast a pull request (pullExpiry) by half a second, or
 // the pinned instance loses its pin between two pulls.
 const MinFailover = 3 * time.Second
+
+// settle is how long an instance keeps a partition it gained before it
+// may give it up to balance the partitions: past the three beats for
+// which a dead instance is still counted (Conn.Instances), with one to
+// spare.
+const settle = 4 * healthEvery
 
 // pullExpiry is how long each pull request waits for messages; the
 // client sends the next before it ends.
@@ -302,7 +309,10 @@ func (m *Markers) pull(pt *part) error {
 // (the partitions over the instances alive, rounded up), for the others,
 // which pull too, to take: it stops pulling from each, hands back what it
 // was given, unpins it, and pulls again, as a standby, a failover period
-// later.
+// later. A partition gained within the last settle is kept: it may come
+// from an instance that died, whose beats are counted for up to three
+// more beats, and giving it to the dead would leave it without an owner
+// for a failover period.
 func (m *Markers) balance() {
 	n, err := m.c.Instances()
 	if err != nil {
@@ -319,7 +329,7 @@ func (m *Markers) balance() {
 	for _, pt := range m.parts {
 		if pt.owned {
 			held++
-			if held > share && pt.resting.IsZero() {
+			if held > share && pt.resting.IsZero() && m.now().Sub(pt.gained) >= settle {
 				give = append(give, pt)
 			}
 		}
@@ -538,6 +548,9 @@ func (m *Markers) checkOwners() {
 		owned := m.holds(pt)
 		if owned != pt.owned {
 			pt.owned, changed = owned, true
+			if owned {
+				pt.gained = m.now()
+			}
 			v := 0.0
 			if owned {
 				v = 1

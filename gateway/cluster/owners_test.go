@@ -129,12 +129,26 @@ func TestPartitionOwnership(t *testing.T) {
 		}
 	}
 
-	// a dies: b gets every partition, and the markers a did not acknowledge.
+	// a dies: b gets every partition, and the markers a did not
+	// acknowledge. First b counts both, as it would after running a while.
+	for n, err := cb.Instances(); n != 2; n, err = cb.Instances() {
+		select {
+		case <-deadline:
+			t.Fatalf("b counts %d instances (%v); want 2", n, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	died := time.Now()
 	ca.nc.Close() // no unpin, no hand-back: as kill -9
 	ownedBy(t, parts, b)
 	took := time.Since(died)
 	t.Logf("failover of %d partitions took %v (bound %v)", parts, took.Round(time.Millisecond), o.Failover)
+	// b keeps them: a's last beats, counted for three beats more, do not
+	// make b give half of them up to the dead at its next balance.
+	b.balance()
+	if owned := b.Owned(); len(owned) != parts {
+		t.Fatalf("balanced %v after a died, b owns %v; want all %d partitions", time.Since(died).Round(time.Millisecond), owned, parts)
+	}
 	recs := readAll(t, b, len(users))
 	seen := map[string]bool{}
 	for _, r := range recs {
