@@ -309,10 +309,11 @@ func (m *Markers) pull(pt *part) error {
 // (the partitions over the instances alive, rounded up), for the others,
 // which pull too, to take: it stops pulling from each, hands back what it
 // was given, unpins it, and pulls again, as a standby, a failover period
-// later. A partition gained within the last settle is kept: it may come
-// from an instance that died, whose beats are counted for up to three
-// more beats, and giving it to the dead would leave it without an owner
-// for a failover period.
+// later. It waits until every partition it owns was gained at least
+// settle ago: one gained since may come from an instance that died,
+// whose beats are counted for up to three more beats, and giving
+// partitions to the dead would leave them without an owner for a
+// failover period.
 func (m *Markers) balance() {
 	n, err := m.c.Instances()
 	if err != nil {
@@ -327,9 +328,15 @@ func (m *Markers) balance() {
 	var give []*part
 	held := 0
 	for _, pt := range m.parts {
+		if pt.owned && m.now().Sub(pt.gained) < settle {
+			m.mu.Unlock()
+			return // the count may still hold the instance it came from
+		}
+	}
+	for _, pt := range m.parts {
 		if pt.owned {
 			held++
-			if held > share && pt.resting.IsZero() && m.now().Sub(pt.gained) >= settle {
+			if held > share && pt.resting.IsZero() {
 				give = append(give, pt)
 			}
 		}

@@ -53,6 +53,19 @@ func changed(deadline <-chan time.Time, ms ...*Markers) bool {
 	return i != 0
 }
 
+// settled reports whether every partition m owns was gained settle ago
+// or more.
+func settled(m *Markers) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, pt := range m.parts {
+		if pt.owned && m.now().Sub(pt.gained) < settle {
+			return false
+		}
+	}
+	return true
+}
+
 // readAll reads what m has to deliver, until it holds want records.
 //
 // Real time: markers come as JetStream delivers them; bounded by a
@@ -130,11 +143,12 @@ func TestPartitionOwnership(t *testing.T) {
 	}
 
 	// a dies: b gets every partition, and the markers a did not
-	// acknowledge. First b counts both, as it would after running a while.
-	for n, err := cb.Instances(); n != 2; n, err = cb.Instances() {
+	// acknowledge. First b counts both and has held its own partitions
+	// for settle, as after running a while.
+	for n, err := cb.Instances(); n != 2 || !settled(b); n, err = cb.Instances() {
 		select {
 		case <-deadline:
-			t.Fatalf("b counts %d instances (%v); want 2", n, err)
+			t.Fatalf("b counts %d instances (%v), its partitions settled: %v; want 2, true", n, err, settled(b))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
