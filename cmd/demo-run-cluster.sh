@@ -240,8 +240,9 @@ series="hookgate_cluster_partition_owned{partition=\"$part\"}"
 
 # Which instance delivers alice's webhooks: wait until the instances
 # share the partitions steadily (each owned once, the same for a failover
-# period and a second: instances may hand partitions over to balance them
-# after a start), then the one whose series is 1.
+# period and five seconds: instances hand partitions over to balance them
+# after a start, every failover period once what they own was gained 4 s
+# before), then the one whose series is 1.
 echo
 echo "== waiting until the two instances share the $partitions partitions steadily (alice's is $part):"
 steady='' since=0 owner=''
@@ -253,7 +254,7 @@ for _ in $(seq 1 300); do
 		steady=''
 	elif [ "$o1 $o2 $p1" != "$steady" ]; then
 		steady="$o1 $o2 $p1" since=$now
-	elif [ $((now - since)) -ge $((failover_ms + 1000)) ]; then
+	elif [ $((now - since)) -ge $((failover_ms + 5000)) ]; then
 		owner=$((p1 == 1 ? 0 : 1))
 		break
 	fi
