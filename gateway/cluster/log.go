@@ -385,11 +385,11 @@ func (m *Markers) wake() {
 		case !pt.resting.IsZero() && !m.now().Before(pt.resting):
 			pt.resting = time.Time{}
 			due = append(due, pt)
-		case m.pulling && pt.resting.IsZero() && (pt.cons == nil || stopped(pt.cons)):
+		case m.pulling && pt.resting.IsZero() && (pt.cons == nil || isClosed(pt.cons.Closed())):
 			pt.cons = nil
 			due = append(due, pt)
 		}
-		if pt.owned && !pt.opening && (pt.reader == nil || pt.reader.stopped()) {
+		if pt.owned && !pt.opening && (pt.reader == nil || isClosed(pt.reader.done)) {
 			m.openReader(pt)
 		}
 	}
@@ -401,10 +401,11 @@ func (m *Markers) wake() {
 	}
 }
 
-// stopped reports whether cc has stopped pulling.
-func stopped(cc jetstream.ConsumeContext) bool {
+// isClosed reports whether ch is closed: a consumer that stopped pulling
+// (its Closed channel), a reader that stopped reading (its done).
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-cc.Closed():
+	case <-ch:
 		return true
 	default:
 		return false
@@ -432,15 +433,6 @@ func (m *Markers) receiveAnchor(pt *part, msg jetstream.Msg) {
 type reader struct {
 	it   jetstream.MessagesContext
 	done chan struct{} // closed once it reads no more
-}
-
-func (r *reader) stopped() bool {
-	select {
-	case <-r.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // stop stops r in a goroutine: stopping an ordered consumer waits for a
