@@ -1025,9 +1025,10 @@ func (e *Engine) outcome(r result) {
 				"retries", sl.Retries, "maxRetries", sl.MaxRetries, "suppressed", e.failLog.Suppressed())
 		}
 	}
+	reason := ""
 	if deactivate {
 		sl.Inactive = true
-		reason := "its access was deleted"
+		reason = "its access was deleted"
 		switch {
 		case r.status == 410:
 			reason = "the receiver answered 410 Gone"
@@ -1036,13 +1037,6 @@ func (e *Engine) outcome(r result) {
 		}
 		e.opts.Logger.Warn("webhook deactivated", "webhook", id, "host", r.q.host, "reason", reason, "status", r.status,
 			"class", run.Error, "err", r.err)
-		if f := e.opts.OnDeactivate; f != nil {
-			d := Deactivation{ID: id, Reason: reason, LastRun: run, Failures: sl.Retries}
-			if w, ok := e.opts.Webhooks.Target(id); ok {
-				d.URL = w.URL
-			}
-			go f(d)
-		}
 		delete(e.retire, id) // done with, whatever the reason
 		deactivations.Inc()
 	}
@@ -1053,6 +1047,15 @@ func (e *Engine) outcome(r result) {
 			w.State = core.StateInactive
 		}
 	})
+	if f := e.opts.OnDeactivate; deactivate && f != nil {
+		// Once the registry has it inactive: an operator alerted who
+		// looks finds it so.
+		d := Deactivation{ID: id, Reason: reason, LastRun: run, Failures: retries}
+		if w, ok := e.opts.Webhooks.Target(id); ok {
+			d.URL = w.URL
+		}
+		go f(d)
+	}
 	// Nothing stored and nothing left (a boot storm's every delivery):
 	// no pending write to make.
 	if sl.Stored || len(sl.Pending) > 0 || e.retire[id] {
