@@ -10,10 +10,14 @@
 //     counters, in the binary forms of package webhooks (secrets sealed
 //     with the shared key file), and "g.<user>.<access>", an access's
 //     guard. Every instance watches this bucket and keeps all webhooks in
-//     memory (state.Index).
-//   - bucket N-runs: "r.<id>.<slot>", the ring of a webhook's last
-//     state.RunsKept runs. Read on demand, never watched.
+//     memory (state.Index). The owner's flush writes a webhook's counters
+//     and the runs they count as one entry (webhooks.EncodeCountersRuns),
+//     and the bucket keeps historyKept revisions of each key: a webhook's
+//     run history is its counters' history, read on demand.
 //   - bucket N-pending: "p.<id>", a webhook's undelivered messages.
+//   - bucket N-runs, of earlier versions: "r.<id>.<slot>", a ring of
+//     runs. Still read where it exists, never written; it can be deleted
+//     once every webhook has had state.RunsKept runs since.
 //
 // The API's writes are atomic batches (ADR-50): a webhook's record and
 // counters, and last its access's guard, published only if the guard is
@@ -78,7 +82,7 @@ type Conn struct {
 	js      jetstream.JetStream
 	o       Options
 	hooks   bucket
-	runs    bucket
+	runs    bucket // an earlier version's; kv nil where there is none
 	pending bucket
 
 	health  atomic.Pointer[error] // the last check's outcome; nil: healthy
@@ -269,13 +273,17 @@ func (c *Conn) setup(ctx context.Context) error {
 		}
 	}
 	for _, b := range []struct {
-		b      *bucket
-		name   string
-		atomic bool
-	}{{&c.hooks, "webhooks", true}, {&c.runs, "runs", false}, {&c.pending, "pending", false}} {
-		if *b.b, err = c.openBucket(ctx, c.o.Name+"-"+b.name, b.atomic); err != nil {
+		b       *bucket
+		name    string
+		history uint8
+		atomic  bool
+	}{{&c.hooks, "webhooks", historyKept, true}, {&c.pending, "pending", 1, false}} {
+		if *b.b, err = c.openBucket(ctx, c.o.Name+"-"+b.name, b.history, b.atomic); err != nil {
 			return err
 		}
+	}
+	if err := c.openRuns(ctx); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
@@ -314,11 +322,37 @@ func (c *Conn) checkKey(ctx context.Context) error {
 	return nil
 }
 
-func (c *Conn) openBucket(ctx context.Context, name string, atomic bool) (bucket, error) {
+// historyKept is how many revisions of a key the webhooks bucket keeps
+// (JetStream's most): a webhook's counters written by the flushes that
+// recorded its last state.RunsKept runs, and by up to 14 API writes
+// meanwhile; more API writes than that leave fewer runs in the history.
+const historyKept = jetstream.KeyValueMaxHistory
+
+// openRuns opens the runs bucket of an earlier version, if there is one.
+func (c *Conn) openRuns(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	name := c.o.Name + "-runs"
+	kv, err := c.js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot open bucket %s: %w", name, err)
+	}
+	st, err := c.js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return fmt.Errorf("cannot open bucket %s: %w", name, err)
+	}
+	c.runs = bucket{kv: kv, stream: st, subject: "$KV." + name + "."}
+	return nil
+}
+
+func (c *Conn) openBucket(ctx context.Context, name string, history uint8, atomic bool) (bucket, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: c.o.Replicas,
+		Bucket: name, History: history, Storage: jetstream.FileStorage, Replicas: c.o.Replicas,
 	})
 	if err != nil {
 		return bucket{}, fmt.Errorf("cannot open bucket %s: %w", name, err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -430,14 +429,28 @@ func (r *Registry) Delete(user, id string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := r.c.ctx()
-	defer cancel()
-	if err := r.c.runs.stream.Purge(ctx, jetstream.WithPurgeSubject(r.c.runs.subj("r."+id+".>"))); err != nil {
-		slog.Warn("cannot delete the runs of a deleted webhook", "webhook", id, "err", err)
-	}
+	r.forget(id)
 	gone.Runs = []core.Run{}
 	r.notify(state.Change{Webhook: gone, Deleted: true})
 	return nil
+}
+
+// forget purges a deleted webhook's history, its runs with it, and
+// keeps the deletions, which other instances' watches may not have had.
+func (r *Registry) forget(id string) {
+	ctx, cancel := r.c.ctx()
+	defer cancel()
+	for _, key := range []string{"w." + id, "c." + id} {
+		if err := r.c.hooks.stream.Purge(ctx, jetstream.WithPurgeSubject(r.c.hooks.subj(key)), jetstream.WithPurgeKeep(1)); err != nil {
+			slog.Warn("cannot purge the history of a deleted webhook", "webhook", id, "err", err)
+		}
+	}
+	if r.c.runs.kv == nil {
+		return
+	}
+	if err := r.c.runs.stream.Purge(ctx, jetstream.WithPurgeSubject(r.c.runs.subj("r."+id+".>"))); err != nil {
+		slog.Warn("cannot delete the runs of a deleted webhook", "webhook", id, "err", err)
+	}
 }
 
 // Import implements state.Registry: records and counters are published
@@ -607,17 +620,19 @@ func (r *Registry) readable() error {
 	return r.catchUp()
 }
 
-// runsPerRequest is how many webhooks' runs one request reads: at most
-// RunsKept each, within what one direct get returns.
+// runsPerRequest is how many webhooks' runs one request reads from the
+// runs bucket of an earlier version: at most RunsKept each, within what
+// one direct get returns.
 const runsPerRequest = 16
 
-// withRuns fills each webhook's run history: the runs bucket's, and
-// those recorded here and not yet stored. A history that cannot be read
-// is logged and left with what memory holds.
+// withRuns fills each webhook's run history: its counters' history in
+// the webhooks bucket (and the runs bucket of an earlier version, where
+// there is one), and the runs recorded here and not yet stored. A
+// history that cannot be read is logged and left with what memory holds.
 func (r *Registry) withRuns(ws []*core.Webhook) []*core.Webhook {
 	stored := map[string][]state.Numbered{}
 	var subjects []string
-	flush := func() {
+	legacy := func() {
 		if len(subjects) == 0 {
 			return
 		}
@@ -628,14 +643,20 @@ func (r *Registry) withRuns(ws []*core.Webhook) []*core.Webhook {
 	}
 	reachable := r.c.Healthy() == nil // else: what memory holds, at once
 	for _, w := range ws {
-		if w.RunCount > 0 && reachable {
+		if w.RunCount == 0 || !reachable {
+			continue
+		}
+		if err := r.readHistory(w.ID, stored); err != nil {
+			slog.Error("cannot read a run history", "webhook", w.ID, "err", err)
+		}
+		if r.c.runs.kv != nil {
 			subjects = append(subjects, r.c.runs.subj("r."+w.ID+".*"))
 			if len(subjects) == runsPerRequest {
-				flush()
+				legacy()
 			}
 		}
 	}
-	flush()
+	legacy()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, w := range ws {
@@ -645,7 +666,37 @@ func (r *Registry) withRuns(ws []*core.Webhook) []*core.Webhook {
 	return ws
 }
 
-// readRuns reads the last run of each subject into stored, by webhook.
+// readHistory reads the runs of webhook id's counters' history into
+// stored: one request.
+func (r *Registry) readHistory(id string, stored map[string][]state.Numbered) error {
+	ctx, cancel := r.c.ctx()
+	defer cancel()
+	msgs, err := jetstreamext.GetBatch(ctx, r.c.js, r.c.hooks.stream.CachedInfo().Config.Name, historyKept,
+		jetstreamext.GetBatchSubject(r.c.hooks.subj("c."+id)))
+	if err != nil {
+		return err
+	}
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(m.Data) == 0 {
+			continue // a deletion
+		}
+		_, runs, err := webhooks.DecodeCountersRuns(m.Data)
+		if err != nil {
+			return err
+		}
+		stored[id] = append(stored[id], runs...)
+	}
+	return nil
+}
+
+// readRuns reads the last run of each subject of the runs bucket of an
+// earlier version into stored, by webhook.
 func (r *Registry) readRuns(subjects []string, stored map[string][]state.Numbered) error {
 	ctx, cancel := r.c.ctx()
 	defer cancel()
@@ -682,8 +733,9 @@ func (r *Registry) RecordRun(id string, run core.Run, fn func(w *core.Webhook)) 
 	return ok
 }
 
-// Flush implements state.Registry: the counters and new runs of every
-// webhook RecordRun changed, published without waiting one for another.
+// Flush implements state.Registry: the counters of every webhook
+// RecordRun changed, each with the runs it recorded since the last flush
+// in one entry, published without waiting one for another.
 func (r *Registry) Flush() error {
 	if err := r.c.Healthy(); err != nil {
 		return fmt.Errorf("cannot store webhook runs: %w", err) // at once: they are tried again
@@ -702,31 +754,16 @@ func (r *Registry) Flush() error {
 	if len(batch) == 0 {
 		return nil
 	}
-	var msgs []*nats.Msg
-	ends := make([]int, len(batch))
+	msgs := make([]*nats.Msg, len(batch))
 	for i, d := range batch {
 		runs, first := d.Runs, d.First
 		if n := len(runs) - state.RunsKept; n > 0 {
 			runs, first = runs[n:], first+n
 		}
-		for j, run := range runs {
-			n := first + j
-			msgs = append(msgs, putMsg(&r.c.runs, "r."+d.ID+"."+strconv.Itoa((n-1)%state.RunsKept), webhooks.EncodeRun(n, run)))
-		}
-		msgs = append(msgs, putMsg(&r.c.hooks, "c."+d.ID, webhooks.EncodeCounters(d.Counters)))
-		ends[i] = len(msgs)
+		msgs[i] = putMsg(&r.c.hooks, "c."+d.ID, webhooks.EncodeCountersRuns(d.Counters, first, runs))
 	}
-	revs, k, err := r.c.publishPaced(msgs)
-	for i := range revs {
-		if !strings.HasPrefix(msgs[i].Subject, r.c.hooks.subject) {
-			revs[i] = 0 // the runs bucket: not watched
-		}
-	}
+	revs, n, err := r.c.publishPaced(msgs)
 	r.noteOwn(revs)
-	n := 0 // webhooks written
-	for n < len(ends) && ends[n] <= k {
-		n++
-	}
 	r.mu.Lock()
 	r.writing = nil
 	if err != nil {

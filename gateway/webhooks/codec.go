@@ -33,6 +33,18 @@ func EncodeCounters(c state.Counters) []byte { return appendCounters(make([]byte
 // DecodeCounters decodes what EncodeCounters stored.
 func DecodeCounters(v []byte) (state.Counters, error) { return decodeCounters(v) }
 
+// EncodeCountersRuns returns the stored form of c followed by runs,
+// numbered from first: a run and the counters it changed in one value.
+func EncodeCountersRuns(c state.Counters, first int, runs []core.Run) []byte {
+	return appendCountersRuns(make([]byte, 0, 32+len(runs)*30), c, first, runs)
+}
+
+// DecodeCountersRuns decodes what EncodeCounters or EncodeCountersRuns
+// stored: the counters, and the runs (none for the first).
+func DecodeCountersRuns(v []byte) (state.Counters, []state.Numbered, error) {
+	return decodeCountersRuns(v)
+}
+
 // EncodeRun returns the stored form of run number n.
 func EncodeRun(n int, r core.Run) []byte { return runValue(n, r) }
 

@@ -342,12 +342,34 @@ func decodeInto(v []byte, sealer *Sealer, w *core.Webhook, borrow bool) (*core.W
 // Version 2 adds, after the last run's time, the modification time of
 // the record the state and retries were decided on
 // (state.Counters.Basis); version 1 is still read, with none.
+//
+// Version 3 is version 2 followed by the runs that the write adds, so
+// that a cluster stores a run and the counters it changed as one entry
+// (appendCountersRuns):
+//
+//	uvarint  number of runs
+//	per run: uvarint length, then the run's value (runValue)
 const (
 	countersV1 = 1
 	countersV2 = 2
+	countersV3 = 3
 )
 
-func appendCounters(b []byte, c state.Counters) []byte {
+func appendCounters(b []byte, c state.Counters) []byte { return appendCountersV(b, c, countersV2) }
+
+// appendCountersRuns appends c and runs, numbered from first, in version 3.
+func appendCountersRuns(b []byte, c state.Counters, first int, runs []core.Run) []byte {
+	b = appendCountersV(b, c, countersV3)
+	b = binary.AppendUvarint(b, uint64(len(runs)))
+	for i, run := range runs {
+		v := runValue(first+i, run)
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
+	}
+	return b
+}
+
+func appendCountersV(b []byte, c state.Counters, version byte) []byte {
 	var st byte
 	switch c.State {
 	case core.StateActive:
@@ -355,7 +377,7 @@ func appendCounters(b []byte, c state.Counters) []byte {
 	case core.StateInactive:
 		st = 2
 	}
-	b = append(b, countersV2, st)
+	b = append(b, version, st)
 	for _, n := range []int{c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun.Status} {
 		b = binary.AppendVarint(b, int64(n))
 	}
@@ -368,14 +390,21 @@ func appendCounters(b []byte, c state.Counters) []byte {
 }
 
 func decodeCounters(v []byte) (state.Counters, error) {
+	c, _, err := decodeCountersRuns(v)
+	return c, err
+}
+
+// decodeCountersRuns decodes counters of any version, and the runs of
+// version 3.
+func decodeCountersRuns(v []byte) (state.Counters, []state.Numbered, error) {
 	var c state.Counters
-	if len(v) < 2 || (v[0] != countersV1 && v[0] != countersV2) || v[1] > 2 || len(v) > maxRecord {
-		return c, errRecord
+	if len(v) < 2 || v[0] < countersV1 || v[0] > countersV3 || v[1] > 2 || len(v) > maxRecord {
+		return c, nil, errRecord
 	}
 	r := &recordReader{b: v, off: 2}
 	c.RunCount, c.FailCount, c.CurrentRetries, c.LastRun.Status = r.count(), r.count(), r.count(), r.int()
 	c.LastRun.Timestamp = r.float()
-	if v[0] == countersV2 {
+	if v[0] >= countersV2 {
 		c.Basis = r.float()
 	}
 	switch v[1] {
@@ -388,10 +417,32 @@ func decodeCounters(v []byte) (state.Counters, error) {
 		r.b, r.off = v[r.off:], 0
 		c.State = r.str()
 	}
+	var runs []state.Numbered
+	if v[0] == countersV3 && r.err == nil {
+		n := r.length(len(r.b) - r.off) // each run takes a byte or more
+		for range n {
+			m := r.length(len(r.b) - r.off)
+			if r.err == nil && m > len(r.b)-r.off {
+				r.err = errRecord
+			}
+			if r.err != nil {
+				break
+			}
+			run, err := decodeRun(r.b[r.off : r.off+m])
+			if err != nil {
+				return c, nil, err
+			}
+			runs = append(runs, run)
+			r.off += m
+		}
+	}
 	if r.err == nil && r.off != len(r.b) {
 		r.err = errRecord
 	}
-	return c, r.err
+	if r.err != nil {
+		return c, nil, r.err
+	}
+	return c, runs, nil
 }
 
 // A run is stored under ringKey(id, n), in one of RunsKept keys that

@@ -132,6 +132,32 @@ func TestCountersRoundTrip(t *testing.T) {
 	if got, err := decodeCounters(v1); err != nil || got != c {
 		t.Fatalf("version 1 counters: %+v, %v; want %+v", got, err, c)
 	}
+	// Version 3: counters and the runs a write added.
+	runs := []core.Run{{Status: 200, Timestamp: 10}, {Status: 503, Timestamp: 11, DurationMs: 2.5, Error: core.RunHTTP, Answer: "busy"}}
+	c3 := state.Counters{RunCount: 42, FailCount: 1, LastRun: core.Run{Status: 503, Timestamp: 11}, State: "odd", Basis: 3}
+	for _, want := range [][]core.Run{nil, runs} {
+		v := appendCountersRuns(nil, c3, 41, want)
+		got, numbered, err := decodeCountersRuns(v)
+		if err != nil || got != c3 || len(numbered) != len(want) {
+			t.Fatalf("version 3 with %d runs: %+v, %+v, %v", len(want), got, numbered, err)
+		}
+		for i, n := range numbered {
+			if n != (state.Numbered{N: 41 + i, Run: want[i]}) {
+				t.Fatalf("version 3 run %d: %+v; want %+v", i, n, want[i])
+			}
+		}
+		if c, err := decodeCounters(v); err != nil || c != c3 {
+			t.Fatalf("version 3 read as counters: %+v, %v", c, err)
+		}
+		for n := range len(v) {
+			if _, _, err := decodeCountersRuns(v[:n]); err == nil {
+				t.Fatalf("%d of %d bytes of version 3 decoded", n, len(v))
+			}
+		}
+		if _, _, err := decodeCountersRuns(append(v, 0)); err == nil {
+			t.Fatal("version 3 with a byte more decoded")
+		}
+	}
 	r := core.Run{Status: 410, Timestamp: 12.5}
 	if got, err := decodeRun(runValue(51, r)); err != nil || got != (state.Numbered{N: 51, Run: r}) {
 		t.Fatalf("run: %+v, %v", got, err)
@@ -166,7 +192,14 @@ func FuzzDecodeCounters(f *testing.F) {
 	f.Add(appendCounters(nil, state.Counters{RunCount: 3, State: "odd"}))
 	f.Add(runValue(7, core.Run{Status: 200, Timestamp: 1}))
 	f.Add(runValue(8, core.Run{Status: 0, Timestamp: 2, DurationMs: 5000, Error: core.RunTimeout}))
+	f.Add(appendCountersRuns(nil, state.Counters{RunCount: 2, State: core.StateActive}, 1, []core.Run{{Status: 200, Timestamp: 1}, {Status: 0, Timestamp: 2, Answer: "x"}}))
 	f.Fuzz(func(t *testing.T, v []byte) {
+		if c, runs, err := decodeCountersRuns(v); err == nil && len(runs) > 0 {
+			again, rruns, err := decodeCountersRuns(appendCountersRuns(nil, c, runs[0].N, numberedRuns(runs)))
+			if err != nil || len(rruns) != len(runs) || (again != c && c.LastRun.Timestamp == c.LastRun.Timestamp && c.Basis == c.Basis) {
+				t.Fatalf("counters %+v and %d runs re-encoded: %+v, %d runs, %v", c, len(runs), again, len(rruns), err)
+			}
+		}
 		if c, err := decodeCounters(v); err == nil {
 			if again, err := decodeCounters(appendCounters(nil, c)); err != nil || (again != c && c.LastRun.Timestamp == c.LastRun.Timestamp && c.Basis == c.Basis) {
 				t.Fatalf("counters %+v re-encoded: %+v, %v", c, again, err)
@@ -178,4 +211,12 @@ func FuzzDecodeCounters(f *testing.F) {
 			}
 		}
 	})
+}
+
+func numberedRuns(ns []state.Numbered) []core.Run {
+	runs := make([]core.Run, len(ns))
+	for i, n := range ns {
+		runs[i] = n.Run
+	}
+	return runs
 }
