@@ -22,6 +22,8 @@ var metricHelp = map[string]string{
 	"hookgate_queue_commit_errors_total":         "Group commits of the change queue that failed.",
 	"hookgate_cluster_partitions_owned":          "Cluster mode: partitions of the users this instance delivers now.",
 	"hookgate_cluster_partition_owned":           "Cluster mode: 1 while this instance delivers the users of this partition.",
+	"hookgate_cluster_partitions_gained_total":   "Cluster mode: partitions this instance took up (at start, from a dead instance, or given up by another).",
+	"hookgate_cluster_partitions_lost_total":     "Cluster mode: partitions this instance stopped delivering (given up for another instance, or its anchor late); what it had read of them, its next owner reads again.",
 	"hookgate_cluster_markers_unpublished_total": "Cluster mode: changes answered whose marker JetStream did not take (no quorum); their notifications may be missing.",
 	"hookgate_cluster_markers_republished_total": "Cluster mode: marker publishes made again after the connection moved to another server or no stream leader answered; such a marker may be stored, and notified, twice.",
 	"hookgate_disk_free_bytes":                   "Free space on the data directory's disk.",

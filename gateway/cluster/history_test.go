@@ -121,6 +121,17 @@ func TestRunsAreCountersHistory(t *testing.T) {
 		}
 	}
 
+	// Two entries with a run of the same number (a new owner that had
+	// not yet heard of its predecessor's last flush): the later one's.
+	again := state.Counters{RunCount: 60, State: core.StateActive, LastRun: core.Run{Status: 200, Timestamp: 999}}
+	if _, err := c.hooks.kv.Put(ctx, "c."+ws[0].ID, webhooks.EncodeCountersRuns(again, 60, []core.Run{again.LastRun})); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.Get("alice", ws[0].ID); len(got.Runs) != state.RunsKept || got.Runs[0].Timestamp != 999 || got.Runs[1].Timestamp != 103+20*5+8 {
+		t.Fatalf("after a second run 60: %d runs, the first two at %v, %v; want %d, 999, %v",
+			len(got.Runs), got.Runs[0].Timestamp, got.Runs[1].Timestamp, state.RunsKept, 103+20*5+8)
+	}
+
 	// A deletion keeps only the deletion markers of the record and the
 	// counters: the history is gone.
 	if err := b.Delete("alice", ws[1].ID); err != nil {

@@ -129,7 +129,12 @@ type MarkersOptions struct {
 
 var (
 	ownedPartitions = metrics.NewGauge(`hookgate_cluster_partitions_owned`, nil)
-	markersLost     = metrics.NewCounter(`hookgate_cluster_markers_unpublished_total`)
+	// partitionsGained and partitionsLost count ownership changes: each
+	// loss drops what the instance had read of the partition, for its
+	// next owner to read again.
+	partitionsGained = metrics.NewCounter(`hookgate_cluster_partitions_gained_total`)
+	partitionsLost   = metrics.NewCounter(`hookgate_cluster_partitions_lost_total`)
+	markersLost      = metrics.NewCounter(`hookgate_cluster_markers_unpublished_total`)
 	// markersRepublished counts publishes made again after a cut.
 	markersRepublished = metrics.NewCounter(`hookgate_cluster_markers_republished_total`)
 )
@@ -549,6 +554,10 @@ func (m *Markers) checkOwners() {
 			pt.owned, changed = owned, true
 			if owned {
 				pt.gained = m.now()
+				partitionsGained.Inc()
+			} else {
+				partitionsLost.Inc()
+				slog.Info("partition lost", "partition", pt.n, "anchor age", m.now().Sub(pt.anchorAt))
 			}
 			v := 0.0
 			if owned {

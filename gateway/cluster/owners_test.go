@@ -152,10 +152,14 @@ func TestPartitionOwnership(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	had, gained := len(b.Owned()), partitionsGained.Get()
 	died := time.Now()
 	ca.nc.Close() // no unpin, no hand-back: as kill -9
 	ownedBy(t, parts, b)
 	took := time.Since(died)
+	if got := partitionsGained.Get() - gained; got != uint64(parts-had) {
+		t.Fatalf("hookgate_cluster_partitions_gained_total grew by %d as b took a's partitions; want %d", got, parts-had)
+	}
 	t.Logf("failover of %d partitions took %v (bound %v)", parts, took.Round(time.Millisecond), o.Failover)
 	// b keeps them: a's last beats, counted for three beats more, do not
 	// make b give half of them up to the dead at its next balance.

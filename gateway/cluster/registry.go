@@ -642,14 +642,32 @@ func (r *Registry) withRuns(ws []*core.Webhook) []*core.Webhook {
 		subjects = subjects[:0]
 	}
 	reachable := r.c.Healthy() == nil // else: what memory holds, at once
+	var (
+		wg       sync.WaitGroup
+		storedMu sync.Mutex
+		reads    = make(chan struct{}, historyReads)
+	)
 	for _, w := range ws {
 		if w.RunCount == 0 || !reachable {
 			continue
 		}
-		if err := r.readHistory(w.ID, stored); err != nil {
-			slog.Error("cannot read a run history", "webhook", w.ID, "err", err)
-		}
-		if r.c.runs.kv != nil {
+		wg.Add(1)
+		reads <- struct{}{}
+		go func(id string) {
+			defer wg.Done()
+			runs, err := r.readHistory(id)
+			<-reads
+			if err != nil {
+				slog.Error("cannot read a run history", "webhook", id, "err", err)
+			}
+			storedMu.Lock()
+			stored[id] = append(stored[id], runs...)
+			storedMu.Unlock()
+		}(w.ID)
+	}
+	wg.Wait()
+	for _, w := range ws {
+		if w.RunCount > 0 && reachable && r.c.runs.kv != nil {
 			subjects = append(subjects, r.c.runs.subj("r."+w.ID+".*"))
 			if len(subjects) == runsPerRequest {
 				legacy()
@@ -666,33 +684,41 @@ func (r *Registry) withRuns(ws []*core.Webhook) []*core.Webhook {
 	return ws
 }
 
-// readHistory reads the runs of webhook id's counters' history into
-// stored: one request.
-func (r *Registry) readHistory(id string, stored map[string][]state.Numbered) error {
+// historyReads bounds the run histories one call of withRuns reads at
+// once.
+const historyReads = 8
+
+// readHistory returns the runs of webhook id's counters' history, or
+// those it read before an error: one request. The newest entry's runs
+// come first, so that where two entries hold a run of the same number (a
+// new owner that had not yet heard of the old one's last flush), the
+// later one is the one state.MergeRuns finds.
+func (r *Registry) readHistory(id string) ([]state.Numbered, error) {
 	ctx, cancel := r.c.ctx()
 	defer cancel()
 	msgs, err := jetstreamext.GetBatch(ctx, r.c.js, r.c.hooks.stream.CachedInfo().Config.Name, historyKept,
 		jetstreamext.GetBatchSubject(r.c.hooks.subj("c."+id)))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var all []state.Numbered
 	for m, err := range msgs {
 		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			return nil
+			return all, nil
 		}
 		if err != nil {
-			return err
+			return all, err
 		}
 		if len(m.Data) == 0 {
 			continue // a deletion
 		}
 		_, runs, err := webhooks.DecodeCountersRuns(m.Data)
 		if err != nil {
-			return err
+			return all, err
 		}
-		stored[id] = append(stored[id], runs...)
+		all = append(runs, all...)
 	}
-	return nil
+	return all, nil
 }
 
 // readRuns reads the last run of each subject of the runs bucket of an

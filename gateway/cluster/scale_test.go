@@ -110,8 +110,9 @@ func scalePeakRSS() string {
 	return ""
 }
 
-// TestRegistryScale stores N webhooks (scaleSize) and a pending set for
-// one in ten on a three-node cluster, then starts a second instance: it
+// TestRegistryScale stores N webhooks (scaleSize), a pending set for
+// one in ten and a run for each on a three-node cluster, then starts a
+// second instance: it
 // loads every webhook through the bucket's watch, and the pending sets,
 // and reads back what was stored. It logs the time of each step, and the
 // Go heap the loaded registry holds. The servers run in this process:
@@ -201,6 +202,25 @@ func TestRegistryScale(t *testing.T) {
 	t.Logf("pending write: %d sets in %d writes in %v: %.0f sets/s", len(ps),
 		(len(ps)+scalePendingBatch-1)/scalePendingBatch, pendingTime.Round(time.Millisecond), float64(len(ps))/pendingTime.Seconds())
 
+	// A boot storm's runs: one run for every webhook, stored by one
+	// Flush, each webhook's counters and run as one entry.
+	storm := 1_800_000_000.0
+	for i, w := range ws {
+		run := core.Run{Status: 200, Timestamp: storm + float64(i)}
+		if !r.RecordRun(w.ID, run, nil) {
+			r.Close()
+			t.Fatalf("webhook %s: no run recorded", w.ID)
+		}
+		w.CountRun(run)
+	}
+	start = time.Now()
+	if err := r.Flush(); err != nil {
+		r.Close()
+		t.Fatalf("flush of %d webhooks' runs: %v", n, err)
+	}
+	flushTime := time.Since(start)
+	t.Logf("flush: %d webhooks' counters and runs in %v: %.0f webhooks/s", n, flushTime.Round(time.Millisecond), float64(n)/flushTime.Seconds())
+
 	// What to read back: 1,000 webhooks across the range, and the users
 	// of the first few.
 	step := max(1, n/1000)
@@ -263,6 +283,14 @@ func TestRegistryScale(t *testing.T) {
 			got.RunCount != want.RunCount || got.FailCount != want.FailCount || got.CurrentRetries != want.CurrentRetries ||
 			got.LastRun.Status != want.LastRun.Status || got.LastRun.Timestamp != want.LastRun.Timestamp {
 			t.Fatalf("webhook %s read back\n %+v\nwant\n %+v", want.ID, got, want)
+		}
+	}
+	// Their run histories: the storm's run, read back from the
+	// counters' history (the imported counts have none).
+	for _, want := range sample[:min(100, len(sample))] {
+		got, ok := r2.Get(want.User, want.ID)
+		if !ok || len(got.Runs) != 1 || got.Runs[0] != want.LastRun {
+			t.Fatalf("webhook %s's runs read back: %+v; want its last run %+v", want.ID, got.Runs, want.LastRun)
 		}
 	}
 	for _, want := range sample[:min(10, len(sample))] {
