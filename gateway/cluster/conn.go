@@ -351,22 +351,33 @@ func (c *Conn) openRuns(ctx context.Context) error {
 func (c *Conn) openBucket(ctx context.Context, name string, history uint8, atomic bool) (bucket, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
-	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, History: history, Storage: jetstream.FileStorage, Replicas: c.o.Replicas,
-	})
-	if err != nil {
-		return bucket{}, fmt.Errorf("cannot open bucket %s: %w", name, err)
-	}
+	// An existing bucket is updated only where it differs, and in one
+	// update: CreateOrUpdateKeyValue's would turn atomic batches off
+	// until the next (the server then drops the batches under way of
+	// the instances already running).
 	st, err := c.js.Stream(ctx, "KV_"+name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = c.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, History: history, Storage: jetstream.FileStorage, Replicas: c.o.Replicas,
+		}); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return bucket{}, fmt.Errorf("cannot create bucket %s: %w", name, err)
+		}
+		st, err = c.js.Stream(ctx, "KV_"+name)
+	}
 	if err != nil {
 		return bucket{}, fmt.Errorf("cannot open bucket %s: %w", name, err)
 	}
-	if atomic && !st.CachedInfo().Config.AllowAtomicPublish {
-		cfg := st.CachedInfo().Config
-		cfg.AllowAtomicPublish = true
+	cfg := st.CachedInfo().Config
+	if cfg.MaxMsgsPerSubject != int64(history) || cfg.Replicas != c.o.Replicas || (atomic && !cfg.AllowAtomicPublish) {
+		cfg.MaxMsgsPerSubject, cfg.Replicas = int64(history), c.o.Replicas
+		cfg.AllowAtomicPublish = cfg.AllowAtomicPublish || atomic
 		if st, err = c.js.UpdateStream(ctx, cfg); err != nil {
-			return bucket{}, fmt.Errorf("cannot allow atomic batches on bucket %s (JetStream 2.12 or later needed): %w", name, err)
+			return bucket{}, fmt.Errorf("cannot update bucket %s (atomic batches need JetStream 2.12 or later): %w", name, err)
 		}
+	}
+	kv, err := c.js.KeyValue(ctx, name)
+	if err != nil {
+		return bucket{}, fmt.Errorf("cannot open bucket %s: %w", name, err)
 	}
 	return bucket{kv: kv, stream: st, subject: "$KV." + name + "."}, nil
 }
@@ -426,6 +437,19 @@ func putMsg(b *bucket, key string, v []byte) *nats.Msg {
 func delMsg(b *bucket, key string) *nats.Msg {
 	m := &nats.Msg{Subject: b.subj(key), Header: nats.Header{}}
 	m.Header.Set("KV-Operation", "DEL")
+	return m
+}
+
+// purgeMsg returns the message that deletes key of b and its history.
+func purgeMsg(b *bucket, key string) *nats.Msg {
+	m := &nats.Msg{Subject: b.subj(key), Header: nats.Header{}}
+	m.Header.Set("KV-Operation", "PURGE")
+	return rollup(m)
+}
+
+// rollup makes m, once stored, the only revision its subject keeps.
+func rollup(m *nats.Msg) *nats.Msg {
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	return m
 }
 

@@ -71,6 +71,20 @@ func TestRunsAreCountersHistory(t *testing.T) {
 		return info.State.LastSeq
 	}
 
+	if cfg := c.hooks.stream.CachedInfo().Config; cfg.MaxMsgsPerSubject != historyKept || !cfg.AllowAtomicPublish {
+		t.Fatalf("the earlier webhooks bucket opened with %d revisions kept, atomic batches %v; want %d, true",
+			cfg.MaxMsgsPerSubject, cfg.AllowAtomicPublish, historyKept)
+	}
+	count := func(key string) uint64 {
+		t.Helper()
+		subj := c.hooks.subj(key)
+		info, err := c.hooks.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[subj]
+	}
+
 	ts := 100.0
 	record := func(id string, n int) {
 		for range n {
@@ -132,19 +146,28 @@ func TestRunsAreCountersHistory(t *testing.T) {
 			len(got.Runs), got.Runs[0].Timestamp, got.Runs[1].Timestamp, state.RunsKept, 103+20*5+8)
 	}
 
-	// A deletion keeps only the deletion markers of the record and the
+	// A record keeps no history (an earlier signing secret goes with
+	// it); its counters keep theirs.
+	for range 3 {
+		if _, err := a.Update("alice", ws[1].ID, func(w *core.Webhook) error { w.Secret = core.NewSigningSecret(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w, c := count("w."+ws[1].ID), count("c."+ws[1].ID); w != 1 || c < 10 {
+		t.Fatalf("after 3 updates the record has %d revisions, the counters %d; want 1, 10 or more", w, c)
+	}
+
+	// A deletion keeps only the purge markers of the record and the
 	// counters: the history is gone.
 	if err := b.Delete("alice", ws[1].ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"w." + ws[1].ID, "c." + ws[1].ID} {
-		subj := c.hooks.subj(key)
-		info, err := c.hooks.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := info.State.Subjects[subj]; got != 1 {
+		if got := count(key); got != 1 {
 			t.Fatalf("%s holds %d entries after the deletion; want 1", key, got)
 		}
+	}
+	if _, ok := a.Get("alice", ws[1].ID); ok {
+		t.Fatal("a still reads the webhook b deleted")
 	}
 }

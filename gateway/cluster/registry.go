@@ -35,6 +35,8 @@ type Registry struct {
 	applyMu sync.Mutex
 	own     map[uint64]struct{} // revisions written here, not yet seen by the watch
 
+	flushMu sync.Mutex // one Flush at a time: it owns writing
+
 	mu      sync.RWMutex // guards x, guards and writing
 	x       *state.Index
 	guards  map[string]uint64 // an access's guard key: its revision
@@ -263,9 +265,12 @@ func (r *Registry) notify(c state.Change) {
 }
 
 // recordMsgs returns the messages that store w's record and counters.
+// The record rolls its subject up: the bucket keeps history for the
+// counters' runs, not for records, whose earlier signing secrets must go
+// when they are replaced.
 func (r *Registry) recordMsgs(w *core.Webhook) []*nats.Msg {
 	return []*nats.Msg{
-		putMsg(&r.c.hooks, "w."+w.ID, webhooks.EncodeRecord(w, r.c.o.Sealer)),
+		rollup(putMsg(&r.c.hooks, "w."+w.ID, webhooks.EncodeRecord(w, r.c.o.Sealer))),
 		putMsg(&r.c.hooks, "c."+w.ID, webhooks.EncodeCounters(state.CountersOf(w))),
 	}
 }
@@ -417,7 +422,7 @@ func (r *Registry) Delete(user, id string) error {
 		if !ok {
 			return state.ErrNotFound
 		}
-		msgs := []*nats.Msg{delMsg(&r.c.hooks, "w."+id), delMsg(&r.c.hooks, "c."+id)}
+		msgs := []*nats.Msg{purgeMsg(&r.c.hooks, "w."+id), purgeMsg(&r.c.hooks, "c."+id)} // their history too
 		if _, err := r.guarded(w.User, w.AccessID, msgs); err != nil {
 			return storeErr("delete", err)
 		}
@@ -435,19 +440,14 @@ func (r *Registry) Delete(user, id string) error {
 	return nil
 }
 
-// forget purges a deleted webhook's history, its runs with it, and
-// keeps the deletions, which other instances' watches may not have had.
+// forget deletes a deleted webhook's runs from the runs bucket of an
+// earlier version, if there is one.
 func (r *Registry) forget(id string) {
-	ctx, cancel := r.c.ctx()
-	defer cancel()
-	for _, key := range []string{"w." + id, "c." + id} {
-		if err := r.c.hooks.stream.Purge(ctx, jetstream.WithPurgeSubject(r.c.hooks.subj(key)), jetstream.WithPurgeKeep(1)); err != nil {
-			slog.Warn("cannot purge the history of a deleted webhook", "webhook", id, "err", err)
-		}
-	}
 	if r.c.runs.kv == nil {
 		return
 	}
+	ctx, cancel := r.c.ctx()
+	defer cancel()
 	if err := r.c.runs.stream.Purge(ctx, jetstream.WithPurgeSubject(r.c.runs.subj("r."+id+".>"))); err != nil {
 		slog.Warn("cannot delete the runs of a deleted webhook", "webhook", id, "err", err)
 	}
@@ -501,7 +501,7 @@ func (r *Registry) Import(ws []*core.Webhook) error {
 // once.
 const window = 1024
 
-// The writes of a flush (run records and counters, pending sets) go
+// The writes of a flush (counters with their runs, pending sets) go
 // minWindow at a time for up to spread: a tick's writes at once,
 // hundreds of replicated puts, delayed the markers that came meanwhile
 // (at 2,000 changes a second, windows of 1,024 gave a notification p99
@@ -766,8 +766,8 @@ func (r *Registry) Flush() error {
 	if err := r.c.Healthy(); err != nil {
 		return fmt.Errorf("cannot store webhook runs: %w", err) // at once: they are tried again
 	}
-	r.applyMu.Lock()
-	defer r.applyMu.Unlock()
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	batch := r.x.TakeDirty()
 	if len(batch) > 0 {
@@ -788,8 +788,22 @@ func (r *Registry) Flush() error {
 		}
 		msgs[i] = putMsg(&r.c.hooks, "c."+d.ID, webhooks.EncodeCountersRuns(d.Counters, first, runs))
 	}
-	revs, n, err := r.c.publishPaced(msgs)
-	r.noteOwn(revs)
+	// applyMu is held a window's worth at a time, as in Import: the
+	// watch applies other instances' writes between them (a boot storm's
+	// flush of a million webhooks lasted 40 s, and held the watch back as
+	// long).
+	pace, last := paced(time.Now), 0
+	size := func(int) int { last = pace(last); return last }
+	n := 0
+	var err error
+	for n < len(msgs) && err == nil {
+		chunk := msgs[n:min(n+window, len(msgs))]
+		r.applyMu.Lock()
+		revs, k, e := r.c.publishWindows(chunk, size)
+		r.noteOwn(revs)
+		r.applyMu.Unlock()
+		n, err = n+k, e
+	}
 	r.mu.Lock()
 	r.writing = nil
 	if err != nil {

@@ -390,13 +390,20 @@ func appendCountersV(b []byte, c state.Counters, version byte) []byte {
 }
 
 func decodeCounters(v []byte) (state.Counters, error) {
-	c, _, err := decodeCountersRuns(v)
+	c, _, err := decodeCountersV(v, false)
 	return c, err
 }
 
 // decodeCountersRuns decodes counters of any version, and the runs of
 // version 3.
 func decodeCountersRuns(v []byte) (state.Counters, []state.Numbered, error) {
+	return decodeCountersV(v, true)
+}
+
+// decodeCountersV decodes counters, and the runs of version 3 if runs
+// is set; otherwise it checks only their lengths (every instance's watch
+// reads every counters' entry, and needs no runs).
+func decodeCountersV(v []byte, runs bool) (state.Counters, []state.Numbered, error) {
 	var c state.Counters
 	if len(v) < 2 || v[0] < countersV1 || v[0] > countersV3 || v[1] > 2 || len(v) > maxRecord {
 		return c, nil, errRecord
@@ -417,7 +424,7 @@ func decodeCountersRuns(v []byte) (state.Counters, []state.Numbered, error) {
 		r.b, r.off = v[r.off:], 0
 		c.State = r.str()
 	}
-	var runs []state.Numbered
+	var numbered []state.Numbered
 	if v[0] == countersV3 && r.err == nil {
 		n := r.length(len(r.b) - r.off) // each run takes a byte or more
 		for range n {
@@ -428,11 +435,13 @@ func decodeCountersRuns(v []byte) (state.Counters, []state.Numbered, error) {
 			if r.err != nil {
 				break
 			}
-			run, err := decodeRun(r.b[r.off : r.off+m])
-			if err != nil {
-				return c, nil, err
+			if runs {
+				run, err := decodeRun(r.b[r.off : r.off+m])
+				if err != nil {
+					return c, nil, err
+				}
+				numbered = append(numbered, run)
 			}
-			runs = append(runs, run)
 			r.off += m
 		}
 	}
@@ -442,7 +451,7 @@ func decodeCountersRuns(v []byte) (state.Counters, []state.Numbered, error) {
 	if r.err != nil {
 		return c, nil, r.err
 	}
-	return c, runs, nil
+	return c, numbered, nil
 }
 
 // A run is stored under ringKey(id, n), in one of RunsKept keys that
