@@ -631,25 +631,19 @@ const runsPerRequest = 16
 // history that cannot be read is logged and left with what memory holds.
 func (r *Registry) withRuns(ws []*core.Webhook) []*core.Webhook {
 	stored := map[string][]state.Numbered{}
-	var subjects []string
-	legacy := func() {
-		if len(subjects) == 0 {
-			return
-		}
-		if err := r.readRuns(subjects, stored); err != nil {
-			slog.Error("cannot read run histories", "err", err)
-		}
-		subjects = subjects[:0]
-	}
-	reachable := r.c.Healthy() == nil // else: what memory holds, at once
 	var (
+		legacy   []string // subjects of the runs bucket of an earlier version
 		wg       sync.WaitGroup
 		storedMu sync.Mutex
 		reads    = make(chan struct{}, historyReads)
 	)
+	reachable := r.c.Healthy() == nil // else: what memory holds, at once
 	for _, w := range ws {
 		if w.RunCount == 0 || !reachable {
 			continue
+		}
+		if r.c.runs.kv != nil {
+			legacy = append(legacy, r.c.runs.subj("r."+w.ID+".*"))
 		}
 		wg.Add(1)
 		reads <- struct{}{}
@@ -666,15 +660,13 @@ func (r *Registry) withRuns(ws []*core.Webhook) []*core.Webhook {
 		}(w.ID)
 	}
 	wg.Wait()
-	for _, w := range ws {
-		if w.RunCount > 0 && reachable && r.c.runs.kv != nil {
-			subjects = append(subjects, r.c.runs.subj("r."+w.ID+".*"))
-			if len(subjects) == runsPerRequest {
-				legacy()
-			}
+	for len(legacy) > 0 {
+		k := min(len(legacy), runsPerRequest)
+		if err := r.readRuns(legacy[:k], stored); err != nil {
+			slog.Error("cannot read run histories", "err", err)
 		}
+		legacy = legacy[k:]
 	}
-	legacy()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, w := range ws {

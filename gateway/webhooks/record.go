@@ -215,18 +215,30 @@ func (r *recordReader) float() float64 {
 }
 
 func (r *recordReader) str() string {
+	from, to := r.span()
+	return r.s[from:to]
+}
+
+// field reads a length and as many bytes.
+func (r *recordReader) field() []byte {
+	from, to := r.span()
+	return r.b[from:to]
+}
+
+// span reads a length and skips as many bytes, and returns where they
+// are.
+func (r *recordReader) span() (from, to int) {
 	if r.err != nil {
-		return ""
+		return 0, 0
 	}
 	n, k := binary.Uvarint(r.b[r.off:])
 	if k <= 0 || n > uint64(len(r.b)-r.off-k) {
 		r.err = errRecord
-		return ""
+		return 0, 0
 	}
-	r.off += k
-	s := r.s[r.off : r.off+int(n)]
-	r.off += int(n)
-	return s
+	from = r.off + k
+	r.off = from + int(n)
+	return from, r.off
 }
 
 // decodeBinary decodes a binary record into w, and returns its secret and
@@ -428,21 +440,17 @@ func decodeCountersV(v []byte, runs bool) (state.Counters, []state.Numbered, err
 	if v[0] == countersV3 && r.err == nil {
 		n := r.length(len(r.b) - r.off) // each run takes a byte or more
 		for range n {
-			m := r.length(len(r.b) - r.off)
-			if r.err == nil && m > len(r.b)-r.off {
-				r.err = errRecord
-			}
+			f := r.field()
 			if r.err != nil {
 				break
 			}
 			if runs {
-				run, err := decodeRun(r.b[r.off : r.off+m])
+				run, err := decodeRun(f)
 				if err != nil {
 					return c, nil, err
 				}
 				numbered = append(numbered, run)
 			}
-			r.off += m
 		}
 	}
 	if r.err == nil && r.off != len(r.b) {
